@@ -1,1 +1,38 @@
-//! x
+//! The vmcreds format, in one place.
+//!
+//! Everything that decides what bytes travel from a VM host to a guest as SMBIOS
+//! Type 11 OEM strings, and how systemd reads them back, lives here and only
+//! here:
+//!
+//! - [`name`]: credential names (systemd's rule and the stricter portable rule);
+//! - [`base64`]: systemd's base64 decoder, byte for byte, version differences included;
+//! - [`oem`]: encoding a credential into an OEM string and classifying an OEM string
+//!   the way systemd's `parse_smbios_strings()` does;
+//! - [`type11`]: the Type 11 structure (build and parse raw entries);
+//! - [`limits`]: systemd's, SMBIOS's and each hypervisor's limits, and budgets;
+//! - [`predict`]: what systemd will import from a set of Type 11 entries;
+//! - [`digest`], [`secret`]: digests (sha256, hmac-sha256) and the redacted byte type;
+//! - [`manifest`], [`report`], [`verify`]: the JSON documents and the host-side check.
+//!
+//! The crate does no process, file or network I/O.
+
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+pub mod base64;
+pub mod digest;
+pub mod escape;
+pub mod limits;
+pub mod manifest;
+pub mod name;
+pub mod oem;
+pub mod predict;
+pub mod report;
+pub mod secret;
+pub mod systemd;
+pub mod type11;
+pub mod verify;
+
+pub use digest::{Digest, DigestAlg, Nonce};
+pub use name::{CredentialName, NameRule};
+pub use secret::Secret;

@@ -1,0 +1,453 @@
+//! The report (`vmcreds.report/1`): what the guest saw, per credential, with
+//! names, byte counts and digests, never values. Field names are a public
+//! interface (documented in the README): add fields, never rename them.
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::digest::Digest;
+use crate::limits::REPORT_SIZE_MAX;
+use crate::oem::Encoding;
+
+/// The schema name and version.
+pub const REPORT_SCHEMA: &str = "vmcreds.report/1";
+
+/// The whole report.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Report {
+    /// Always [`REPORT_SCHEMA`].
+    pub schema: String,
+    /// The tool and version that wrote it.
+    pub generator: String,
+    /// [`crate::Nonce::id`] of the manifest the digests are keyed with; absent
+    /// when digests are plain sha256.
+    #[serde(default)]
+    pub nonce_id: Option<String>,
+    /// The machine.
+    pub system: System,
+    /// The conditions under which systemd imports at all.
+    pub preconditions: Vec<Precondition>,
+    /// What the SMBIOS Type 11 entries held.
+    pub smbios: Smbios,
+    /// One row per credential name seen anywhere (SMBIOS, `/run/credentials`,
+    /// expectations).
+    pub credentials: Vec<CredentialReport>,
+    /// The overall result.
+    pub verdict: Verdict,
+}
+
+/// The machine.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct System {
+    /// SMBIOS version from the entry point, e.g. `3.0.0`.
+    pub smbios_version: Option<String>,
+    /// `32-bit` (`_SM_`) or `64-bit` (`_SM3_`).
+    pub entry_point: Option<String>,
+    /// Size of the whole structure table in bytes.
+    pub table_bytes: Option<u64>,
+    /// Type 1 manufacturer (escaped, at most 64 bytes), e.g. `QEMU`.
+    pub hypervisor_vendor: Option<String>,
+    /// Type 1 product name (escaped, at most 64 bytes).
+    pub hypervisor_product: Option<String>,
+    /// Running systemd version.
+    pub systemd_version: Option<u32>,
+    /// The systemd version the prediction models.
+    pub predicted_for_systemd: Option<u32>,
+}
+
+/// State of a precondition.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckState {
+    /// Holds: not a cause of loss.
+    Ok,
+    /// Does not hold: explains a loss.
+    Failed,
+    /// Could not be determined.
+    Unknown,
+}
+
+/// One silent precondition of systemd's import.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Precondition {
+    /// Stable identifier, e.g. `not_container`, `import_enabled`, `dmi_sysfs`.
+    pub check: String,
+    /// Its state.
+    pub state: CheckState,
+    /// What was seen, for people.
+    pub detail: String,
+}
+
+/// What the Type 11 entries held.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Smbios {
+    /// One per `/sys/firmware/dmi/entries/11-N/raw`.
+    pub entries: Vec<EntryReport>,
+    /// Counts by class.
+    pub strings: StringCounts,
+    /// Credential strings systemd refuses and whose name cannot be delimited
+    /// (no `=`), so they have no row in `credentials`.
+    pub unnamed_rejections: Vec<UnnamedRejection>,
+    /// Does the whole-table reader (`/sys/firmware/dmi/tables/DMI`) agree
+    /// with the per-entry reader?
+    pub table_cross_check: Option<TableCrossCheck>,
+}
+
+/// One raw entry.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EntryReport {
+    /// The N of `11-N`.
+    pub entry: u32,
+    /// Bytes in the raw file.
+    pub bytes: u64,
+    /// Structure handle.
+    pub handle: Option<u16>,
+    /// Count byte.
+    pub count: Option<u8>,
+    /// Strings found.
+    pub strings: u64,
+    /// The header error that stops systemd's scan here.
+    pub error: Option<String>,
+    /// What systemd tolerates but a person should know.
+    pub anomalies: Vec<String>,
+}
+
+/// Counts of strings by class.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StringCounts {
+    /// All non-empty strings.
+    pub total: u64,
+    /// Credential strings systemd imports.
+    pub imported: u64,
+    /// Credential strings systemd refuses.
+    pub rejected: u64,
+    /// Credential strings that lose to an earlier one of the same name.
+    pub shadowed: u64,
+    /// Strings without a credential prefix (never printed).
+    pub not_credential: u64,
+}
+
+/// A refused string without a name.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnnamedRejection {
+    /// The N of `11-N`.
+    pub entry: u32,
+    /// 1-based position in the entry.
+    pub string: u64,
+    /// systemd's reason.
+    pub reason: String,
+}
+
+/// Comparison of the two SMBIOS readers.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TableCrossCheck {
+    /// Type 11 structures in the whole table.
+    pub structures: u64,
+    /// Do their bytes equal the per-entry files?
+    pub agrees: bool,
+    /// What differs, if anything.
+    pub detail: String,
+}
+
+/// What happened to a credential in SMBIOS.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SmbiosStatus {
+    /// systemd imports it from SMBIOS.
+    Importable,
+    /// systemd refuses it (name, base64, size).
+    Rejected,
+    /// Another credential of the same name wins.
+    Shadowed,
+    /// Not in SMBIOS.
+    Absent,
+}
+
+/// What systemd imported under this name.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SystemdView {
+    /// A file exists in `/run/credentials/@system`.
+    pub present: bool,
+    /// Its size.
+    pub bytes: Option<u64>,
+    /// Its digest.
+    pub digest: Option<Digest>,
+    /// Its mode, octal (`0400`).
+    pub mode: Option<String>,
+    /// `secure` (ramfs, or tmpfs with noswap), `weak` (other), `insecure`
+    /// (group/other bits), as `systemd-creds list` says.
+    pub secure: Option<String>,
+}
+
+/// What was expected of a credential.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Expected {
+    /// Expected size, if known.
+    pub bytes: Option<u64>,
+    /// Expected digest, if known.
+    pub digest: Option<Digest>,
+    /// `manifest` (the `vmcreds.manifest` credential or `--manifest`) or `expect` (`--expect`).
+    pub from: String,
+}
+
+/// The per-credential result.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// Arrived as expected (or, with no expectation, as predicted).
+    Ok,
+    /// Expected but not in `/run/credentials/@system`.
+    Missing,
+    /// Present but size or digest differ from what was expected or predicted.
+    Mismatch,
+    /// In SMBIOS but refused by systemd.
+    Rejected,
+    /// Present but not expected (fails only in strict mode).
+    Unexpected,
+}
+
+/// One credential.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CredentialReport {
+    /// Name (escaped if it came from a refused string).
+    pub name: String,
+    /// Decoded size of the SMBIOS value.
+    pub bytes: Option<u64>,
+    /// Digest of the SMBIOS value.
+    pub digest: Option<Digest>,
+    /// How it was carried in SMBIOS.
+    pub encoding: Option<Encoding>,
+    /// Where systemd got it: `smbios`, `fw_cfg`, `kernel_cmdline`, `initrd` or `unknown`.
+    pub source: Option<String>,
+    /// Its fate in SMBIOS.
+    pub smbios: SmbiosStatus,
+    /// What systemd imported.
+    pub systemd: Option<SystemdView>,
+    /// What was expected.
+    pub expected: Option<Expected>,
+    /// The result.
+    pub status: Status,
+    /// Why, when not plainly ok.
+    pub reason: Option<String>,
+}
+
+/// The overall result.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Verdict {
+    /// `verified`: every expectation met; `failed`: something expected is
+    /// missing, differs or was refused; `unverified`: nothing was expected and
+    /// nothing failed.
+    pub result: VerdictResult,
+    /// Credentials ok.
+    pub ok: u64,
+    /// Credentials failing.
+    pub failed: u64,
+    /// One line for people.
+    pub summary: String,
+}
+
+/// The overall result in one word.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VerdictResult {
+    /// Every expectation met.
+    Verified,
+    /// Something failed.
+    Failed,
+    /// Nothing to check against, nothing failed.
+    Unverified,
+}
+
+/// Why a report document is refused.
+#[derive(Debug, Error)]
+pub enum ReportError {
+    /// Over [`REPORT_SIZE_MAX`].
+    #[error("report is {actual} bytes, more than the {limit} bytes a report can be")]
+    TooLarge {
+        /// Limit.
+        limit: usize,
+        /// Size.
+        actual: usize,
+    },
+    /// Not JSON of the expected shape.
+    #[error("report is not valid {REPORT_SCHEMA} JSON")]
+    Json(#[source] serde_json::Error),
+    /// Another schema.
+    #[error("report schema is \"{0}\", expected \"{REPORT_SCHEMA}\"")]
+    Schema(String),
+}
+
+impl Report {
+    /// Pretty JSON with a trailing newline.
+    pub fn to_json(&self) -> String {
+        let mut s = serde_json::to_string_pretty(self).expect("report serialises");
+        s.push('\n');
+        s
+    }
+
+    /// Parses a report, refusing oversized or foreign documents.
+    pub fn from_json(bytes: &[u8]) -> Result<Report, ReportError> {
+        if bytes.len() > REPORT_SIZE_MAX {
+            return Err(ReportError::TooLarge {
+                limit: REPORT_SIZE_MAX,
+                actual: bytes.len(),
+            });
+        }
+        let r: Report = serde_json::from_slice(bytes).map_err(ReportError::Json)?;
+        if r.schema != REPORT_SCHEMA {
+            return Err(ReportError::Schema(crate::escape::escape_bytes(
+                r.schema.as_bytes(),
+                64,
+            )));
+        }
+        Ok(r)
+    }
+
+    /// The credential row named `name`.
+    pub fn credential(&self, name: &str) -> Option<&CredentialReport> {
+        self.credentials.iter().find(|c| c.name == name)
+    }
+}
+
+/// The mark people look for: ✓ for ok, ✗ for a failure, ! for unexpected.
+pub fn status_mark(status: Status) -> &'static str {
+    match status {
+        Status::Ok => "✓",
+        Status::Unexpected => "!",
+        _ => "✗",
+    }
+}
+
+/// The per-credential table for people (`API_KEY  44 bytes  3f2a…  ✓`),
+/// followed by the verdict line. Never contains a value.
+pub fn render_table(report: &Report) -> String {
+    let width = report
+        .credentials
+        .iter()
+        .map(|c| c.name.len())
+        .max()
+        .unwrap_or(4)
+        .clamp(4, 40);
+    let mut out = String::new();
+    for c in &report.credentials {
+        let bytes = c
+            .systemd
+            .as_ref()
+            .and_then(|s| s.bytes)
+            .or(c.bytes)
+            .map(|b| format!("{b} bytes"))
+            .unwrap_or_else(|| "-".into());
+        let digest = c
+            .systemd
+            .as_ref()
+            .and_then(|s| s.digest.as_ref())
+            .or(c.digest.as_ref())
+            .map(|d| format!("{}:{}", d.alg, d.short()))
+            .unwrap_or_else(|| "-".into());
+        let status = format!("{} {:?}", status_mark(c.status), c.status).to_lowercase();
+        out.push_str(&format!(
+            "{:<width$}  {:>13}  {:<24}  {}",
+            c.name, bytes, digest, status
+        ));
+        if let Some(r) = &c.reason {
+            out.push_str(&format!("  ({r})"));
+        }
+        out.push('\n');
+    }
+    out.push_str(&format!(
+        "verdict: {} ({})\n",
+        format!("{:?}", report.verdict.result).to_lowercase(),
+        report.verdict.summary
+    ));
+    out
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::digest::digest;
+
+    pub(crate) fn sample() -> Report {
+        Report {
+            schema: REPORT_SCHEMA.into(),
+            generator: "vmcreds-guest test".into(),
+            nonce_id: None,
+            system: System::default(),
+            preconditions: vec![Precondition {
+                check: "not_container".into(),
+                state: CheckState::Ok,
+                detail: "no container detected".into(),
+            }],
+            smbios: Smbios::default(),
+            credentials: vec![CredentialReport {
+                name: "API_KEY".into(),
+                bytes: Some(44),
+                digest: Some(digest(b"x", None)),
+                encoding: Some(Encoding::Binary),
+                source: Some("smbios".into()),
+                smbios: SmbiosStatus::Importable,
+                systemd: Some(SystemdView {
+                    present: true,
+                    bytes: Some(44),
+                    digest: Some(digest(b"x", None)),
+                    mode: Some("0400".into()),
+                    secure: Some("secure".into()),
+                }),
+                expected: None,
+                status: Status::Ok,
+                reason: None,
+            }],
+            verdict: Verdict {
+                result: VerdictResult::Verified,
+                ok: 1,
+                failed: 0,
+                summary: "1/1 credentials verified".into(),
+            },
+        }
+    }
+
+    #[test]
+    fn test_json_round_trip_and_field_names() {
+        let r = sample();
+        let j = r.to_json();
+        for field in [
+            "\"schema\": \"vmcreds.report/1\"",
+            "\"smbios\": \"importable\"",
+            "\"status\": \"ok\"",
+            "\"present\": true",
+            "\"result\": \"verified\"",
+            "\"alg\": \"sha256\"",
+        ] {
+            assert!(j.contains(field), "missing {field} in {j}");
+        }
+        assert_eq!(Report::from_json(j.as_bytes()).unwrap(), r);
+    }
+
+    #[test]
+    fn test_refusals() {
+        assert!(matches!(
+            Report::from_json(b"[]"),
+            Err(ReportError::Json(_))
+        ));
+        let mut r = sample();
+        r.schema = "other/1".into();
+        assert!(matches!(
+            Report::from_json(r.to_json().as_bytes()),
+            Err(ReportError::Schema(_))
+        ));
+        let big = vec![b' '; REPORT_SIZE_MAX + 1];
+        assert!(matches!(
+            Report::from_json(&big),
+            Err(ReportError::TooLarge { .. })
+        ));
+    }
+
+    #[test]
+    fn test_table_line() {
+        let t = render_table(&sample());
+        assert!(t.contains("API_KEY"), "{t}");
+        assert!(t.contains("44 bytes"), "{t}");
+        assert!(t.contains("✓"), "{t}");
+        assert!(t.contains("verdict: verified"), "{t}");
+    }
+}

@@ -1,0 +1,93 @@
+//! What differs between systemd versions in the SMBIOS import path.
+//!
+//! The import logic (`src/core/import-creds.c`) is the same from v252 to
+//! today in everything the [`crate::predict`] module models except the rows
+//! below. Each row is pinned by the real-VM ground truth in
+//! `xtask/ground-truth/` (systemd 252 from Debian bookworm, 257 from trixie).
+
+/// The first systemd version that imports SMBIOS Type 11 credentials (NEWS
+/// "CHANGES WITH 252").
+pub const FIRST_SMBIOS_IMPORT: u32 = 252;
+
+/// The first systemd version that refuses SMBIOS and fw_cfg credentials in a
+/// confidential VM (systemd/systemd#28299, NEWS 254).
+pub const FIRST_CVM_REFUSAL: u32 = 254;
+
+/// The first systemd version whose base64 decoder accepts the URL-safe
+/// alphabet (`-` and `_`). Bookworm's 252 refuses it; trixie's 257 accepts it.
+pub const FIRST_URL_SAFE_BASE64: u32 = 253;
+
+/// How one systemd version reads and decodes SMBIOS credentials.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Behaviour {
+    /// The version modelled.
+    pub version: u32,
+    /// Which base64 alphabet its decoder accepts.
+    pub alphabet: crate::base64::Alphabet,
+    /// Whether it imports SMBIOS credentials at all.
+    pub imports_smbios: bool,
+    /// Whether a confidential VM stops the import.
+    pub refuses_in_cvm: bool,
+    /// Most bytes of one raw entry systemd reads; the rest is silently cut
+    /// (`read_full_file_full(..., sizeof(dmi_field_header) + max_size, ...)`
+    /// where the `sizeof` is of a pointer: 8 + 1 MiB).
+    pub raw_read_max: usize,
+}
+
+impl Behaviour {
+    /// The behaviour of systemd `version`.
+    pub fn of(version: u32) -> Self {
+        Behaviour {
+            version,
+            alphabet: if version >= FIRST_URL_SAFE_BASE64 {
+                crate::base64::Alphabet::StandardAndUrlSafe
+            } else {
+                crate::base64::Alphabet::Standard
+            },
+            imports_smbios: version >= FIRST_SMBIOS_IMPORT,
+            refuses_in_cvm: version >= FIRST_CVM_REFUSAL,
+            raw_read_max: crate::limits::SYSTEMD_RAW_READ_MAX,
+        }
+    }
+
+    /// The behaviour assumed when the running version is unknown: the newest.
+    pub fn newest() -> Self {
+        Behaviour::of(u32::MAX)
+    }
+}
+
+/// Parses the version from `systemctl --version`'s first line
+/// (`systemd 252 (252.39-1~deb12u1)`) or a bare number.
+pub fn parse_version(text: &str) -> Option<u32> {
+    let first = text.lines().next()?.trim();
+    let word = first.strip_prefix("systemd ").unwrap_or(first);
+    let digits: String = word.chars().take_while(|c| c.is_ascii_digit()).collect();
+    digits.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::base64::Alphabet;
+
+    #[test]
+    fn test_versions() {
+        assert_eq!(Behaviour::of(252).alphabet, Alphabet::Standard);
+        assert_eq!(Behaviour::of(257).alphabet, Alphabet::StandardAndUrlSafe);
+        assert!(!Behaviour::of(251).imports_smbios);
+        assert!(!Behaviour::of(252).refuses_in_cvm);
+        assert!(Behaviour::of(254).refuses_in_cvm);
+    }
+
+    #[test]
+    fn test_parse_version() {
+        assert_eq!(
+            parse_version("systemd 252 (252.39-1~deb12u1)\n+PAM"),
+            Some(252)
+        );
+        assert_eq!(parse_version("257"), Some(257));
+        assert_eq!(parse_version("systemd 258~rc1"), Some(258));
+        assert_eq!(parse_version("nonsense"), None);
+        assert_eq!(parse_version(""), None);
+    }
+}

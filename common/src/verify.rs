@@ -1,0 +1,265 @@
+//! The host's check of a guest report against the manifest it injected.
+//!
+//! The host does not take the guest's `status` on trust: for every manifest
+//! entry it compares the size and digest of what systemd imported (the
+//! report's `systemd` view) with its own record.
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::manifest::Manifest;
+use crate::report::{render_table, Report, Status, VerdictResult};
+
+/// Why a report cannot be checked against a manifest at all.
+#[derive(Clone, Debug, PartialEq, Eq, Error)]
+pub enum VerifyError {
+    /// The report's digests are keyed with another nonce (another boot, another VM).
+    #[error("report is for nonce id {report}, but the manifest's nonce id is {manifest}: it belongs to another boot or VM")]
+    NonceMismatch {
+        /// The manifest's nonce id.
+        manifest: String,
+        /// The report's.
+        report: String,
+    },
+}
+
+/// One row of the host's verdict.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Row {
+    /// Credential name.
+    pub name: String,
+    /// Bytes the host injected.
+    pub expected_bytes: Option<u64>,
+    /// Bytes the guest's systemd holds.
+    pub guest_bytes: Option<u64>,
+    /// Do the digests match?
+    pub digest_match: bool,
+    /// The result.
+    pub status: Status,
+    /// Why, when not ok.
+    pub reason: Option<String>,
+}
+
+/// The host's verdict.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostVerdict {
+    /// `verified` when every manifest credential arrived whole.
+    pub result: VerdictResult,
+    /// One row per manifest credential, then unexpected ones from the report.
+    pub rows: Vec<Row>,
+    /// The guest's own verdict line.
+    pub guest_summary: String,
+}
+
+impl HostVerdict {
+    /// True when every manifest credential arrived whole.
+    pub fn ok(&self) -> bool {
+        self.result == VerdictResult::Verified
+    }
+
+    /// The table for people.
+    pub fn render(&self) -> String {
+        let width = self
+            .rows
+            .iter()
+            .map(|r| r.name.len())
+            .max()
+            .unwrap_or(4)
+            .clamp(4, 40);
+        let mut out = String::new();
+        for r in &self.rows {
+            let bytes = r
+                .guest_bytes
+                .map(|b| format!("{b} bytes"))
+                .unwrap_or_else(|| "-".into());
+            out.push_str(&format!(
+                "{:<width$}  {:>13}  {} {}",
+                r.name,
+                bytes,
+                crate::report::status_mark(r.status),
+                format!("{:?}", r.status).to_lowercase()
+            ));
+            if let Some(reason) = &r.reason {
+                out.push_str(&format!("  ({reason})"));
+            }
+            out.push('\n');
+        }
+        out.push_str(&format!(
+            "host verdict: {} (guest: {})\n",
+            format!("{:?}", self.result).to_lowercase(),
+            self.guest_summary
+        ));
+        out
+    }
+}
+
+/// Checks `report` against `manifest`.
+pub fn verify(manifest: &Manifest, report: &Report) -> Result<HostVerdict, VerifyError> {
+    let want_id = manifest.expected_nonce_id();
+    if want_id != report.nonce_id {
+        return Err(VerifyError::NonceMismatch {
+            manifest: want_id.unwrap_or_else(|| "none".into()),
+            report: report.nonce_id.clone().unwrap_or_else(|| "none".into()),
+        });
+    }
+    let mut rows = Vec::new();
+    for entry in &manifest.credentials {
+        let name = entry.name.as_str();
+        let row = match report.credential(name) {
+            None => Row {
+                name: name.to_owned(),
+                expected_bytes: Some(entry.bytes),
+                guest_bytes: None,
+                digest_match: false,
+                status: Status::Missing,
+                reason: Some("the guest's report does not mention it".into()),
+            },
+            Some(c) => {
+                let sd = c.systemd.as_ref().filter(|s| s.present);
+                let guest_bytes = sd.and_then(|s| s.bytes);
+                let digest_match = sd.and_then(|s| s.digest.as_ref()) == Some(&entry.digest);
+                let (status, reason) = match sd {
+                    None if c.status == Status::Rejected => (
+                        Status::Rejected,
+                        Some(
+                            c.reason
+                                .clone()
+                                .unwrap_or_else(|| "refused by systemd".into()),
+                        ),
+                    ),
+                    None => (
+                        Status::Missing,
+                        Some(
+                            c.reason
+                                .clone()
+                                .unwrap_or_else(|| "not in /run/credentials/@system".into()),
+                        ),
+                    ),
+                    Some(_) if guest_bytes != Some(entry.bytes) => (
+                        Status::Mismatch,
+                        Some(format!(
+                            "{} bytes arrived, {} were sent",
+                            guest_bytes.map_or("?".into(), |b| b.to_string()),
+                            entry.bytes
+                        )),
+                    ),
+                    Some(_) if !digest_match => (
+                        Status::Mismatch,
+                        Some("digest differs from the one sent".into()),
+                    ),
+                    Some(_) => (Status::Ok, None),
+                };
+                Row {
+                    name: name.to_owned(),
+                    expected_bytes: Some(entry.bytes),
+                    guest_bytes,
+                    digest_match,
+                    status,
+                    reason,
+                }
+            }
+        };
+        rows.push(row);
+    }
+    for c in &report.credentials {
+        if manifest.get(&c.name).is_none() && c.status == Status::Unexpected {
+            rows.push(Row {
+                name: c.name.clone(),
+                expected_bytes: None,
+                guest_bytes: c.systemd.as_ref().and_then(|s| s.bytes),
+                digest_match: false,
+                status: Status::Unexpected,
+                reason: c.reason.clone(),
+            });
+        }
+    }
+    let failed = rows
+        .iter()
+        .any(|r| !matches!(r.status, Status::Ok | Status::Unexpected));
+    Ok(HostVerdict {
+        result: if failed {
+            VerdictResult::Failed
+        } else {
+            VerdictResult::Verified
+        },
+        rows,
+        guest_summary: report.verdict.summary.clone(),
+    })
+}
+
+/// The guest's table, for a host that wants to show what the guest saw.
+pub fn guest_table(report: &Report) -> String {
+    render_table(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::digest::{digest, Nonce};
+    use crate::name::{CredentialName, NameRule};
+    use crate::oem::Encoding;
+    use crate::report::tests::sample;
+
+    fn setup(value_sent: &[u8], value_arrived: &[u8]) -> (Manifest, Report) {
+        let nonce = Nonce::from_bytes([9; 32]);
+        let mut m = Manifest::new(Some(nonce.clone()), "t");
+        m.push(
+            CredentialName::parse("API_KEY", NameRule::Portable).unwrap(),
+            value_sent,
+            Encoding::Binary,
+        );
+        let mut r = sample();
+        r.nonce_id = Some(nonce.id());
+        let sd = r.credentials[0].systemd.as_mut().unwrap();
+        sd.bytes = Some(value_arrived.len() as u64);
+        sd.digest = Some(digest(value_arrived, Some(&nonce)));
+        (m, r)
+    }
+
+    #[test]
+    fn test_verified() {
+        let (m, r) = setup(b"secret-1", b"secret-1");
+        let v = verify(&m, &r).unwrap();
+        assert!(v.ok(), "{}", v.render());
+        assert!(v.rows[0].digest_match);
+    }
+
+    #[test]
+    fn test_size_and_digest_mismatch() {
+        let (m, r) = setup(b"secret-1", b"");
+        let v = verify(&m, &r).unwrap();
+        assert_eq!(v.rows[0].status, Status::Mismatch);
+        assert!(v.rows[0]
+            .reason
+            .as_ref()
+            .unwrap()
+            .contains("0 bytes arrived, 8 were sent"));
+        let (m, r) = setup(b"secret-1", b"secret-2");
+        let v = verify(&m, &r).unwrap();
+        assert_eq!(v.rows[0].status, Status::Mismatch);
+        assert!(!v.ok());
+        assert!(v.render().contains("✗"));
+    }
+
+    #[test]
+    fn test_guest_status_not_trusted() {
+        // The guest says ok, but the digest is of other bytes.
+        let (m, mut r) = setup(b"secret-1", b"secret-X");
+        r.credentials[0].status = Status::Ok;
+        assert!(!verify(&m, &r).unwrap().ok());
+    }
+
+    #[test]
+    fn test_missing_and_nonce() {
+        let (m, mut r) = setup(b"a", b"a");
+        r.credentials.clear();
+        let v = verify(&m, &r).unwrap();
+        assert_eq!(v.rows[0].status, Status::Missing);
+        let (m, mut r) = setup(b"a", b"a");
+        r.nonce_id = Some("ffffffffffffffff".into());
+        assert!(matches!(
+            verify(&m, &r),
+            Err(VerifyError::NonceMismatch { .. })
+        ));
+    }
+}
