@@ -1,0 +1,64 @@
+# The vmcreds package: both binaries, built from the workspace's Cargo.lock.
+#
+#   pkgs.callPackage ./package.nix { }                                  # vmcreds-host + vmcreds-guest
+#   pkgs.pkgsStatic.callPackage ./package.nix { crates = [ "vmcreds-guest" ]; }
+#                                                                       # static musl guest binary
+{
+  lib,
+  rustPlatform,
+  # Workspace packages to build and test; each contributes its binary.
+  crates ? [
+    "vmcreds-host"
+    "vmcreds-guest"
+  ],
+}:
+
+let
+  root = ../.;
+  workspace = lib.importTOML (root + "/Cargo.toml");
+  packageFlags = lib.concatMap (crate: [
+    "--package"
+    crate
+  ]) crates;
+in
+rustPlatform.buildRustPackage {
+  pname = if crates == [ "vmcreds-guest" ] then "vmcreds-guest" else "vmcreds";
+  inherit (workspace.workspace.package) version;
+
+  # Only what cargo needs: every workspace member must be present for cargo to
+  # load the workspace, even the ones that are not built (xtask). Leaving out
+  # nixos-tests/ and the flake keeps the package hash stable when only the Nix
+  # side changes.
+  src = lib.fileset.toSource {
+    inherit root;
+    fileset = lib.fileset.unions [
+      (root + "/Cargo.toml")
+      (root + "/Cargo.lock")
+      (lib.fileset.maybeMissing (root + "/.cargo"))
+      (root + "/common")
+      (root + "/host")
+      (root + "/guest")
+      (root + "/xtask")
+    ];
+  };
+
+  cargoLock.lockFile = root + "/Cargo.lock";
+
+  cargoBuildFlags = packageFlags;
+  # The common crate's tests run too: it holds the format that both binaries share.
+  cargoTestFlags = packageFlags ++ lib.optionals (crates != [ "vmcreds-guest" ]) [
+    "--package"
+    "vmcreds-common"
+  ];
+
+  meta = {
+    description = "Deliver secrets to VMs as SMBIOS Type 11 systemd credentials and verify that they arrived whole";
+    homepage = workspace.workspace.package.repository;
+    license = with lib.licenses; [
+      mit
+      asl20
+    ];
+    mainProgram = if crates == [ "vmcreds-guest" ] then "vmcreds-guest" else "vmcreds-host";
+    platforms = lib.platforms.linux;
+  };
+}
