@@ -51,6 +51,7 @@
         strict-failure = callTest ./nixos-tests/tests/strict-failure.nix;
         systemd-initrd = callTest ./nixos-tests/tests/systemd-initrd.nix;
         host-units = callTest ./nixos-tests/tests/host-units.nix;
+        module-assertions = import ./nixos-tests/tests/module-assertions.nix { inherit self pkgs; };
       };
 
       formatter.${system} = pkgs.nixfmt-rfc-style;
