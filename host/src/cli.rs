@@ -1,0 +1,373 @@
+//! The command line as typed (clap derive, no I/O). [`crate::plan`] validates it.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use clap::{ArgMatches, Args, Parser, Subcommand, ValueEnum};
+
+/// vmcreds-host: deliver secrets to a VM as SMBIOS Type 11 credentials without
+/// exposing them, and verify the guest's report.
+#[derive(Debug, Parser)]
+#[command(name = "vmcreds-host", version, about, long_about = None)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Deliver credentials to QEMU as `-smbios type=11,path=...` (sealed memfds or
+    /// 0400 files), exec'ing COMMAND with the arguments appended, or printing them.
+    Qemu(QemuArgs),
+    /// Build one cloud-hypervisor `--platform` value, or create and boot the VM
+    /// over the REST API so no secret touches argv.
+    CloudHypervisor(CloudHypervisorArgs),
+    /// Print crosvm `--oem-strings` arguments.
+    Crosvm(CrosvmArgs),
+    /// Refused: Firecracker has no SMBIOS.
+    Firecracker(RefusedArgs),
+    /// Refused: kvmtool has no SMBIOS.
+    Kvmtool(RefusedArgs),
+    /// Print the manifest (names, byte counts, digests) of the sources as JSON.
+    Manifest(ManifestArgs),
+    /// Receive one guest report on a unix socket and verify it against the manifest.
+    Collect(CollectArgs),
+    /// Verify a guest report file against a manifest file.
+    Verify(VerifyArgs),
+}
+
+/// How credential values are carried in OEM strings.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum EncodingArg {
+    /// `io.systemd.credential.binary:NAME=BASE64` (any bytes).
+    #[default]
+    Binary,
+    /// `io.systemd.credential:NAME=VALUE` (refused for values with NUL).
+    Text,
+}
+
+/// Credential sources and injection options, shared by every target and `manifest`.
+/// The order of `--load`, `--load-dir`, `--set` and `--oem` is kept.
+#[derive(Clone, Debug, Default, Args)]
+pub struct SourceArgs {
+    /// File contents, binary-safe; PATH without '/' is looked up in $CREDENTIALS_DIRECTORY.
+    #[arg(long = "load", value_name = "NAME:PATH")]
+    pub load: Vec<String>,
+    /// Each regular file of DIR is a credential named after it (dotfiles skipped,
+    /// symlinks and other file types refused, empty directory refused).
+    #[arg(long = "load-dir", value_name = "DIR")]
+    pub load_dir: Vec<PathBuf>,
+    /// A literal, non-secret value (it is on this process's argv).
+    #[arg(long = "set", value_name = "NAME=VALUE")]
+    pub set: Vec<String>,
+    /// A raw OEM string passed as is (non-secret), e.g.
+    /// io.systemd.credential:vmm.notify_socket=vsock-stream:2:8888.
+    #[arg(long = "oem", value_name = "STRING")]
+    pub oem: Vec<String>,
+    /// Check names against systemd's rule instead of the portable [A-Za-z0-9_.@+-].
+    #[arg(long)]
+    pub allow_any_name: bool,
+    /// How values are carried.
+    #[arg(long, value_enum, default_value_t = EncodingArg::Binary)]
+    pub encoding: EncodingArg,
+    /// Do not inject the vmcreds.manifest credential.
+    #[arg(long)]
+    pub no_manifest: bool,
+    /// Write the manifest that was injected (same nonce) to FILE (0600, atomically).
+    #[arg(long, value_name = "FILE")]
+    pub manifest_out: Option<PathBuf>,
+    /// The sources in command-line order, filled from the matches by
+    /// [`SourceArgs::fill_order`].
+    #[arg(skip)]
+    pub ordered: Vec<SourceSpec>,
+}
+
+/// One source flag as typed, in command-line order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SourceSpec {
+    /// `--load NAME:PATH`.
+    Load(String),
+    /// `--load-dir DIR`.
+    LoadDir(PathBuf),
+    /// `--set NAME=VALUE`.
+    Set(String),
+    /// `--oem STRING`.
+    Oem(String),
+}
+
+impl SourceArgs {
+    /// Rebuilds the command-line order of the source flags from clap's indices.
+    pub fn fill_order(&mut self, m: &ArgMatches) {
+        let mut all: Vec<(usize, SourceSpec)> = Vec::new();
+        let idx =
+            |id: &str| -> Vec<usize> { m.indices_of(id).map(|i| i.collect()).unwrap_or_default() };
+        all.extend(
+            idx("load")
+                .into_iter()
+                .zip(self.load.iter().cloned().map(SourceSpec::Load)),
+        );
+        all.extend(
+            idx("load_dir")
+                .into_iter()
+                .zip(self.load_dir.iter().cloned().map(SourceSpec::LoadDir)),
+        );
+        all.extend(
+            idx("set")
+                .into_iter()
+                .zip(self.set.iter().cloned().map(SourceSpec::Set)),
+        );
+        all.extend(
+            idx("oem")
+                .into_iter()
+                .zip(self.oem.iter().cloned().map(SourceSpec::Oem)),
+        );
+        all.sort_by_key(|(i, _)| *i);
+        self.ordered = all.into_iter().map(|(_, s)| s).collect();
+    }
+}
+
+/// `qemu` arguments.
+#[derive(Debug, Args)]
+pub struct QemuArgs {
+    /// Sources.
+    #[command(flatten)]
+    pub sources: SourceArgs,
+    /// Write 0400 files in a fresh private 0700 directory under DIR instead of
+    /// sealed memfds.
+    #[arg(long, value_name = "DIR")]
+    pub runtime_dir: Option<PathBuf>,
+    /// The QEMU command line to run with the `-smbios` arguments appended.
+    #[arg(last = true, value_name = "COMMAND")]
+    pub command: Vec<OsString>,
+}
+
+/// Output format of `cloud-hypervisor`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum ChFormat {
+    /// The two argv words `--platform` and its value, one per line.
+    #[default]
+    Arg,
+    /// `MICROVM_PLATFORM_OPS=...` for runners that read it (systemd EnvironmentFile= syntax).
+    Env,
+    /// A JSON object `{"platform": {...}}` with `oem_strings` as an array.
+    Json,
+}
+
+/// `cloud-hypervisor` arguments.
+#[derive(Debug, Args)]
+pub struct CloudHypervisorArgs {
+    /// Sources.
+    #[command(flatten)]
+    pub sources: SourceArgs,
+    /// Another `--platform` key to put in the same value (e.g. serial_number=abc).
+    #[arg(long = "platform-key", value_name = "K=V")]
+    pub platform_key: Vec<String>,
+    /// Output format (argv mode).
+    #[arg(long, value_enum, default_value_t = ChFormat::Arg)]
+    pub format: ChFormat,
+    /// API mode: the cloud-hypervisor `--api-socket` to send vm.create and vm.boot to.
+    #[arg(long, value_name = "PATH", requires = "vm_config")]
+    pub api_socket: Option<PathBuf>,
+    /// API mode: the VmConfig JSON to create the VM from (OEM strings are merged in).
+    #[arg(long, value_name = "FILE", requires = "api_socket")]
+    pub vm_config: Option<PathBuf>,
+}
+
+/// `crosvm` arguments.
+#[derive(Debug, Args)]
+pub struct CrosvmArgs {
+    /// Sources.
+    #[command(flatten)]
+    pub sources: SourceArgs,
+}
+
+/// Arguments of a refused target (accepted so the refusal, not a usage error, is shown).
+#[derive(Debug, Args)]
+pub struct RefusedArgs {
+    /// Anything.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
+    pub rest: Vec<OsString>,
+}
+
+/// `manifest` arguments.
+#[derive(Debug, Args)]
+pub struct ManifestArgs {
+    /// Sources.
+    #[command(flatten)]
+    pub sources: SourceArgs,
+}
+
+/// `collect` arguments.
+#[derive(Debug, Args)]
+pub struct CollectArgs {
+    /// Where to listen: unix:PATH (bound 0600; listening before this prints "listening").
+    #[arg(long, value_name = "unix:PATH")]
+    pub listen: String,
+    /// The manifest that was injected (from --manifest-out).
+    #[arg(long, value_name = "FILE")]
+    pub manifest: PathBuf,
+    /// Give up after this many seconds without a complete report.
+    #[arg(long, value_name = "SECS", default_value_t = 300)]
+    pub timeout: u64,
+    /// Also write the report received to FILE (0600, atomically).
+    #[arg(long, value_name = "FILE")]
+    pub report_out: Option<PathBuf>,
+    /// Print `vmcreds.verdict/1` JSON instead of tables.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `verify` arguments.
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// The manifest that was injected.
+    #[arg(long, value_name = "FILE")]
+    pub manifest: PathBuf,
+    /// The guest's report.
+    #[arg(long, value_name = "FILE")]
+    pub report: PathBuf,
+    /// Print `vmcreds.verdict/1` JSON instead of tables.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Parses `args`, keeping the order of source flags.
+pub fn parse_from<I, T>(args: I) -> Result<Cli, clap::Error>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    use clap::{CommandFactory, FromArgMatches};
+    let matches = Cli::command().try_get_matches_from(args)?;
+    let mut cli = Cli::from_arg_matches(&matches)?;
+    if let Some((_, sub)) = matches.subcommand() {
+        match &mut cli.command {
+            Command::Qemu(a) => a.sources.fill_order(sub),
+            Command::CloudHypervisor(a) => a.sources.fill_order(sub),
+            Command::Crosvm(a) => a.sources.fill_order(sub),
+            Command::Manifest(a) => a.sources.fill_order(sub),
+            _ => {}
+        }
+    }
+    Ok(cli)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_cli_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn test_source_order_is_kept() {
+        let cli = parse_from([
+            "vmcreds-host",
+            "qemu",
+            "--set",
+            "B=1",
+            "--load",
+            "A:/x",
+            "--oem",
+            "hello",
+            "--set",
+            "C=2",
+            "--load-dir",
+            "/d",
+            "--",
+            "qemu-system-x86_64",
+            "-M",
+            "q35",
+        ])
+        .unwrap();
+        let Command::Qemu(q) = cli.command else {
+            panic!("not qemu")
+        };
+        assert_eq!(
+            q.sources.ordered,
+            vec![
+                SourceSpec::Set("B=1".into()),
+                SourceSpec::Load("A:/x".into()),
+                SourceSpec::Oem("hello".into()),
+                SourceSpec::Set("C=2".into()),
+                SourceSpec::LoadDir("/d".into()),
+            ]
+        );
+        assert_eq!(
+            q.command,
+            vec![
+                OsString::from("qemu-system-x86_64"),
+                "-M".into(),
+                "q35".into()
+            ]
+        );
+    }
+
+    #[test]
+    fn test_every_contract_flag_exists() {
+        for args in [
+            &[
+                "vmcreds-host",
+                "qemu",
+                "--runtime-dir",
+                "/r",
+                "--no-manifest",
+                "--manifest-out",
+                "/m",
+                "--allow-any-name",
+                "--encoding",
+                "text",
+            ][..],
+            &[
+                "vmcreds-host",
+                "cloud-hypervisor",
+                "--platform-key",
+                "a=b",
+                "--format",
+                "env",
+            ],
+            &[
+                "vmcreds-host",
+                "cloud-hypervisor",
+                "--api-socket",
+                "/s",
+                "--vm-config",
+                "/c",
+            ],
+            &["vmcreds-host", "crosvm", "--set", "A=b"],
+            &["vmcreds-host", "firecracker"],
+            &["vmcreds-host", "kvmtool", "--load", "x:y"],
+            &["vmcreds-host", "manifest", "--load-dir", "/d"],
+            &[
+                "vmcreds-host",
+                "collect",
+                "--listen",
+                "unix:/s",
+                "--manifest",
+                "/m",
+                "--timeout",
+                "5",
+                "--report-out",
+                "/r",
+                "--json",
+            ],
+            &[
+                "vmcreds-host",
+                "verify",
+                "--manifest",
+                "/m",
+                "--report",
+                "/r",
+                "--json",
+            ],
+        ] {
+            assert!(parse_from(args.iter().copied()).is_ok(), "{args:?}");
+        }
+        assert!(parse_from(["vmcreds-host", "cloud-hypervisor", "--api-socket", "/s"]).is_err());
+    }
+}

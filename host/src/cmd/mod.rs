@@ -1,0 +1,68 @@
+//! One file per subcommand; each `run` returns the exit code or an error that
+//! `main` prints once.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use vmcreds_common::limits::Budget;
+use vmcreds_common::oem::Encoding;
+use vmcreds_common::NameRule;
+
+use crate::cli::{EncodingArg, SourceArgs};
+use crate::fsutil::write_atomic_private;
+use crate::plan::{Plan, PlanOptions};
+use crate::source::{self, CREDENTIALS_DIRECTORY};
+
+pub mod collect;
+pub mod manifest;
+pub mod qemu;
+pub mod verify;
+
+/// Exit code: verification failed.
+pub const EXIT_FAILED: u8 = 1;
+
+/// Loads the sources and validates them into a plan for `budget`, printing
+/// the plan's warnings on stderr.
+pub fn load_plan(sources: &SourceArgs, budget: Budget) -> anyhow::Result<Plan> {
+    let cred_dir = std::env::var_os(CREDENTIALS_DIRECTORY).map(std::path::PathBuf::from);
+    let loaded = source::load_all(&sources.ordered, cred_dir.as_deref())?;
+    let plan = Plan::build(
+        loaded,
+        PlanOptions {
+            rule: if sources.allow_any_name {
+                NameRule::Systemd
+            } else {
+                NameRule::Portable
+            },
+            encoding: match sources.encoding {
+                EncodingArg::Binary => Encoding::Binary,
+                EncodingArg::Text => Encoding::Text,
+            },
+            manifest: !sources.no_manifest,
+            budget,
+        },
+    )?;
+    for w in &plan.warnings {
+        eprintln!("vmcreds-host: warning: {w}");
+    }
+    Ok(plan)
+}
+
+/// Writes the plan's manifest to `--manifest-out`, if given (0600, atomically).
+pub fn write_manifest_out(sources: &SourceArgs, plan: &Plan) -> anyhow::Result<()> {
+    if let Some(path) = &sources.manifest_out {
+        write_private(path, plan.manifest.to_json().as_bytes())?;
+    }
+    Ok(())
+}
+
+/// [`write_atomic_private`] with the path in the error.
+pub fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    write_atomic_private(path, bytes).with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// An exit code.
+pub fn code(c: u8) -> ExitCode {
+    ExitCode::from(c)
+}

@@ -1,0 +1,526 @@
+//! The validated plan: every OEM string to deliver, in order, and the manifest
+//! injected with them. Nothing is written or executed before a plan exists, so
+//! every refusal happens before anything is half-done.
+//!
+//! Rules (all from `vmcreds_common`): names by [`NameRule`]; duplicates refused
+//! naming both sources; `vmcreds.manifest` reserved while the manifest is
+//! injected; text encoding refused for values with NUL; the manifest injected
+//! first as the binary credential `vmcreds.manifest` keyed with a fresh 32-byte
+//! nonce; `--oem` strings that parse as credentials recorded in the manifest,
+//! and those systemd would refuse passed through with a warning; the target's
+//! budget checked with [`limits::check_budget`].
+
+use std::collections::HashMap;
+
+use thiserror::Error;
+use vmcreds_common::digest::{Nonce, NONCE_LEN};
+use vmcreds_common::limits::{self, Budget, LimitError, Usage};
+use vmcreds_common::manifest::{Manifest, MANIFEST_CREDENTIAL};
+use vmcreds_common::name::NameError;
+use vmcreds_common::oem::{self, EncodeError, Encoding, Parsed};
+use vmcreds_common::systemd::Behaviour;
+use vmcreds_common::{CredentialName, NameRule, Secret};
+
+use crate::source::{Loaded, Origin};
+
+/// The generator string written into manifests.
+pub const GENERATOR: &str = concat!("vmcreds-host ", env!("CARGO_PKG_VERSION"));
+
+/// Options that shape a plan.
+#[derive(Clone, Copy, Debug)]
+pub struct PlanOptions {
+    /// Which name rule applies.
+    pub rule: NameRule,
+    /// How values are carried.
+    pub encoding: Encoding,
+    /// Inject `vmcreds.manifest` (and key the manifest with a nonce).
+    pub manifest: bool,
+    /// What the target can carry.
+    pub budget: Budget,
+}
+
+/// One OEM string to deliver.
+#[derive(Debug)]
+pub struct OemString {
+    /// What it is, for messages: `credential "NAME"` or `--oem #N`.
+    pub label: String,
+    /// The credential name, when it is a credential string.
+    pub name: Option<CredentialName>,
+    /// Whether it came from `--oem` (non-secret, passed as is).
+    pub raw: bool,
+    /// The string (it holds a value, hence a [`Secret`]).
+    pub bytes: Secret,
+}
+
+/// A validated plan.
+#[derive(Debug)]
+pub struct Plan {
+    /// The strings, in delivery order (the manifest first when injected).
+    pub strings: Vec<OemString>,
+    /// The manifest of everything delivered (without itself).
+    pub manifest: Manifest,
+    /// Whether the manifest is among `strings`.
+    pub manifest_injected: bool,
+    /// What the strings use of the budget.
+    pub usage: Usage,
+    /// Warnings for stderr (never values).
+    pub warnings: Vec<String>,
+}
+
+/// Why a plan is refused (exit 2).
+#[derive(Debug, Error)]
+pub enum PlanError {
+    /// An invalid name.
+    #[error("{origin}")]
+    Name {
+        /// Where the name came from.
+        origin: String,
+        /// Which rule refuses it.
+        #[source]
+        source: NameError,
+    },
+    /// A name given twice.
+    #[error("credential \"{name}\" is given twice, by {first} and by {second}; systemd would keep the first and silently drop the second, so remove one")]
+    Duplicate {
+        /// The name.
+        name: String,
+        /// The first source.
+        first: String,
+        /// The second source.
+        second: String,
+    },
+    /// `vmcreds.manifest` given by the user while the manifest is injected.
+    #[error("{origin}: the name \"{MANIFEST_CREDENTIAL}\" is reserved for the manifest vmcreds-host injects; rename the credential, or pass --no-manifest")]
+    Reserved {
+        /// Where it came from.
+        origin: String,
+    },
+    /// A value the encoding cannot carry.
+    #[error("{origin}")]
+    Encode {
+        /// Where it came from.
+        origin: String,
+        /// Why.
+        #[source]
+        source: EncodeError,
+    },
+    /// An empty `--oem`.
+    #[error("--oem #{index} is empty; QEMU drops empty OEM strings (leaving a wrong count) and cloud-hypervisor ends its table early")]
+    EmptyOem {
+        /// Position of the flag.
+        index: usize,
+    },
+    /// Over a limit of systemd or the target.
+    #[error("the credentials do not fit the {target} target")]
+    Limit {
+        /// The target.
+        target: &'static str,
+        /// The limit and by how much.
+        #[source]
+        source: LimitError,
+    },
+    /// No randomness for the nonce.
+    #[error("cannot draw a random nonce: {0}")]
+    Random(String),
+}
+
+/// Draws a fresh nonce from the OS.
+pub fn fresh_nonce() -> Result<Nonce, PlanError> {
+    let mut bytes = [0u8; NONCE_LEN];
+    getrandom::fill(&mut bytes).map_err(|e| PlanError::Random(e.to_string()))?;
+    Ok(Nonce::from_bytes(bytes))
+}
+
+impl Plan {
+    /// Validates `loaded` into a plan, drawing a fresh nonce when the manifest is injected.
+    pub fn build(loaded: Vec<Loaded>, opts: PlanOptions) -> Result<Plan, PlanError> {
+        let nonce = if opts.manifest {
+            Some(fresh_nonce()?)
+        } else {
+            None
+        };
+        Plan::build_with_nonce(loaded, opts, nonce)
+    }
+
+    /// [`Plan::build`] with a given nonce (tests).
+    pub fn build_with_nonce(
+        loaded: Vec<Loaded>,
+        opts: PlanOptions,
+        nonce: Option<Nonce>,
+    ) -> Result<Plan, PlanError> {
+        let mut manifest = Manifest::new(nonce, GENERATOR);
+        let mut strings = Vec::new();
+        let mut warnings = Vec::new();
+        let mut seen: HashMap<String, String> = HashMap::new();
+        let mut decoded: Vec<(String, usize)> = Vec::new();
+        let mut check_dup = |name: &str, origin: String| -> Result<(), PlanError> {
+            if let Some(first) = seen.get(name) {
+                return Err(PlanError::Duplicate {
+                    name: name.to_owned(),
+                    first: first.clone(),
+                    second: origin,
+                });
+            }
+            seen.insert(name.to_owned(), origin);
+            Ok(())
+        };
+        for item in loaded {
+            match item {
+                Loaded::Credential {
+                    name,
+                    origin,
+                    value,
+                } => {
+                    let cn = CredentialName::parse(&name, opts.rule).map_err(|source| {
+                        PlanError::Name {
+                            origin: origin.to_string(),
+                            source,
+                        }
+                    })?;
+                    if opts.manifest && cn.as_str() == MANIFEST_CREDENTIAL {
+                        return Err(PlanError::Reserved {
+                            origin: origin.to_string(),
+                        });
+                    }
+                    check_dup(cn.as_str(), origin.to_string())?;
+                    let bytes =
+                        oem::encode(&cn, value.expose(), opts.encoding).map_err(|source| {
+                            PlanError::Encode {
+                                origin: origin.to_string(),
+                                source,
+                            }
+                        })?;
+                    manifest.push(cn.clone(), value.expose(), opts.encoding);
+                    decoded.push((cn.to_string(), value.len()));
+                    strings.push(OemString {
+                        label: format!("credential \"{cn}\""),
+                        name: Some(cn),
+                        raw: false,
+                        bytes,
+                    });
+                }
+                Loaded::Oem { index, string } => {
+                    if string.is_empty() {
+                        return Err(PlanError::EmptyOem { index });
+                    }
+                    let origin = Origin::Oem { index }.to_string();
+                    let newest = oem::parse(string.as_bytes(), &Behaviour::newest());
+                    let oldest = oem::parse(
+                        string.as_bytes(),
+                        &Behaviour::of(vmcreds_common::systemd::FIRST_SMBIOS_IMPORT),
+                    );
+                    let mut name = None;
+                    match newest {
+                        Parsed::NotCredential => {}
+                        Parsed::Rejected { name: n, reason, .. } => warnings.push(format!(
+                            "{origin}: systemd will ignore this credential string{}: {reason}; passing it through as asked",
+                            n.map(|n| format!(" (\"{n}\")")).unwrap_or_default()
+                        )),
+                        Parsed::Credential {
+                            name: cn,
+                            encoding,
+                            value,
+                        } => {
+                            if let Parsed::Rejected { reason, .. } = &oldest {
+                                warnings.push(format!(
+                                    "{origin}: systemd {} will ignore credential \"{cn}\": {reason} (newer systemd accepts it)",
+                                    vmcreds_common::systemd::FIRST_SMBIOS_IMPORT
+                                ));
+                            }
+                            if opts.manifest && cn.as_str() == MANIFEST_CREDENTIAL {
+                                return Err(PlanError::Reserved { origin });
+                            }
+                            check_dup(cn.as_str(), origin.clone())?;
+                            manifest.push(cn.clone(), value.expose(), encoding);
+                            decoded.push((cn.to_string(), value.len()));
+                            name = Some(cn);
+                        }
+                    }
+                    strings.push(OemString {
+                        label: origin,
+                        name,
+                        raw: true,
+                        bytes: Secret::new(string.into_bytes()),
+                    });
+                }
+            }
+        }
+        if opts.manifest {
+            let cn = CredentialName::parse(MANIFEST_CREDENTIAL, NameRule::Portable)
+                .expect("reserved name is portable");
+            let json = manifest.to_json();
+            decoded.insert(0, (MANIFEST_CREDENTIAL.to_owned(), json.len()));
+            let bytes = oem::encode(&cn, json.as_bytes(), Encoding::Binary)
+                .expect("binary encoding takes any bytes");
+            strings.insert(
+                0,
+                OemString {
+                    label: format!("credential \"{MANIFEST_CREDENTIAL}\""),
+                    name: Some(cn),
+                    raw: false,
+                    bytes,
+                },
+            );
+        }
+        let lens: Vec<usize> = strings.iter().map(|s| s.bytes.len()).collect();
+        let decoded_refs: Vec<(&str, usize)> =
+            decoded.iter().map(|(n, s)| (n.as_str(), *s)).collect();
+        let usage = limits::check_budget(&opts.budget, &lens, &decoded_refs).map_err(|source| {
+            PlanError::Limit {
+                target: opts.budget.target,
+                source,
+            }
+        })?;
+        Ok(Plan {
+            strings,
+            manifest,
+            manifest_injected: opts.manifest,
+            usage,
+            warnings,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vmcreds_common::limits::{CREDENTIALS_TOTAL_SIZE_MAX, CREDENTIAL_SIZE_MAX};
+    use vmcreds_common::manifest::MANIFEST_SCHEMA;
+
+    fn opts() -> PlanOptions {
+        PlanOptions {
+            rule: NameRule::Portable,
+            encoding: Encoding::Binary,
+            manifest: true,
+            budget: Budget::QEMU_32,
+        }
+    }
+
+    fn cred(name: &str, value: &[u8]) -> Loaded {
+        Loaded::Credential {
+            name: name.into(),
+            origin: Origin::Set { name: name.into() },
+            value: Secret::new(value.to_vec()),
+        }
+    }
+
+    fn oem_s(i: usize, s: &str) -> Loaded {
+        Loaded::Oem {
+            index: i,
+            string: s.into(),
+        }
+    }
+
+    #[test]
+    fn test_manifest_first_and_binary_strings() {
+        let nonce = Nonce::from_bytes([5; 32]);
+        let p = Plan::build_with_nonce(
+            vec![cred("API_KEY", b"CANARY\0x"), oem_s(1, "hello")],
+            opts(),
+            Some(nonce.clone()),
+        )
+        .unwrap();
+        assert_eq!(p.strings.len(), 3);
+        assert!(p.strings[0]
+            .bytes
+            .expose()
+            .starts_with(b"io.systemd.credential.binary:vmcreds.manifest="));
+        assert_eq!(
+            p.strings[1].bytes.expose(),
+            b"io.systemd.credential.binary:API_KEY=Q0FOQVJZAHg="
+        );
+        assert_eq!(p.strings[2].bytes.expose(), b"hello");
+        assert!(p.strings[2].raw && p.strings[2].name.is_none());
+        assert_eq!(p.manifest.credentials.len(), 1);
+        assert_eq!(p.manifest.schema, MANIFEST_SCHEMA);
+        assert_eq!(p.manifest.nonce, Some(nonce));
+        // The injected manifest decodes to the same document.
+        match oem::parse(p.strings[0].bytes.expose(), &Behaviour::newest()) {
+            Parsed::Credential { value, .. } => {
+                assert_eq!(Manifest::from_json(value.expose()).unwrap(), p.manifest);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn test_fresh_nonces_differ() {
+        let a = Plan::build(vec![cred("A", b"1")], opts()).unwrap();
+        let b = Plan::build(vec![cred("A", b"1")], opts()).unwrap();
+        assert_ne!(a.manifest.nonce, b.manifest.nonce);
+        assert_ne!(
+            a.manifest.credentials[0].digest,
+            b.manifest.credentials[0].digest
+        );
+    }
+
+    #[test]
+    fn test_no_manifest() {
+        let p = Plan::build(
+            vec![cred("A", b"1")],
+            PlanOptions {
+                manifest: false,
+                ..opts()
+            },
+        )
+        .unwrap();
+        assert_eq!(p.strings.len(), 1);
+        assert!(p.manifest.nonce.is_none());
+        // The reserved name is free then.
+        assert!(Plan::build(
+            vec![cred("vmcreds.manifest", b"{}")],
+            PlanOptions {
+                manifest: false,
+                ..opts()
+            }
+        )
+        .is_ok());
+    }
+
+    #[test]
+    fn test_names_duplicates_reserved() {
+        let e = Plan::build(vec![cred("A,B", b"1")], opts()).unwrap_err();
+        assert!(matches!(
+            e,
+            PlanError::Name {
+                source: NameError::NotPortable { .. },
+                ..
+            }
+        ));
+        assert!(Plan::build(
+            vec![cred("A,B", b"1")],
+            PlanOptions {
+                rule: NameRule::Systemd,
+                ..opts()
+            }
+        )
+        .is_ok());
+        let e = Plan::build(vec![cred("A", b"1"), cred("A", b"2")], opts()).unwrap_err();
+        let msg = e.to_string();
+        assert!(
+            msg.contains("\"A\" is given twice") && msg.matches("--set \"A\"").count() == 2,
+            "{msg}"
+        );
+        let e = Plan::build(
+            vec![cred("A", b"1"), oem_s(1, "io.systemd.credential:A=x")],
+            opts(),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("--oem #1"), "{e}");
+        assert!(matches!(
+            Plan::build(vec![cred("vmcreds.manifest", b"1")], opts()),
+            Err(PlanError::Reserved { .. })
+        ));
+    }
+
+    #[test]
+    fn test_text_refuses_nul() {
+        let o = PlanOptions {
+            encoding: Encoding::Text,
+            ..opts()
+        };
+        assert!(matches!(
+            Plan::build(vec![cred("A", b"a\0b")], o),
+            Err(PlanError::Encode {
+                source: EncodeError::TextHasNul { offset: 1, .. },
+                ..
+            })
+        ));
+        let p = Plan::build(vec![cred("A", b"a=b")], o).unwrap();
+        assert_eq!(p.strings[1].bytes.expose(), b"io.systemd.credential:A=a=b");
+    }
+
+    #[test]
+    fn test_oem_credentials_recorded_and_rejected_warned() {
+        let p = Plan::build(
+            vec![
+                oem_s(
+                    1,
+                    "io.systemd.credential:vmm.notify_socket=vsock-stream:2:8888",
+                ),
+                oem_s(2, "io.systemd.credential.binary:BAD=QQ"),
+                oem_s(3, "io.systemd.credential.binary:URL=-_-_"),
+            ],
+            opts(),
+        )
+        .unwrap();
+        assert!(p.manifest.get("vmm.notify_socket").is_some());
+        assert!(p.manifest.get("BAD").is_none());
+        assert!(p.manifest.get("URL").is_some());
+        assert_eq!(p.warnings.len(), 2, "{:?}", p.warnings);
+        assert!(p.warnings[0].contains("--oem #2") && p.warnings[0].contains("EPIPE"));
+        assert!(p.warnings[1].contains("systemd 252"));
+        assert!(matches!(
+            Plan::build(vec![oem_s(1, "")], opts()),
+            Err(PlanError::EmptyOem { index: 1 })
+        ));
+    }
+
+    #[test]
+    fn test_limits_name_rule_and_numbers() {
+        // Total over systemd's 1 MiB with per-credential values within it.
+        let half = vec![0u8; CREDENTIALS_TOTAL_SIZE_MAX / 2];
+        let e = Plan::build(
+            vec![cred("A", &half), cred("B", &half)],
+            PlanOptions {
+                manifest: false,
+                budget: Budget::QEMU_64,
+                ..opts()
+            },
+        )
+        .unwrap_err();
+        // Base64 makes the structure exceed systemd's raw read window first.
+        let msg = format!("{:#}", anyhow::Error::new(e));
+        assert!(msg.contains("over the") && msg.contains("by "), "{msg}");
+        let e = Plan::build(
+            vec![cred("A", &vec![1u8; CREDENTIAL_SIZE_MAX + 1])],
+            PlanOptions {
+                manifest: false,
+                encoding: Encoding::Text,
+                budget: Budget::QEMU_64,
+                ..opts()
+            },
+        );
+        assert!(matches!(
+            e,
+            Err(PlanError::Limit {
+                source: LimitError::CredentialTooLarge { .. },
+                ..
+            })
+        ));
+        // 32-bit table: about 40 KiB of base64 fits, 60 KiB does not.
+        assert!(Plan::build(vec![cred("A", &vec![1u8; 30_000])], opts()).is_ok());
+        let e = Plan::build(vec![cred("A", &vec![1u8; 45_000])], opts()).unwrap_err();
+        assert!(matches!(
+            e,
+            PlanError::Limit {
+                source: LimitError::TableTooLarge { .. },
+                ..
+            }
+        ));
+        assert!(Plan::build(
+            vec![cred("A", &vec![1u8; 45_000])],
+            PlanOptions {
+                budget: Budget::QEMU_64,
+                ..opts()
+            }
+        )
+        .is_ok());
+        // 255 strings fit (254 + the manifest), 256 do not. The manifest of 254
+        // credentials alone is over the 32-bit table budget, hence QEMU_64.
+        let opts = || PlanOptions {
+            budget: Budget::QEMU_64,
+            ..opts()
+        };
+        let many: Vec<Loaded> = (0..254).map(|i| cred(&format!("C{i}"), b"v")).collect();
+        assert_eq!(Plan::build(many, opts()).unwrap().usage.strings, 255);
+        let many: Vec<Loaded> = (0..255).map(|i| cred(&format!("C{i}"), b"v")).collect();
+        assert!(matches!(
+            Plan::build(many, opts()),
+            Err(PlanError::Limit {
+                source: LimitError::TooManyStrings { actual: 256, .. },
+                ..
+            })
+        ));
+    }
+}

@@ -1,0 +1,582 @@
+//! Credential sources: `--load`, `--load-dir`, `--set`, `--oem`, loaded in
+//! command-line order into [`Secret`]s.
+//!
+//! Decisions (documented in the README material):
+//! - `--load NAME:PATH` with a PATH without `/` is looked up in
+//!   `$CREDENTIALS_DIRECTORY` (systemd `LoadCredential=`); a missing variable is
+//!   an error naming the variable and the credential.
+//! - A file over systemd's 1 MiB per-credential limit is refused from its size,
+//!   before it is read; pipes and other streams are read up to the limit plus
+//!   one byte and then refused.
+//! - `--load-dir DIR` loads each regular file, sorted by name; names starting
+//!   with `.` are skipped (editor and tool leftovers such as `.gitkeep`);
+//!   symbolic links are refused (the directory's files are loaded, nothing
+//!   outside it: `--load NAME:PATH` follows a link on purpose), and so is any
+//!   other file type; a directory with nothing to load is refused.
+//! - Error messages name the credential and the path with errno, never a value.
+
+use std::fmt;
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read};
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use thiserror::Error;
+use vmcreds_common::escape::escape_name;
+use vmcreds_common::limits::CREDENTIAL_SIZE_MAX;
+use vmcreds_common::Secret;
+
+use crate::cli::SourceSpec;
+
+/// The environment variable systemd sets for `LoadCredential=`.
+pub const CREDENTIALS_DIRECTORY: &str = "CREDENTIALS_DIRECTORY";
+
+/// Where a credential came from, for messages (never holds a value).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Origin {
+    /// `--load NAME:PATH` (PATH as resolved).
+    Load {
+        /// The name as typed.
+        name: String,
+        /// The resolved path.
+        path: PathBuf,
+    },
+    /// A file of `--load-dir DIR`.
+    LoadDir {
+        /// The directory.
+        dir: PathBuf,
+        /// The file name.
+        file: String,
+    },
+    /// `--set NAME=...`.
+    Set {
+        /// The name as typed.
+        name: String,
+    },
+    /// The n-th `--oem` (1-based).
+    Oem {
+        /// Position among the `--oem` flags.
+        index: usize,
+    },
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Origin::Load { name, path } => {
+                write!(
+                    f,
+                    "--load \"{}\":{}",
+                    escape_name(name.as_bytes()),
+                    path.display()
+                )
+            }
+            Origin::LoadDir { dir, file } => {
+                write!(
+                    f,
+                    "--load-dir {} (file \"{}\")",
+                    dir.display(),
+                    escape_name(file.as_bytes())
+                )
+            }
+            Origin::Set { name } => write!(f, "--set \"{}\"", escape_name(name.as_bytes())),
+            Origin::Oem { index } => write!(f, "--oem #{index}"),
+        }
+    }
+}
+
+/// One loaded source.
+#[derive(Debug)]
+pub enum Loaded {
+    /// A named value.
+    Credential {
+        /// The name, not yet validated.
+        name: String,
+        /// Where it came from.
+        origin: Origin,
+        /// The value.
+        value: Secret,
+    },
+    /// A raw OEM string.
+    Oem {
+        /// Position among the `--oem` flags (1-based).
+        index: usize,
+        /// The string as given.
+        string: String,
+    },
+}
+
+/// Why a source cannot be loaded.
+#[derive(Debug, Error)]
+pub enum SourceError {
+    /// `--load` without `:`.
+    #[error("--load \"{0}\": expected NAME:PATH")]
+    LoadSyntax(String),
+    /// `--set` without `=`.
+    #[error("--set: an argument has no '=' (expected NAME=VALUE)")]
+    SetSyntax,
+    /// A bare PATH but no `$CREDENTIALS_DIRECTORY`.
+    #[error("credential \"{name}\": \"{path}\" has no '/', so it is looked up in ${CREDENTIALS_DIRECTORY}, but {CREDENTIALS_DIRECTORY} is not set (run under systemd with LoadCredential=, or give a path such as ./{path})")]
+    NoCredentialsDirectory {
+        /// The credential.
+        name: String,
+        /// The bare file name.
+        path: String,
+    },
+    /// The file cannot be opened.
+    #[error("credential \"{name}\": cannot open {}", path.display())]
+    Open {
+        /// The credential.
+        name: String,
+        /// The path.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// The file cannot be read.
+    #[error("credential \"{name}\": cannot read {}", path.display())]
+    Read {
+        /// The credential.
+        name: String,
+        /// The path.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// A directory where a file was expected.
+    #[error("credential \"{name}\": {} is a directory, not a file (use --load-dir)", path.display())]
+    IsDirectory {
+        /// The credential.
+        name: String,
+        /// The path.
+        path: PathBuf,
+    },
+    /// Over the per-credential limit, known from the file size.
+    #[error("credential \"{name}\": {} is {actual} bytes, over systemd's limit of {limit} bytes per credential by {} (not read)", path.display(), actual - limit)]
+    TooLarge {
+        /// The credential.
+        name: String,
+        /// The path.
+        path: PathBuf,
+        /// Limit.
+        limit: u64,
+        /// File size.
+        actual: u64,
+    },
+    /// Over the per-credential limit, found while reading a stream.
+    #[error("credential \"{name}\": {} holds more than systemd's limit of {limit} bytes per credential", path.display())]
+    StreamTooLarge {
+        /// The credential.
+        name: String,
+        /// The path.
+        path: PathBuf,
+        /// Limit.
+        limit: u64,
+    },
+    /// The directory cannot be listed.
+    #[error("--load-dir {}: cannot read the directory", dir.display())]
+    ReadDir {
+        /// The directory.
+        dir: PathBuf,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// A symbolic link in `--load-dir`.
+    #[error("--load-dir {}: \"{entry}\" is a symbolic link; only regular files inside the directory are loaded (use --load NAME:PATH to follow a link)", dir.display())]
+    Symlink {
+        /// The directory.
+        dir: PathBuf,
+        /// The entry, escaped.
+        entry: String,
+    },
+    /// Another file type in `--load-dir`.
+    #[error("--load-dir {}: \"{entry}\" is a {kind}, not a regular file", dir.display())]
+    NotRegular {
+        /// The directory.
+        dir: PathBuf,
+        /// The entry, escaped.
+        entry: String,
+        /// Its type.
+        kind: &'static str,
+    },
+    /// A file name that is not UTF-8 (so not a valid credential name).
+    #[error("--load-dir {}: file name \"{entry}\" is not valid UTF-8, so it cannot be a credential name", dir.display())]
+    NotUtf8 {
+        /// The directory.
+        dir: PathBuf,
+        /// The entry, escaped.
+        entry: String,
+    },
+    /// Nothing to load.
+    #[error("--load-dir {}: no regular file to load (names starting with '.' are skipped)", dir.display())]
+    EmptyDir {
+        /// The directory.
+        dir: PathBuf,
+    },
+}
+
+/// Result alias for sources.
+pub type Result<T> = std::result::Result<T, SourceError>;
+
+/// Loads every source in order. `credentials_directory` is the value of
+/// `$CREDENTIALS_DIRECTORY`, if set.
+pub fn load_all(specs: &[SourceSpec], credentials_directory: Option<&Path>) -> Result<Vec<Loaded>> {
+    let mut out = Vec::new();
+    let mut oem_index = 0;
+    for spec in specs {
+        match spec {
+            SourceSpec::Load(arg) => {
+                let (name, path) = arg
+                    .split_once(':')
+                    .ok_or_else(|| SourceError::LoadSyntax(escape_name(arg.as_bytes())))?;
+                if name.is_empty() || path.is_empty() {
+                    return Err(SourceError::LoadSyntax(escape_name(arg.as_bytes())));
+                }
+                let path = resolve(name, path, credentials_directory)?;
+                let value = read_value(name, &path)?;
+                out.push(Loaded::Credential {
+                    name: name.to_owned(),
+                    origin: Origin::Load {
+                        name: name.to_owned(),
+                        path,
+                    },
+                    value,
+                });
+            }
+            SourceSpec::LoadDir(dir) => out.extend(load_dir(dir)?),
+            SourceSpec::Set(arg) => {
+                let (name, value) = arg.split_once('=').ok_or(SourceError::SetSyntax)?;
+                out.push(Loaded::Credential {
+                    name: name.to_owned(),
+                    origin: Origin::Set {
+                        name: name.to_owned(),
+                    },
+                    value: Secret::new(value.as_bytes().to_vec()),
+                });
+            }
+            SourceSpec::Oem(s) => {
+                oem_index += 1;
+                out.push(Loaded::Oem {
+                    index: oem_index,
+                    string: s.clone(),
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Resolves a `--load` PATH: with a `/` as given, else in `$CREDENTIALS_DIRECTORY`.
+pub fn resolve(name: &str, path: &str, credentials_directory: Option<&Path>) -> Result<PathBuf> {
+    if path.contains('/') {
+        return Ok(PathBuf::from(path));
+    }
+    match credentials_directory {
+        Some(dir) => Ok(dir.join(path)),
+        None => Err(SourceError::NoCredentialsDirectory {
+            name: escape_name(name.as_bytes()),
+            path: escape_name(path.as_bytes()),
+        }),
+    }
+}
+
+fn read_value(name: &str, path: &Path) -> Result<Secret> {
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::NOCTTY.bits() as i32)
+        .open(path)
+        .map_err(|source| SourceError::Open {
+            name: escape_name(name.as_bytes()),
+            path: path.to_owned(),
+            source,
+        })?;
+    read_open(name, path, file)
+}
+
+fn read_open(name: &str, path: &Path, file: File) -> Result<Secret> {
+    let limit = CREDENTIAL_SIZE_MAX as u64;
+    let read_err = |source| SourceError::Read {
+        name: escape_name(name.as_bytes()),
+        path: path.to_owned(),
+        source,
+    };
+    let meta = file.metadata().map_err(read_err)?;
+    if meta.is_dir() {
+        return Err(SourceError::IsDirectory {
+            name: escape_name(name.as_bytes()),
+            path: path.to_owned(),
+        });
+    }
+    let expected = if meta.is_file() {
+        if meta.len() > limit {
+            return Err(SourceError::TooLarge {
+                name: escape_name(name.as_bytes()),
+                path: path.to_owned(),
+                limit,
+                actual: meta.len(),
+            });
+        }
+        meta.len() as usize
+    } else {
+        0
+    };
+    // One allocation for the expected size (plus the byte that detects growth),
+    // so the value is not copied around by reallocation.
+    let mut buf = Vec::with_capacity(expected + 1);
+    file.take(limit + 1)
+        .read_to_end(&mut buf)
+        .map_err(read_err)?;
+    let value = Secret::new(buf);
+    if value.len() as u64 > limit {
+        return Err(SourceError::StreamTooLarge {
+            name: escape_name(name.as_bytes()),
+            path: path.to_owned(),
+            limit,
+        });
+    }
+    Ok(value)
+}
+
+fn load_dir(dir: &Path) -> Result<Vec<Loaded>> {
+    let read_dir_err = |source| SourceError::ReadDir {
+        dir: dir.to_owned(),
+        source,
+    };
+    let mut entries = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(read_dir_err)? {
+        let entry = entry.map_err(read_dir_err)?;
+        let file_name = entry.file_name();
+        let raw = file_name.as_encoded_bytes();
+        if raw.starts_with(b".") {
+            continue;
+        }
+        let escaped = escape_name(raw);
+        let kind = entry.file_type().map_err(read_dir_err)?;
+        if kind.is_symlink() {
+            return Err(SourceError::Symlink {
+                dir: dir.to_owned(),
+                entry: escaped,
+            });
+        }
+        if !kind.is_file() {
+            return Err(SourceError::NotRegular {
+                dir: dir.to_owned(),
+                entry: escaped,
+                kind: kind_name(&kind),
+            });
+        }
+        let Some(name) = file_name.to_str() else {
+            return Err(SourceError::NotUtf8 {
+                dir: dir.to_owned(),
+                entry: escaped,
+            });
+        };
+        entries.push(name.to_owned());
+    }
+    if entries.is_empty() {
+        return Err(SourceError::EmptyDir {
+            dir: dir.to_owned(),
+        });
+    }
+    entries.sort();
+    let mut out = Vec::with_capacity(entries.len());
+    for name in entries {
+        let path = dir.join(&name);
+        // O_NOFOLLOW: a file replaced by a link after the listing is refused too.
+        // O_NONBLOCK: a file replaced by a FIFO does not block the open.
+        let flags = rustix::fs::OFlags::NOFOLLOW
+            | rustix::fs::OFlags::NONBLOCK
+            | rustix::fs::OFlags::NOCTTY;
+        let file = OpenOptions::new()
+            .read(true)
+            .custom_flags(flags.bits() as i32)
+            .open(&path)
+            .map_err(|source| SourceError::Open {
+                name: escape_name(name.as_bytes()),
+                path: path.clone(),
+                source,
+            })?;
+        let meta = file.metadata().map_err(|source| SourceError::Read {
+            name: escape_name(name.as_bytes()),
+            path: path.clone(),
+            source,
+        })?;
+        if !meta.is_file() {
+            return Err(SourceError::NotRegular {
+                dir: dir.to_owned(),
+                entry: escape_name(name.as_bytes()),
+                kind: kind_name(&meta.file_type()),
+            });
+        }
+        let value = read_open(&name, &path, file)?;
+        out.push(Loaded::Credential {
+            origin: Origin::LoadDir {
+                dir: dir.to_owned(),
+                file: name.clone(),
+            },
+            name,
+            value,
+        });
+    }
+    Ok(out)
+}
+
+fn kind_name(t: &std::fs::FileType) -> &'static str {
+    if t.is_dir() {
+        "directory"
+    } else if t.is_fifo() {
+        "FIFO"
+    } else if t.is_socket() {
+        "socket"
+    } else if t.is_char_device() {
+        "character device"
+    } else if t.is_block_device() {
+        "block device"
+    } else if t.is_symlink() {
+        "symbolic link"
+    } else {
+        "special file"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn specs(list: &[SourceSpec]) -> Vec<SourceSpec> {
+        list.to_vec()
+    }
+
+    #[test]
+    fn test_load_binary_safe_and_ordered() {
+        let d = tempfile::tempdir().unwrap();
+        let bytes: Vec<u8> = (0..=255u8).collect();
+        std::fs::write(d.path().join("bin"), &bytes).unwrap();
+        let p = format!("B:{}", d.path().join("bin").display());
+        let loaded = load_all(
+            &specs(&[
+                SourceSpec::Set("A=x".into()),
+                SourceSpec::Load(p),
+                SourceSpec::Oem("raw".into()),
+            ]),
+            None,
+        )
+        .unwrap();
+        assert_eq!(loaded.len(), 3);
+        match &loaded[1] {
+            Loaded::Credential { name, value, .. } => {
+                assert_eq!(name, "B");
+                assert_eq!(value.expose(), &bytes[..]);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(&loaded[2], Loaded::Oem { index: 1, string } if string == "raw"));
+    }
+
+    #[test]
+    fn test_bare_path_uses_credentials_directory() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("host-api-key"), b"k").unwrap();
+        let loaded = load_all(
+            &[SourceSpec::Load("API_KEY:host-api-key".into())],
+            Some(d.path()),
+        )
+        .unwrap();
+        assert!(matches!(&loaded[0], Loaded::Credential { value, .. } if value.expose() == b"k"));
+        let err = load_all(&[SourceSpec::Load("API_KEY:host-api-key".into())], None).unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains("CREDENTIALS_DIRECTORY") && msg.contains("API_KEY"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn test_too_large_refused_from_size() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("big");
+        let f = File::create(&p).unwrap();
+        f.set_len(CREDENTIAL_SIZE_MAX as u64 + 1).unwrap();
+        let err = load_all(&[SourceSpec::Load(format!("BIG:{}", p.display()))], None).unwrap_err();
+        assert!(
+            matches!(err, SourceError::TooLarge { actual, .. } if actual == CREDENTIAL_SIZE_MAX as u64 + 1)
+        );
+        assert!(err.to_string().contains("by 1"), "{err}");
+        f.set_len(CREDENTIAL_SIZE_MAX as u64).unwrap();
+        assert!(load_all(&[SourceSpec::Load(format!("BIG:{}", p.display()))], None).is_ok());
+    }
+
+    #[test]
+    fn test_unreadable_names_path_and_errno() {
+        let err =
+            load_all(&[SourceSpec::Load("X:/nonexistent/vmcreds/x".into())], None).unwrap_err();
+        assert!(err.to_string().contains("/nonexistent/vmcreds/x"));
+        let source = std::error::Error::source(&err).unwrap().to_string();
+        assert!(source.contains("os error 2"), "{source}");
+    }
+
+    #[test]
+    fn test_load_dir_rules() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("b"), b"2").unwrap();
+        std::fs::write(d.path().join("a"), b"1").unwrap();
+        std::fs::write(d.path().join(".hidden"), b"h").unwrap();
+        let loaded = load_all(&[SourceSpec::LoadDir(d.path().into())], None).unwrap();
+        let names: Vec<_> = loaded
+            .iter()
+            .map(|l| match l {
+                Loaded::Credential { name, .. } => name.clone(),
+                Loaded::Oem { .. } => panic!(),
+            })
+            .collect();
+        assert_eq!(names, ["a", "b"]);
+
+        std::os::unix::fs::symlink("/etc/hostname", d.path().join("link")).unwrap();
+        assert!(matches!(
+            load_all(&[SourceSpec::LoadDir(d.path().into())], None),
+            Err(SourceError::Symlink { .. })
+        ));
+        std::fs::remove_file(d.path().join("link")).unwrap();
+        std::fs::create_dir(d.path().join("sub")).unwrap();
+        assert!(matches!(
+            load_all(&[SourceSpec::LoadDir(d.path().into())], None),
+            Err(SourceError::NotRegular {
+                kind: "directory",
+                ..
+            })
+        ));
+
+        let empty = tempfile::tempdir().unwrap();
+        std::fs::write(empty.path().join(".only-hidden"), b"h").unwrap();
+        assert!(matches!(
+            load_all(&[SourceSpec::LoadDir(empty.path().into())], None),
+            Err(SourceError::EmptyDir { .. })
+        ));
+    }
+
+    #[test]
+    fn test_directory_as_file_refused() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+        let err = load_all(
+            &[SourceSpec::Load(format!("D:{}", d.path().display()))],
+            None,
+        )
+        .unwrap_err();
+        assert!(matches!(err, SourceError::IsDirectory { .. }), "{err}");
+    }
+
+    #[test]
+    fn test_syntax_errors_do_not_echo_values() {
+        let err = load_all(&[SourceSpec::Set("CANARYVALUE".into())], None).unwrap_err();
+        assert!(!err.to_string().contains("CANARY"));
+        assert!(matches!(
+            load_all(&[SourceSpec::Load("nocolon".into())], None),
+            Err(SourceError::LoadSyntax(_))
+        ));
+    }
+}

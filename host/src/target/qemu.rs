@@ -1,0 +1,305 @@
+//! QEMU: each OEM string reaches QEMU as `-smbios type=11,path=FILE`, where FILE
+//! is `/dev/fd/N` of a sealed memfd inherited across exec, or a 0400 file in a
+//! private 0700 directory. Never `value=`: the value would be on argv.
+
+use std::ffi::{OsStr, OsString};
+use std::io::{self, Write};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::Path;
+
+use rustix::fs::{MemfdFlags, SealFlags};
+use thiserror::Error;
+use vmcreds_common::limits::Budget;
+
+use super::{Target, TargetKind};
+use crate::fsutil::PrivateDir;
+use crate::plan::Plan;
+
+/// Why a QEMU command line is refused (exit 2).
+#[derive(Clone, Debug, PartialEq, Eq, Error)]
+pub enum QemuError {
+    /// `-M microvm`: QEMU builds no SMBIOS there.
+    #[error("the QEMU command uses machine type microvm ({arg}): use -M q35 or pc; microvm has no SMBIOS, so the credentials would silently never arrive; or use fw_cfg (-fw_cfg name=opt/io.systemd.credentials/NAME,file=PATH)")]
+    Microvm {
+        /// The machine option as given.
+        arg: String,
+    },
+    /// `-M` at the end of the command.
+    #[error("the QEMU command ends with {0} and no machine value")]
+    MachineWithoutValue(String),
+    /// Memfd paths printed without a command would point at this process's fds.
+    #[error("without -- COMMAND, memfd paths (/dev/fd/N of this process) would be meaningless to print; pass -- qemu-system-x86_64 ARGS... to exec QEMU, or --runtime-dir DIR to print paths of files that are kept")]
+    PrintMemfd,
+}
+
+/// What vmcreds-host learned from a QEMU command line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Qemu {
+    /// The budget: [`Budget::QEMU_64`] with `smbios-entry-point-type=64`, else
+    /// [`Budget::QEMU_32`] (machine types ≤ 8.0, and `auto` falling back).
+    pub budget: Budget,
+}
+
+impl Target for Qemu {
+    fn kind(&self) -> TargetKind {
+        TargetKind::Qemu
+    }
+    fn budget(&self) -> Budget {
+        self.budget
+    }
+}
+
+/// Splits a QemuOpts string on single commas (`,,` is a literal comma).
+fn split_opts(s: &str) -> Vec<String> {
+    let mut out = vec![String::new()];
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == ',' {
+            if chars.peek() == Some(&',') {
+                chars.next();
+                out.last_mut().expect("non-empty").push(',');
+            } else {
+                out.push(String::new());
+            }
+        } else {
+            out.last_mut().expect("non-empty").push(c);
+        }
+    }
+    out
+}
+
+impl Qemu {
+    /// Inspects the QEMU command (program and arguments): refuses `microvm`
+    /// and picks the budget from `smbios-entry-point-type`.
+    pub fn inspect(command: &[OsString]) -> Result<Qemu, QemuError> {
+        let mut entry64 = false;
+        let mut args = command.iter().skip(1);
+        while let Some(arg) = args.next() {
+            let a = arg.to_string_lossy();
+            if !matches!(a.as_ref(), "-M" | "--M" | "-machine" | "--machine") {
+                continue;
+            }
+            let Some(value) = args.next() else {
+                return Err(QemuError::MachineWithoutValue(a.into_owned()));
+            };
+            let value = value.to_string_lossy();
+            for (i, opt) in split_opts(&value).iter().enumerate() {
+                let (k, v) = match opt.split_once('=') {
+                    Some((k, v)) => (k, v),
+                    None if i == 0 => ("type", opt.as_str()),
+                    None => continue,
+                };
+                match k {
+                    "type" if v == "microvm" => {
+                        return Err(QemuError::Microvm {
+                            arg: format!("{a} {value}"),
+                        })
+                    }
+                    "smbios-entry-point-type" => entry64 = v == "64",
+                    _ => {}
+                }
+            }
+        }
+        Ok(Qemu {
+            budget: if entry64 {
+                Budget::QEMU_64
+            } else {
+                Budget::QEMU_32
+            },
+        })
+    }
+}
+
+/// `type=11,path=PATH` with commas in PATH doubled (QemuOpts escaping).
+pub fn smbios_value(path: &Path) -> OsString {
+    let mut v = b"type=11,path=".to_vec();
+    for &b in path.as_os_str().as_bytes() {
+        v.push(b);
+        if b == b',' {
+            v.push(b',');
+        }
+    }
+    OsString::from_vec(v)
+}
+
+/// The delivered strings: the arguments to append, and what keeps them alive.
+#[derive(Debug)]
+pub struct Delivery {
+    /// `-smbios`, `type=11,path=...` pairs.
+    pub args: Vec<OsString>,
+    /// The memfds (inherited by exec; not close-on-exec).
+    pub memfds: Vec<OwnedFd>,
+    /// The private directory, in file mode.
+    pub dir: Option<PrivateDir>,
+}
+
+/// Writes each string into its own sealed memfd (`MFD_ALLOW_SEALING`, without
+/// `MFD_CLOEXEC` so it survives exec; sealed against write, grow, shrink and
+/// further sealing) and returns `/dev/fd/N` arguments.
+pub fn deliver_memfd(plan: &Plan) -> io::Result<Delivery> {
+    let mut d = Delivery {
+        args: Vec::new(),
+        memfds: Vec::new(),
+        dir: None,
+    };
+    for (i, s) in plan.strings.iter().enumerate() {
+        let fd = rustix::fs::memfd_create(format!("vmcreds-{i}"), MemfdFlags::ALLOW_SEALING)?;
+        let mut file = std::fs::File::from(fd);
+        file.write_all(s.bytes.expose())?;
+        rustix::fs::fcntl_add_seals(
+            &file,
+            SealFlags::SEAL | SealFlags::SHRINK | SealFlags::GROW | SealFlags::WRITE,
+        )?;
+        let fd = OwnedFd::from(file);
+        let path = format!("/dev/fd/{}", fd.as_raw_fd());
+        d.args.push("-smbios".into());
+        d.args.push(smbios_value(Path::new(&path)));
+        d.memfds.push(fd);
+    }
+    Ok(d)
+}
+
+/// Writes each string as a 0400 file in a fresh 0700 directory under `parent`.
+/// On error, everything written so far is removed (the directory's `Drop`).
+pub fn deliver_files(plan: &Plan, parent: &Path) -> io::Result<Delivery> {
+    let mut dir = PrivateDir::create(parent)?;
+    let mut args = Vec::new();
+    for (i, s) in plan.strings.iter().enumerate() {
+        let path = dir.write_file(&format!("oem-{i:03}"), s.bytes.expose())?;
+        args.push(OsString::from("-smbios"));
+        args.push(smbios_value(&path));
+    }
+    Ok(Delivery {
+        args,
+        memfds: Vec::new(),
+        dir: Some(dir),
+    })
+}
+
+/// True if `arg` would put a credential value on argv (`value=io.systemd.credential…`).
+/// Used as a last check before exec.
+pub fn leaks_value(arg: &OsStr) -> bool {
+    let b = arg.as_bytes();
+    b.windows(6).any(|w| w == b"value=")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::PlanOptions;
+    use crate::source::{Loaded, Origin};
+    use std::os::unix::fs::MetadataExt;
+    use vmcreds_common::oem::Encoding;
+    use vmcreds_common::{NameRule, Secret};
+
+    fn cmd(args: &[&str]) -> Vec<OsString> {
+        args.iter().map(OsString::from).collect()
+    }
+
+    #[test]
+    fn test_inspect_machine() {
+        for bad in [
+            &["qemu", "-M", "microvm"][..],
+            &["qemu", "-machine", "microvm,x-option-roms=off"],
+            &["qemu", "--machine", "type=microvm"],
+        ] {
+            let e = Qemu::inspect(&cmd(bad)).unwrap_err();
+            assert!(e.to_string().contains("use -M q35 or pc"), "{e}");
+        }
+        assert_eq!(
+            Qemu::inspect(&cmd(&["qemu", "-M", "q35"])).unwrap().budget,
+            Budget::QEMU_32
+        );
+        assert_eq!(
+            Qemu::inspect(&cmd(&[
+                "qemu",
+                "-machine",
+                "q35,smbios-entry-point-type=64"
+            ]))
+            .unwrap()
+            .budget,
+            Budget::QEMU_64
+        );
+        assert_eq!(
+            Qemu::inspect(&cmd(&["qemu", "-M", "pc,smbios-entry-point-type=32"]))
+                .unwrap()
+                .budget,
+            Budget::QEMU_32
+        );
+        assert!(matches!(
+            Qemu::inspect(&cmd(&["qemu", "-M"])),
+            Err(QemuError::MachineWithoutValue(_))
+        ));
+        // "microvm" as a value of another option is not a machine type.
+        assert!(Qemu::inspect(&cmd(&["qemu", "-name", "microvm"])).is_ok());
+    }
+
+    #[test]
+    fn test_commas_doubled() {
+        assert_eq!(
+            smbios_value(Path::new("/run/a,b/x")),
+            OsString::from("type=11,path=/run/a,,b/x")
+        );
+        assert_eq!(
+            split_opts("q35,,x,a=b"),
+            vec!["q35,x".to_string(), "a=b".to_string()]
+        );
+    }
+
+    fn plan() -> Plan {
+        Plan::build(
+            vec![Loaded::Credential {
+                name: "K".into(),
+                origin: Origin::Set { name: "K".into() },
+                value: Secret::new(b"CANARY".to_vec()),
+            }],
+            PlanOptions {
+                rule: NameRule::Portable,
+                encoding: Encoding::Binary,
+                manifest: true,
+                budget: Budget::QEMU_32,
+            },
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn test_memfd_sealed_and_inheritable() {
+        let p = plan();
+        let d = deliver_memfd(&p).unwrap();
+        assert_eq!(d.args.len(), 4);
+        for (fd, s) in d.memfds.iter().zip(&p.strings) {
+            let seals = rustix::fs::fcntl_get_seals(fd).unwrap();
+            assert!(seals.contains(
+                SealFlags::SEAL | SealFlags::SHRINK | SealFlags::GROW | SealFlags::WRITE
+            ));
+            let flags = rustix::io::fcntl_getfd(fd).unwrap();
+            assert!(!flags.contains(rustix::io::FdFlags::CLOEXEC));
+            let path = format!("/dev/fd/{}", fd.as_raw_fd());
+            assert_eq!(std::fs::read(&path).unwrap(), s.bytes.expose());
+            let mut w = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+            assert!(w.write_all(b"x").is_err(), "sealed against writes");
+        }
+        assert!(d.args.iter().all(|a| !leaks_value(a)));
+    }
+
+    #[test]
+    fn test_files_private_and_removed() {
+        let parent = tempfile::tempdir().unwrap();
+        let p = plan();
+        let d = deliver_files(&p, parent.path()).unwrap();
+        let dir = d.dir.as_ref().unwrap().path().to_owned();
+        assert_eq!(std::fs::metadata(&dir).unwrap().mode() & 0o777, 0o700);
+        let path = d.args[1]
+            .to_str()
+            .unwrap()
+            .strip_prefix("type=11,path=")
+            .unwrap()
+            .to_owned();
+        assert_eq!(std::fs::metadata(&path).unwrap().mode() & 0o777, 0o400);
+        assert_eq!(std::fs::read(&path).unwrap(), p.strings[0].bytes.expose());
+        drop(d);
+        assert!(!dir.exists());
+    }
+}
