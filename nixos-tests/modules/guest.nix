@@ -107,9 +107,13 @@ in
       type = types.bool;
       default = true;
       description = ''
-        Fail the unit when verification fails (`--strict`), so that a service
-        with `Requires=vmcreds-check.service` and `After=vmcreds-check.service`
-        (see {option}`services.vmcreds.check.requiredBy`) never starts with a
+        Fail the unit when verification fails (`--strict`): an expected
+        credential is missing, differs or was refused, or there is nothing to
+        verify against, an unexpected credential, an anomaly in the SMBIOS
+        table, or weak or insecure storage of `/run/credentials/@system`. A
+        service with `Requires=vmcreds-check.service` and
+        `After=vmcreds-check.service` (see
+        {option}`services.vmcreds.check.requiredBy`) then never starts with a
         missing or damaged secret. Without it the unit only reports.
       '';
     };
@@ -174,6 +178,9 @@ in
     boot.initrd.availableKernelModules = [ "dmi_sysfs" ] ++ optional cfg.fwCfg "qemu_fw_cfg";
     boot.initrd.kernelModules = [ "dmi_sysfs" ];
 
+    # vmcreds-guest list / get / check for people and scripts.
+    environment.systemPackages = [ config.services.vmcreds.package ];
+
     # Give the report ports a device unit to order against.
     services.udev.extraRules = lib.concatMapStrings (name: ''
       SUBSYSTEM=="virtio-ports", ATTR{name}=="${name}", TAG+="systemd"
@@ -205,7 +212,8 @@ in
         NoNewPrivileges = true;
         ProtectSystem = "strict";
         ProtectHome = true;
-        ReadWritePaths = map dirOf writtenPaths;
+        # "-": a missing directory is not an error at unit start.
+        ReadWritePaths = map (p: "-${dirOf p}") writtenPaths;
         PrivateTmp = true;
         PrivateDevices = virtioPorts == [ ];
         PrivateNetwork = !usesVsock;

@@ -96,6 +96,7 @@ in
 
     with subtest("vmcreds-guest check --json agrees with the host's manifest"):
         report = load_json(machine.succeed("vmcreds-guest check --json"))
+        t.assertEqual(report["verdict"]["result"], "verified")
         manifest = load_json(manifest_path.read_text())
         host_side = by_name(manifest)
         guest_side = by_name(report)
