@@ -25,21 +25,27 @@ rustPlatform.buildRustPackage {
   pname = if crates == [ "vmcreds-guest" ] then "vmcreds-guest" else "vmcreds";
   inherit (workspace.workspace.package) version;
 
-  # Only what cargo needs: every workspace member must be present for cargo to
-  # load the workspace, even the ones that are not built (xtask). Leaving out
-  # nixos-tests/ and the flake keeps the package hash stable when only the Nix
-  # side changes.
+  # The repository without its Nix side and build outputs: cargo needs every
+  # workspace member present (even those not built, like xtask), and leaving
+  # out nixos-tests/ and the flake keeps the package hash stable when only
+  # the Nix code changes.
   src = lib.fileset.toSource {
     inherit root;
-    fileset = lib.fileset.unions [
-      (root + "/Cargo.toml")
-      (root + "/Cargo.lock")
-      (lib.fileset.maybeMissing (root + "/.cargo"))
-      (root + "/common")
-      (root + "/host")
-      (root + "/guest")
-      (root + "/xtask")
-    ];
+    fileset = lib.fileset.difference root (
+      lib.fileset.unions (
+        map (p: lib.fileset.maybeMissing (root + p)) [
+          "/.git"
+          "/.ci"
+          "/flake.nix"
+          "/flake.lock"
+          "/nixos-tests"
+          "/target"
+          "/result"
+          "/fuzz/target"
+          "/fuzz/artifacts"
+        ]
+      )
+    );
   };
 
   cargoLock.lockFile = root + "/Cargo.lock";
