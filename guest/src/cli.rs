@@ -1,0 +1,131 @@
+//! The command line, as typed (clap derive). Validation of values that need
+//! more than parsing happens in the commands.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::analyze::Expect;
+use crate::dest::Dest;
+
+/// Verify, inside a VM, that every SMBIOS Type 11 credential arrived whole,
+/// and report it back without a value.
+#[derive(Debug, Parser)]
+#[command(name = "vmcreds-guest", version, about, max_term_width = 100)]
+pub struct Cli {
+    /// The subcommand.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check what systemd imported against SMBIOS and the expectations.
+    Check(CheckArgs),
+    /// List the Type 11 credentials: names, sizes, digests (never values).
+    List(ListArgs),
+    /// Print one credential's value (raw bytes) on purpose.
+    Get(GetArgs),
+    /// Import credentials like systemd does (for guests without systemd ≥ 252), then check.
+    Import(ImportArgs),
+    /// Write vmcreds-check.service (and enable it for multi-user.target).
+    InstallUnit(InstallUnitArgs),
+}
+
+/// Options shared by every reader.
+#[derive(Debug, Args, Clone)]
+pub struct RootArgs {
+    /// Read every path (/sys, /proc, /run, /dev) under DIR instead of /.
+    #[arg(long, value_name = "DIR", default_value = "/")]
+    pub root: PathBuf,
+    /// Model this systemd version instead of detecting it.
+    #[arg(long, value_name = "N")]
+    pub systemd_version: Option<u32>,
+}
+
+/// `check` options (also used by `import`).
+#[derive(Debug, Args, Clone)]
+pub struct VerifyArgs {
+    /// Expect credential NAME (of BYTES bytes); repeatable.
+    #[arg(long, value_name = "NAME[:BYTES]")]
+    pub expect: Vec<Expect>,
+    /// Expect what this vmcreds.manifest/1 file lists (instead of the vmcreds.manifest credential).
+    #[arg(long, value_name = "FILE")]
+    pub manifest: Option<PathBuf>,
+    /// Print the vmcreds.report/1 JSON instead of the table.
+    #[arg(long)]
+    pub json: bool,
+    /// Also fail on no expectations, unexpected credentials, anomalies, and weak or insecure storage.
+    #[arg(long)]
+    pub strict: bool,
+    /// Send the report: stdout, file:PATH, virtio-port:NAME, vsock:CID:PORT, unix:PATH; repeatable.
+    #[arg(long, value_name = "DEST")]
+    pub report_to: Vec<Dest>,
+    /// Send a one-line STATUS= verdict to the vmm.notify_socket credential's address.
+    #[arg(long)]
+    pub notify: bool,
+}
+
+/// `check`.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Where to read.
+    #[command(flatten)]
+    pub root: RootArgs,
+    /// What to verify.
+    #[command(flatten)]
+    pub verify: VerifyArgs,
+}
+
+/// `list`.
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Where to read.
+    #[command(flatten)]
+    pub root: RootArgs,
+    /// JSON output.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `get`.
+#[derive(Debug, Args)]
+pub struct GetArgs {
+    /// The credential name.
+    pub name: String,
+    /// Where to read.
+    #[command(flatten)]
+    pub root: RootArgs,
+}
+
+/// `import`.
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// The directory to import into (a private tmpfs/ramfs is mounted on it when root).
+    #[arg(long, value_name = "DIR")]
+    pub to: PathBuf,
+    /// Do not mount anything; use a plain 0700 directory.
+    #[arg(long, hide = true)]
+    pub no_mount: bool,
+    /// Where to read.
+    #[command(flatten)]
+    pub root: RootArgs,
+    /// What to verify afterwards.
+    #[command(flatten)]
+    pub verify: VerifyArgs,
+}
+
+/// `install-unit`.
+#[derive(Debug, Args)]
+pub struct InstallUnitArgs {
+    /// Install into the image at DIR.
+    #[arg(long, value_name = "DIR", default_value = "/")]
+    pub root: PathBuf,
+    /// Run the check with --strict.
+    #[arg(long)]
+    pub strict: bool,
+    /// Where the unit's check sends its report; repeatable.
+    #[arg(long, value_name = "DEST")]
+    pub report_to: Vec<Dest>,
+}

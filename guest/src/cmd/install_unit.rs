@@ -1,0 +1,204 @@
+//! `install-unit`: writes `vmcreds-check.service` into an image (or `/`) and
+//! enables it for `multi-user.target`, with `ExecStart=` and the sandbox
+//! fitted to the flags.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use thiserror::Error;
+
+use crate::cli::InstallUnitArgs;
+use crate::dest::Dest;
+use crate::exit::Exit;
+
+/// The unit as shipped.
+pub const UNIT_TEMPLATE: &str = include_str!("../../units/vmcreds-check.service");
+/// The unit's name.
+pub const UNIT_NAME: &str = "vmcreds-check.service";
+/// Where the binary is installed in images (the real-VM driver uses it too).
+pub const BINARY_PATH: &str = "/usr/local/bin/vmcreds-guest";
+
+/// Writing the unit failed.
+#[derive(Debug, Error)]
+#[error("cannot write {}", path.display())]
+pub struct InstallError {
+    /// The path.
+    pub path: PathBuf,
+    /// The cause.
+    #[source]
+    pub source: io::Error,
+}
+
+/// systemd's path escaping for unit names (`systemd-escape --path`, simplified).
+pub fn escape_unit_path(p: &str) -> String {
+    let trimmed = p.trim_matches('/');
+    let mut out = String::new();
+    for (i, b) in trimmed.bytes().enumerate() {
+        match b {
+            b'/' => out.push('-'),
+            b'.' if i == 0 => out.push_str("\\x2e"),
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'_' | b'.' | b':' => out.push(b as char),
+            _ => out.push_str(&format!("\\x{b:02x}")),
+        }
+    }
+    out
+}
+
+/// Quotes one ExecStart= argument for systemd (double quotes when needed).
+fn quote(arg: &str) -> String {
+    if !arg.is_empty()
+        && arg
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_./:@=,+".contains(&b))
+    {
+        arg.replace('%', "%%").replace('$', "$$")
+    } else {
+        let escaped = arg
+            .replace('\\', "\\\\")
+            .replace('"', "\\\"")
+            .replace('%', "%%")
+            .replace('$', "$$");
+        format!("\"{escaped}\"")
+    }
+}
+
+/// The unit text for these flags.
+pub fn render(strict: bool, report_to: &[Dest]) -> String {
+    let mut exec = format!("ExecStart={BINARY_PATH} check");
+    if strict {
+        exec.push_str(" --strict");
+    }
+    for d in report_to {
+        exec.push_str(" --report-to ");
+        exec.push_str(&quote(&d.to_string()));
+    }
+    let mut unit_extra = String::new();
+    let mut service_extra = String::new();
+    let mut private_network = true;
+    for d in report_to {
+        match d {
+            Dest::VirtioPort(n) => {
+                let dev = format!(
+                    "{}.device",
+                    escape_unit_path(&format!("/dev/virtio-ports/{n}"))
+                );
+                unit_extra.push_str(&format!("Wants={dev}\nAfter={dev}\n"));
+            }
+            Dest::File(p) => {
+                let dir = p
+                    .parent()
+                    .filter(|d| !d.as_os_str().is_empty())
+                    .unwrap_or(Path::new("/"));
+                service_extra.push_str(&format!(
+                    "ReadWritePaths={}\n",
+                    quote(&dir.display().to_string())
+                ));
+            }
+            Dest::Vsock { .. } => private_network = false,
+            Dest::Unix(p) if p.as_os_str().as_encoded_bytes().starts_with(b"@") => {
+                private_network = false
+            }
+            Dest::Unix(_) | Dest::Stdout => {}
+        }
+    }
+    let mut out = String::new();
+    for line in UNIT_TEMPLATE.lines() {
+        if line.starts_with("ExecStart=") {
+            out.push_str(&exec);
+            out.push('\n');
+            out.push_str(&service_extra);
+            continue;
+        }
+        if line == "PrivateNetwork=yes" && !private_network {
+            out.push_str(
+                "# PrivateNetwork= off: the report goes over vsock or an abstract unix socket\n",
+            );
+            continue;
+        }
+        out.push_str(line);
+        out.push('\n');
+        if line == "Conflicts=shutdown.target" {
+            out.push_str(&unit_extra);
+        }
+    }
+    out
+}
+
+/// Runs `install-unit`.
+pub fn run(args: &InstallUnitArgs) -> anyhow::Result<Exit> {
+    let unit_dir = args.root.join("etc/systemd/system");
+    let wants = unit_dir.join("multi-user.target.wants");
+    std::fs::create_dir_all(&wants).map_err(|e| InstallError {
+        path: wants.clone(),
+        source: e,
+    })?;
+    let path = unit_dir.join(UNIT_NAME);
+    let text = render(args.strict, &args.report_to);
+    let tmp = unit_dir.join(format!(".{UNIT_NAME}.tmp"));
+    std::fs::write(&tmp, text.as_bytes())
+        .and_then(|_| {
+            std::fs::set_permissions(&tmp, std::os::unix::fs::PermissionsExt::from_mode(0o644))
+        })
+        .and_then(|_| std::fs::rename(&tmp, &path))
+        .map_err(|e| InstallError {
+            path: path.clone(),
+            source: e,
+        })?;
+    let link = wants.join(UNIT_NAME);
+    let _ = std::fs::remove_file(&link);
+    std::os::unix::fs::symlink(format!("../{UNIT_NAME}"), &link).map_err(|e| InstallError {
+        path: link.clone(),
+        source: e,
+    })?;
+    println!(
+        "installed {} and enabled it ({}); it runs {BINARY_PATH}",
+        path.display(),
+        link.display()
+    );
+    Ok(Exit::Verified)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_render_flags() {
+        let u = render(
+            true,
+            &[
+                "virtio-port:org.vmcreds.0".parse().unwrap(),
+                "file:/var/lib/vmcreds/r.json".parse().unwrap(),
+            ],
+        );
+        assert!(u.contains("ExecStart=/usr/local/bin/vmcreds-guest check --strict --report-to virtio-port:org.vmcreds.0 --report-to file:/var/lib/vmcreds/r.json\n"), "{u}");
+        assert!(
+            u.contains("Wants=dev-virtio\\x2dports-org.vmcreds.0.device\n"),
+            "{u}"
+        );
+        assert!(u.contains("ReadWritePaths=/var/lib/vmcreds\n"), "{u}");
+        assert!(u.contains("PrivateNetwork=yes"));
+        let v = render(false, &["vsock:2:9000".parse().unwrap()]);
+        assert!(!v.contains("PrivateNetwork=yes"), "{v}");
+        assert!(
+            v.contains("ExecStart=/usr/local/bin/vmcreds-guest check --report-to vsock:2:9000\n")
+        );
+        assert_eq!(
+            render(false, &[])
+                .lines()
+                .filter(|l| l.starts_with("ExecStart="))
+                .count(),
+            1
+        );
+    }
+
+    #[test]
+    fn test_escape_and_quote() {
+        assert_eq!(
+            escape_unit_path("/dev/virtio-ports/a b"),
+            "dev-virtio\\x2dports-a\\x20b"
+        );
+        assert_eq!(quote("file:/a b"), "\"file:/a b\"");
+        assert_eq!(quote("a%b"), "\"a%%b\"");
+    }
+}

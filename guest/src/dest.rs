@@ -1,0 +1,483 @@
+//! Sending the report (`--report-to`) and the one-line verdict (`--notify`).
+//!
+//! Wire format of a report: the compact JSON document on one line followed by
+//! one `\n`, written in one go and flushed; then the connection is closed.
+//! The host reader must not rely on EOF (virtio-serial keeps the host side
+//! open), so the newline ends the document.
+
+use std::io::{self, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use rustix::net::{self, AddressFamily, SocketAddrUnix, SocketType};
+use thiserror::Error;
+
+use crate::sysfs::Root;
+
+/// Where to send a report.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Dest {
+    /// Standard output.
+    Stdout,
+    /// A file, written atomically (temp + rename, 0600).
+    File(PathBuf),
+    /// `/dev/virtio-ports/NAME` under `--root`.
+    VirtioPort(String),
+    /// AF_VSOCK stream.
+    Vsock {
+        /// Context id.
+        cid: u32,
+        /// Port.
+        port: u32,
+    },
+    /// AF_UNIX stream socket.
+    Unix(PathBuf),
+}
+
+/// A destination that cannot be parsed.
+#[derive(Debug, Error, PartialEq, Eq)]
+#[error("report destination \"{0}\" is not stdout, file:PATH, virtio-port:NAME, vsock:CID:PORT or unix:PATH")]
+pub struct DestParseError(pub String);
+
+fn parse_cid_port(s: &str) -> Option<(u32, u32)> {
+    let (c, p) = s.split_once(':')?;
+    Some((c.parse().ok()?, p.parse().ok()?))
+}
+
+impl std::str::FromStr for Dest {
+    type Err = DestParseError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let err = || DestParseError(vmcreds_common::escape::escape_bytes(s.as_bytes(), 200));
+        if s == "stdout" {
+            return Ok(Dest::Stdout);
+        }
+        let (kind, rest) = s.split_once(':').ok_or_else(err)?;
+        match kind {
+            "file" if !rest.is_empty() => Ok(Dest::File(rest.into())),
+            "unix" if !rest.is_empty() => Ok(Dest::Unix(rest.into())),
+            "virtio-port"
+                if !rest.is_empty() && !rest.contains('/') && rest != "." && rest != ".." =>
+            {
+                Ok(Dest::VirtioPort(rest.into()))
+            }
+            "vsock" => parse_cid_port(rest)
+                .map(|(cid, port)| Dest::Vsock { cid, port })
+                .ok_or_else(err),
+            _ => Err(err()),
+        }
+    }
+}
+
+impl std::fmt::Display for Dest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Dest::Stdout => f.write_str("stdout"),
+            Dest::File(p) => write!(f, "file:{}", p.display()),
+            Dest::VirtioPort(n) => write!(f, "virtio-port:{n}"),
+            Dest::Vsock { cid, port } => write!(f, "vsock:{cid}:{port}"),
+            Dest::Unix(p) => write!(f, "unix:{}", p.display()),
+        }
+    }
+}
+
+/// Sending failed.
+#[derive(Debug, Error)]
+#[error("cannot send the report to {dest}")]
+pub struct SendError {
+    /// The destination, as given.
+    pub dest: String,
+    /// The cause, with its errno.
+    #[source]
+    pub source: io::Error,
+}
+
+/// The wire form of a report: compact JSON and one newline.
+pub fn wire(report: &vmcreds_common::report::Report) -> Vec<u8> {
+    let mut v = serde_json::to_vec(report).expect("report serialises");
+    v.push(b'\n');
+    v
+}
+
+/// Sends `doc` to `dest` in one write, then closes.
+pub fn send(dest: &Dest, root: &Root, doc: &[u8]) -> Result<(), SendError> {
+    let r = match dest {
+        Dest::Stdout => {
+            let mut out = io::stdout().lock();
+            out.write_all(doc).and_then(|_| out.flush())
+        }
+        Dest::File(p) => write_atomic(p, doc),
+        Dest::VirtioPort(n) => {
+            let p = root.path(&format!("/dev/virtio-ports/{n}"));
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(&p)
+                .and_then(|mut f| f.write_all(doc).and_then(|_| f.flush()))
+        }
+        Dest::Unix(p) => connect_unix(p, SocketType::STREAM).and_then(|fd| write_fd(&fd, doc)),
+        Dest::Vsock { cid, port } => {
+            connect_vsock(*cid, *port, SocketType::STREAM).and_then(|fd| write_fd(&fd, doc))
+        }
+    };
+    r.map_err(|source| SendError {
+        dest: dest.to_string(),
+        source,
+    })
+}
+
+fn write_fd(fd: &OwnedFd, mut buf: &[u8]) -> io::Result<()> {
+    while !buf.is_empty() {
+        match rustix::io::write(fd, buf) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => buf = &buf[n..],
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let _ = net::shutdown(fd, net::Shutdown::Write);
+    Ok(())
+}
+
+/// Writes `path` atomically: a 0600 temp file beside it, then rename.
+pub fn write_atomic(path: &Path, doc: &[u8]) -> io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let base = path
+        .file_name()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no file name"))?;
+    let tmp = dir.join(format!(
+        ".{}.{}.tmp",
+        base.to_string_lossy(),
+        std::process::id()
+    ));
+    let res = (|| {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.write_all(doc)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if res.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    res
+}
+
+fn unix_addr(p: &Path) -> io::Result<SocketAddrUnix> {
+    let s = p.as_os_str().as_encoded_bytes();
+    Ok(match s.strip_prefix(b"@") {
+        Some(name) => SocketAddrUnix::new_abstract_name(name)?,
+        None => SocketAddrUnix::new(p)?,
+    })
+}
+
+/// Connects an AF_UNIX socket of `ty` to `p` (`@name` is abstract).
+pub fn connect_unix(p: &Path, ty: SocketType) -> io::Result<OwnedFd> {
+    let addr = unix_addr(p)?;
+    let fd = net::socket_with(AddressFamily::UNIX, ty, net::SocketFlags::CLOEXEC, None)?;
+    net::connect(&fd, &addr)?;
+    Ok(fd)
+}
+
+/// `struct sockaddr_vm` (`linux/vm_sockets.h`).
+#[repr(C)]
+struct SockaddrVm {
+    family: u16,
+    reserved1: u16,
+    port: u32,
+    cid: u32,
+    flags: u8,
+    zero: [u8; 3],
+}
+
+struct VsockAddr {
+    cid: u32,
+    port: u32,
+}
+
+// SAFETY: `with_sockaddr` passes a pointer to a fully initialised, properly
+// laid out `sockaddr_vm` on the stack and its exact size; the pointer is only
+// used for the duration of the closure.
+unsafe impl net::addr::SocketAddrArg for VsockAddr {
+    unsafe fn with_sockaddr<R>(
+        &self,
+        f: impl FnOnce(*const net::addr::SocketAddrOpaque, net::addr::SocketAddrLen) -> R,
+    ) -> R {
+        let sa = SockaddrVm {
+            family: AddressFamily::VSOCK.as_raw(),
+            reserved1: 0,
+            port: self.port,
+            cid: self.cid,
+            flags: 0,
+            zero: [0; 3],
+        };
+        f(
+            (&sa as *const SockaddrVm).cast(),
+            std::mem::size_of::<SockaddrVm>() as net::addr::SocketAddrLen,
+        )
+    }
+}
+
+/// Connects an AF_VSOCK socket of `ty` (untested on this build machine:
+/// AF_VSOCK loopback does not connect here).
+pub fn connect_vsock(cid: u32, port: u32, ty: SocketType) -> io::Result<OwnedFd> {
+    let fd = net::socket_with(AddressFamily::VSOCK, ty, net::SocketFlags::CLOEXEC, None)?;
+    net::connect(&fd, &VsockAddr { cid, port })?;
+    Ok(fd)
+}
+
+/// A `vmm.notify_socket` address.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NotifyAddr {
+    /// `vsock:`, `vsock-stream:`, `vsock-dgram:`, `vsock-seqpacket:`; `None`
+    /// type means try dgram, seqpacket, then stream (systemd's order).
+    Vsock {
+        /// Socket type, when forced.
+        ty: Option<SocketType>,
+        /// Context id.
+        cid: u32,
+        /// Port.
+        port: u32,
+    },
+    /// A unix socket path (`/…` or `@abstract`).
+    Unix(PathBuf),
+}
+
+/// Parses the `vmm.notify_socket` credential (systemd's `socket_address_parse`
+/// subset used for notify sockets).
+pub fn parse_notify(s: &str) -> Option<NotifyAddr> {
+    let s = s.trim_end_matches(['\n', '\r', ' ']);
+    for (prefix, ty) in [
+        ("vsock-stream:", Some(SocketType::STREAM)),
+        ("vsock-dgram:", Some(SocketType::DGRAM)),
+        ("vsock-seqpacket:", Some(SocketType::SEQPACKET)),
+        ("vsock:", None),
+    ] {
+        if let Some(rest) = s.strip_prefix(prefix) {
+            let (cid, port) = parse_cid_port(rest)?;
+            return Some(NotifyAddr::Vsock { ty, cid, port });
+        }
+    }
+    if s.starts_with('/') || s.starts_with('@') {
+        return Some(NotifyAddr::Unix(s.into()));
+    }
+    None
+}
+
+/// The notify message: `STATUS=vmcreds: <line>`, under 4096 bytes, one line.
+pub fn notify_message(verdict_line: &str) -> Vec<u8> {
+    let line: String = verdict_line
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    let mut msg = format!("STATUS=vmcreds: {line}");
+    let max = vmcreds_common::limits::NOTIFY_MESSAGE_MAX - 1;
+    if msg.len() > max {
+        let mut cut = max - 3;
+        while !msg.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        msg.truncate(cut);
+        msg.push('…');
+    }
+    msg.into_bytes()
+}
+
+/// Sends one notify message: one connection (or datagram) per message.
+pub fn notify(addr: &NotifyAddr, msg: &[u8]) -> io::Result<()> {
+    match addr {
+        NotifyAddr::Unix(p) => {
+            // sd_notify uses datagrams; fall back to a stream socket.
+            match connect_unix(p, SocketType::DGRAM) {
+                Ok(fd) => net::send(&fd, msg, net::SendFlags::empty())
+                    .map(|_| ())
+                    .map_err(Into::into),
+                Err(e) if e.raw_os_error() == Some(rustix::io::Errno::PROTOTYPE.raw_os_error()) => {
+                    write_fd(&connect_unix(p, SocketType::STREAM)?, msg)
+                }
+                Err(e) => Err(e),
+            }
+        }
+        NotifyAddr::Vsock { ty, cid, port } => {
+            let order: Vec<SocketType> = match ty {
+                Some(t) => vec![*t],
+                None => vec![SocketType::DGRAM, SocketType::SEQPACKET, SocketType::STREAM],
+            };
+            let mut last = io::Error::from(io::ErrorKind::Unsupported);
+            for t in order {
+                match connect_vsock(*cid, *port, t) {
+                    Ok(fd) => {
+                        return if t == SocketType::STREAM {
+                            write_fd(&fd, msg)
+                        } else {
+                            net::send(fd.as_fd(), msg, net::SendFlags::empty())
+                                .map(|_| ())
+                                .map_err(Into::into)
+                        }
+                    }
+                    Err(e) => {
+                        let errno = e.raw_os_error();
+                        let retry = [
+                            rustix::io::Errno::NODEV,
+                            rustix::io::Errno::OPNOTSUPP,
+                            rustix::io::Errno::PROTONOSUPPORT,
+                            rustix::io::Errno::SOCKTNOSUPPORT,
+                            rustix::io::Errno::PROTOTYPE,
+                        ]
+                        .iter()
+                        .any(|x| Some(x.raw_os_error()) == errno);
+                        last = e;
+                        if !retry {
+                            break;
+                        }
+                    }
+                }
+            }
+            Err(last)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+
+    #[test]
+    fn test_parse_destinations() {
+        assert_eq!("stdout".parse(), Ok(Dest::Stdout));
+        assert_eq!(
+            "file:/tmp/r.json".parse(),
+            Ok(Dest::File("/tmp/r.json".into()))
+        );
+        assert_eq!(
+            "virtio-port:vmcreds".parse(),
+            Ok(Dest::VirtioPort("vmcreds".into()))
+        );
+        assert_eq!(
+            "vsock:2:9999".parse(),
+            Ok(Dest::Vsock { cid: 2, port: 9999 })
+        );
+        assert_eq!(
+            "unix:/run/x.sock".parse(),
+            Ok(Dest::Unix("/run/x.sock".into()))
+        );
+        for bad in [
+            "",
+            "file:",
+            "vsock:2",
+            "vsock:x:1",
+            "vsock:1:2:3",
+            "tcp:1",
+            "virtio-port:../x",
+            "stdout:",
+        ] {
+            assert!(bad.parse::<Dest>().is_err(), "{bad}");
+        }
+        assert_eq!(
+            "vsock:4294967295:1".parse::<Dest>().unwrap().to_string(),
+            "vsock:4294967295:1"
+        );
+    }
+
+    #[test]
+    fn test_parse_notify() {
+        assert_eq!(
+            parse_notify("vsock-stream:2:8888\n"),
+            Some(NotifyAddr::Vsock {
+                ty: Some(SocketType::STREAM),
+                cid: 2,
+                port: 8888
+            })
+        );
+        assert_eq!(
+            parse_notify("vsock:2:1"),
+            Some(NotifyAddr::Vsock {
+                ty: None,
+                cid: 2,
+                port: 1
+            })
+        );
+        assert!(matches!(
+            parse_notify("vsock-dgram:3:1"),
+            Some(NotifyAddr::Vsock {
+                ty: Some(SocketType::DGRAM),
+                ..
+            })
+        ));
+        assert!(matches!(
+            parse_notify("vsock-seqpacket:3:1"),
+            Some(NotifyAddr::Vsock {
+                ty: Some(SocketType::SEQPACKET),
+                ..
+            })
+        ));
+        assert_eq!(
+            parse_notify("/run/n.sock"),
+            Some(NotifyAddr::Unix("/run/n.sock".into()))
+        );
+        assert_eq!(parse_notify("@abs"), Some(NotifyAddr::Unix("@abs".into())));
+        assert_eq!(parse_notify("vsock:2"), None);
+        assert_eq!(parse_notify("tcp:1"), None);
+    }
+
+    #[test]
+    fn test_notify_message_bounds() {
+        let m = notify_message("verified (1/1)\nINJECT=1");
+        assert_eq!(m, b"STATUS=vmcreds: verified (1/1) INJECT=1");
+        let long = "é".repeat(5000);
+        let m = notify_message(&long);
+        assert!(m.len() < vmcreds_common::limits::NOTIFY_MESSAGE_MAX);
+        assert!(std::str::from_utf8(&m).is_ok());
+    }
+
+    #[test]
+    fn test_unix_stream_and_dgram_notify() {
+        let d = tempfile::tempdir().unwrap();
+        let sp = d.path().join("s.sock");
+        let l = std::os::unix::net::UnixListener::bind(&sp).unwrap();
+        let t = std::thread::spawn(move || {
+            let (mut c, _) = l.accept().unwrap();
+            let mut v = Vec::new();
+            c.read_to_end(&mut v).unwrap();
+            v
+        });
+        notify(&NotifyAddr::Unix(sp.clone()), b"STATUS=vmcreds: x").unwrap();
+        assert_eq!(t.join().unwrap(), b"STATUS=vmcreds: x");
+        let dp = d.path().join("d.sock");
+        let ds = std::os::unix::net::UnixDatagram::bind(&dp).unwrap();
+        notify(&NotifyAddr::Unix(dp), b"STATUS=vmcreds: y").unwrap();
+        let mut buf = [0u8; 64];
+        let n = ds.recv(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"STATUS=vmcreds: y");
+    }
+
+    #[test]
+    fn test_atomic_file_mode() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("r.json");
+        write_atomic(&p, b"{}\n").unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), b"{}\n");
+        assert_eq!(
+            std::fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        assert_eq!(
+            std::fs::read_dir(d.path()).unwrap().count(),
+            1,
+            "no temp file left"
+        );
+    }
+
+    #[test]
+    fn test_vsock_address_layout() {
+        assert_eq!(std::mem::size_of::<SockaddrVm>(), 16);
+    }
+}
