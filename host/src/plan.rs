@@ -456,6 +456,30 @@ mod tests {
         ));
     }
 
+    proptest::proptest! {
+        #[test]
+        fn prop_any_value_round_trips(
+            name in "[A-Za-z0-9_.@+-]{1,40}",
+            value in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..2048),
+        ) {
+            proptest::prop_assume!(name != "." && name != ".." && name != MANIFEST_CREDENTIAL);
+            let nonce = Nonce::from_bytes([7; 32]);
+            let p = Plan::build_with_nonce(vec![cred(&name, &value)], opts(), Some(nonce.clone())).unwrap();
+            for version in [252, 257] {
+                match oem::parse(p.strings[1].bytes.expose(), &Behaviour::of(version)) {
+                    Parsed::Credential { name: n, value: v, .. } => {
+                        proptest::prop_assert_eq!(n.as_str(), name.as_str());
+                        proptest::prop_assert_eq!(v.expose(), &value[..]);
+                    }
+                    other => proptest::prop_assert!(false, "{:?}", other),
+                }
+            }
+            let e = p.manifest.get(&name).unwrap();
+            proptest::prop_assert_eq!(e.bytes, value.len() as u64);
+            proptest::prop_assert_eq!(&e.digest, &vmcreds_common::digest::digest(&value, Some(&nonce)));
+        }
+    }
+
     #[test]
     fn test_limits_name_rule_and_numbers() {
         // Total over systemd's 1 MiB with per-credential values within it.

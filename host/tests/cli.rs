@@ -237,6 +237,52 @@ fn qemu_runtime_dir_print_keeps_files() {
     );
 }
 
+#[test]
+fn qemu_runtime_dir_forwards_sigterm_and_cleans_up() {
+    let t = TestDir::new();
+    let rd = t.mkdir("rt");
+    let out = t.mkdir("out");
+    t.write("k", API_KEY);
+    let script = r#"trap 'touch "$0/got-term"; exit 143' TERM; touch "$0/ready"; while :; do sleep 0.05; done"#;
+    let mut child = t
+        .cmd()
+        .args([
+            "qemu",
+            "--load",
+            "K:./k",
+            "--runtime-dir",
+            "rt",
+            "--",
+            "/bin/sh",
+            "-c",
+            script,
+        ])
+        .arg(&out)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert!(wait_until(Duration::from_secs(20), || out
+        .join("ready")
+        .exists()));
+    assert_eq!(
+        tree(&rd).len(),
+        3,
+        "directory and two files while QEMU runs: {:?}",
+        tree(&rd)
+    );
+    let pid = rustix::process::Pid::from_child(&child);
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+    assert!(wait_until(Duration::from_secs(20), || child
+        .try_wait()
+        .unwrap()
+        .is_some()));
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(code(&o), 143, "{}", stderr(&o));
+    assert!(out.join("got-term").exists(), "SIGTERM was not forwarded");
+    assert!(tree(&rd).is_empty(), "left behind: {:?}", tree(&rd));
+}
+
 /// Runs a command that must be refused before anything happens.
 struct Refusal<'a> {
     args: Vec<String>,

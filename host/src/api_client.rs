@@ -1,0 +1,359 @@
+//! A minimal HTTP/1.1 client for cloud-hypervisor's REST API on its unix
+//! socket, generic over `Read + Write` so it is testable without a socket
+//! (the shape of cloud-hypervisor's own `api_client` crate).
+//!
+//! One request per connection (`Connection: close`). The response is read
+//! with bounds: the status line and headers at most [`HEADER_MAX`] bytes, the
+//! body at most [`BODY_MAX`], by `Content-Length` or else until EOF; 1xx,
+//! 204 and 304 have no body. Chunked transfer coding is refused
+//! (cloud-hypervisor's `micro_http` does not send it).
+//!
+//! This module never formats a response body into a message: callers decide
+//! what of it may be shown (cloud-hypervisor may echo the VM config, which
+//! holds the credentials).
+
+use std::io::{self, Read, Write};
+
+use thiserror::Error;
+use vmcreds_common::escape::escape_bytes;
+
+/// Most bytes of the status line and headers together.
+pub const HEADER_MAX: usize = 16 * 1024;
+/// Most bytes of a response body.
+pub const BODY_MAX: usize = 1024 * 1024;
+
+/// Why a request failed below HTTP semantics.
+#[derive(Debug, Error)]
+pub enum ApiError {
+    /// Writing the request failed.
+    #[error("cannot send the request")]
+    Write(#[source] io::Error),
+    /// Reading the response failed (a read timeout shows up here).
+    #[error("cannot read the response")]
+    Read(#[source] io::Error),
+    /// The peer closed the connection before a complete response.
+    #[error("the connection closed before a complete response ({0} bytes received)")]
+    Truncated(usize),
+    /// The status line and headers are too long.
+    #[error("the response's status line and headers are over {HEADER_MAX} bytes")]
+    HeaderTooLarge,
+    /// The body is too long.
+    #[error("the response body is over {BODY_MAX} bytes")]
+    BodyTooLarge,
+    /// Not an HTTP/1.x response (the offending text escaped and truncated).
+    #[error("malformed HTTP response: {0}")]
+    Malformed(String),
+}
+
+/// Result alias.
+pub type Result<T> = std::result::Result<T, ApiError>;
+
+/// A response.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Response {
+    /// The status code.
+    pub status: u16,
+    /// The reason phrase (escaped, at most 100 bytes shown).
+    pub reason: String,
+    /// Header names (lowercase) and values.
+    pub headers: Vec<(String, String)>,
+    /// The body (may echo the request: do not print it unredacted).
+    pub body: Vec<u8>,
+}
+
+impl std::fmt::Debug for Response {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Response")
+            .field("status", &self.status)
+            .field("reason", &self.reason)
+            .field("headers", &self.headers)
+            .field("body", &format_args!("[{} bytes]", self.body.len()))
+            .finish()
+    }
+}
+
+impl Response {
+    /// 2xx.
+    pub fn is_success(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+
+    /// The first value of header `name` (lowercase).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Writes the request head for `method path` with a JSON body of `body_len` bytes.
+pub fn request_head(method: &str, path: &str, body_len: Option<usize>) -> String {
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nAccept: application/json\r\n");
+    if let Some(n) = body_len {
+        head.push_str("Content-Type: application/json\r\n");
+        head.push_str(&format!("Content-Length: {n}\r\n"));
+    } else {
+        head.push_str("Content-Length: 0\r\n");
+    }
+    head.push_str("Connection: close\r\n\r\n");
+    head
+}
+
+/// Sends one request and reads the response.
+pub fn request<S: Read + Write>(
+    stream: &mut S,
+    method: &str,
+    path: &str,
+    body: Option<&[u8]>,
+) -> Result<Response> {
+    let head = request_head(method, path, body.map(<[u8]>::len));
+    stream.write_all(head.as_bytes()).map_err(ApiError::Write)?;
+    if let Some(b) = body {
+        stream.write_all(b).map_err(ApiError::Write)?;
+    }
+    stream.flush().map_err(ApiError::Write)?;
+    read_response(stream)
+}
+
+fn find_head_end(buf: &[u8]) -> Option<usize> {
+    buf.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4)
+}
+
+fn read_some<R: Read>(r: &mut R, buf: &mut Vec<u8>, max: usize) -> Result<usize> {
+    let mut chunk = [0u8; 4096];
+    let want = chunk.len().min(max.saturating_sub(buf.len()).max(1));
+    loop {
+        match r.read(&mut chunk[..want]) {
+            Ok(n) => {
+                buf.extend_from_slice(&chunk[..n]);
+                return Ok(n);
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(ApiError::Read(e)),
+        }
+    }
+}
+
+/// Reads and parses one response from `r`.
+pub fn read_response<R: Read>(r: &mut R) -> Result<Response> {
+    let mut buf = Vec::new();
+    let head_end = loop {
+        if let Some(end) = find_head_end(&buf) {
+            break end;
+        }
+        if buf.len() > HEADER_MAX {
+            return Err(ApiError::HeaderTooLarge);
+        }
+        if read_some(r, &mut buf, HEADER_MAX + 4)? == 0 {
+            return Err(ApiError::Truncated(buf.len()));
+        }
+    };
+    if head_end > HEADER_MAX {
+        return Err(ApiError::HeaderTooLarge);
+    }
+    let head = std::str::from_utf8(&buf[..head_end - 4])
+        .map_err(|_| ApiError::Malformed("the status line or headers are not UTF-8".to_owned()))?;
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().unwrap_or_default();
+    let malformed = |what: &str, text: &str| {
+        ApiError::Malformed(format!("{what}: \"{}\"", escape_bytes(text.as_bytes(), 100)))
+    };
+    let mut parts = status_line.splitn(3, ' ');
+    let version = parts.next().unwrap_or_default();
+    if !matches!(version, "HTTP/1.1" | "HTTP/1.0") {
+        return Err(malformed("not an HTTP/1.x status line", status_line));
+    }
+    let code = parts.next().unwrap_or_default();
+    let status: u16 = match code.parse() {
+        Ok(s) if code.len() == 3 && (100..600).contains(&s) => s,
+        _ => return Err(malformed("bad status code", status_line)),
+    };
+    let reason = escape_bytes(parts.next().unwrap_or_default().trim().as_bytes(), 100);
+    let mut headers = Vec::new();
+    for line in lines {
+        let Some((name, value)) = line.split_once(':') else {
+            return Err(malformed("a header line without ':'", line));
+        };
+        if name.is_empty() || name.bytes().any(|b| b.is_ascii_whitespace()) {
+            return Err(malformed("a bad header name", line));
+        }
+        headers.push((name.to_ascii_lowercase(), value.trim().to_owned()));
+    }
+    let mut resp = Response {
+        status,
+        reason,
+        headers,
+        body: Vec::new(),
+    };
+    if resp
+        .header("transfer-encoding")
+        .is_some_and(|v| !v.eq_ignore_ascii_case("identity"))
+    {
+        return Err(ApiError::Malformed(
+            "chunked transfer coding is not supported".to_owned(),
+        ));
+    }
+    let mut body = buf.split_off(head_end);
+    if (100..200).contains(&status) || status == 204 || status == 304 {
+        // No body by definition (RFC 9112 §6.3); whatever follows is ignored.
+        return Ok(resp);
+    }
+    let lengths: Vec<&str> = resp
+        .headers
+        .iter()
+        .filter(|(n, _)| n == "content-length")
+        .map(|(_, v)| v.as_str())
+        .collect();
+    match lengths.as_slice() {
+        [] => {
+            // Until EOF.
+            loop {
+                if body.len() > BODY_MAX {
+                    return Err(ApiError::BodyTooLarge);
+                }
+                if read_some(r, &mut body, BODY_MAX + 1)? == 0 {
+                    break;
+                }
+            }
+        }
+        [len] => {
+            let len: usize = len
+                .parse()
+                .map_err(|_| malformed("a bad Content-Length", len))?;
+            if len > BODY_MAX {
+                return Err(ApiError::BodyTooLarge);
+            }
+            while body.len() < len {
+                if read_some(r, &mut body, len)? == 0 {
+                    return Err(ApiError::Truncated(head_end + body.len()));
+                }
+            }
+            body.truncate(len);
+        }
+        _ => {
+            return Err(ApiError::Malformed(
+                "more than one Content-Length header".to_owned(),
+            ))
+        }
+    }
+    resp.body = body;
+    Ok(resp)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A fake stream: reads from `input`, records writes.
+    struct Fake {
+        input: io::Cursor<Vec<u8>>,
+        written: Vec<u8>,
+    }
+
+    impl Fake {
+        fn new(input: &[u8]) -> Fake {
+            Fake {
+                input: io::Cursor::new(input.to_vec()),
+                written: Vec::new(),
+            }
+        }
+    }
+
+    impl Read for Fake {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            // One byte at a time: exercises reassembly.
+            let n = buf.len().min(1);
+            self.input.read(&mut buf[..n])
+        }
+    }
+
+    impl Write for Fake {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.written.extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn test_request_bytes_and_204() {
+        let mut s = Fake::new(b"HTTP/1.1 204 No Content\r\nServer: Cloud Hypervisor API\r\n\r\n");
+        let r = request(&mut s, "PUT", "/api/v1/vm.create", Some(b"{}")).unwrap();
+        assert_eq!(r.status, 204);
+        assert!(r.is_success() && r.body.is_empty());
+        assert_eq!(
+            String::from_utf8(s.written).unwrap(),
+            "PUT /api/v1/vm.create HTTP/1.1\r\nHost: localhost\r\nAccept: application/json\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}"
+        );
+        let mut s = Fake::new(b"HTTP/1.1 204 \r\n\r\n");
+        let r = request(&mut s, "PUT", "/api/v1/vm.boot", None).unwrap();
+        assert_eq!((r.status, r.reason.as_str()), (204, ""));
+        assert!(String::from_utf8(s.written)
+            .unwrap()
+            .contains("Content-Length: 0\r\n"));
+    }
+
+    #[test]
+    fn test_error_body_by_length_and_eof() {
+        let mut s = Fake::new(
+            b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 5\r\nContent-Type: application/json\r\n\r\nhelloEXTRA",
+        );
+        let r = read_response(&mut s).unwrap();
+        assert_eq!((r.status, r.body.as_slice()), (500, &b"hello"[..]));
+        assert!(!r.is_success());
+        assert_eq!(r.header("content-type"), Some("application/json"));
+        let mut s = Fake::new(b"HTTP/1.0 400 Bad Request\r\n\r\nto the end");
+        assert_eq!(read_response(&mut s).unwrap().body, b"to the end");
+    }
+
+    #[test]
+    fn test_bounds_and_malformed() {
+        let mut big = b"HTTP/1.1 200 OK\r\nX: ".to_vec();
+        big.extend_from_slice(&vec![b'a'; HEADER_MAX]);
+        big.extend_from_slice(b"\r\n\r\n");
+        assert!(matches!(
+            read_response(&mut Fake::new(&big)),
+            Err(ApiError::HeaderTooLarge)
+        ));
+        let over = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", BODY_MAX + 1);
+        assert!(matches!(
+            read_response(&mut Fake::new(over.as_bytes())),
+            Err(ApiError::BodyTooLarge)
+        ));
+        assert!(matches!(
+            read_response(&mut Fake::new(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc")),
+            Err(ApiError::Truncated(_))
+        ));
+        assert!(matches!(
+            read_response(&mut Fake::new(b"HTTP/1.1 200")),
+            Err(ApiError::Truncated(_))
+        ));
+        for bad in [
+            &b"SSH-2.0 hi\r\n\r\n"[..],
+            b"HTTP/1.1 2000 OK\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nbroken\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab",
+        ] {
+            assert!(
+                matches!(read_response(&mut Fake::new(bad)), Err(ApiError::Malformed(_))),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+
+    #[test]
+    fn test_debug_hides_body() {
+        let r = Response {
+            status: 500,
+            reason: String::new(),
+            headers: vec![],
+            body: b"CANARY".to_vec(),
+        };
+        assert!(!format!("{r:?}").contains("CANARY"));
+    }
+}

@@ -1,0 +1,852 @@
+//! cloud-hypervisor (x86_64): the OEM strings reach it either as one
+//! `--platform oem_strings=[...]` value on its command line, or inside the
+//! VmConfig JSON of a REST `vm.create` request (no secret on argv).
+//!
+//! The `--platform` value must mean the same thing to both generations of
+//! cloud-hypervisor's option parser (`option_parser/src/lib.rs`, reference
+//! `hypervisors.md` §3.2):
+//! - v26–v47: `split_commas` splits the top level on commas outside `[...]`
+//!   and drops every `"`; `StringList` then splits the list on *every* comma;
+//! - v48+: `split_commas` is bracket- and quote-aware and keeps the `"`.
+//!
+//! A string carries through both unchanged exactly when it has none of
+//! `,` `[` `]` `"`, no leading or trailing whitespace, and is not empty.
+//! Credentials are base64 by default (`[A-Za-z0-9+/=]`), so only names (with
+//! `--allow-any-name`), `--encoding text` values and `--oem` strings can
+//! break it; those are refused here, before anything is printed.
+//!
+//! cloud-hypervisor itself checks nothing (`PlatformConfig::validate` ignores
+//! `oem_strings`; the table writer casts the count to `u8` and writes empty
+//! strings as a bare NUL), so the count, emptiness and size are checked here
+//! and by the plan's [`Budget::CLOUD_HYPERVISOR`].
+
+use std::collections::{HashMap, HashSet};
+
+use serde_json::{Map, Value};
+use thiserror::Error;
+use vmcreds_common::escape::{escape_bytes, escape_name};
+use vmcreds_common::limits::{self, Budget, LimitError, TYPE11_MAX_STRINGS};
+use vmcreds_common::manifest::MANIFEST_CREDENTIAL;
+use vmcreds_common::oem::{self, Parsed};
+use vmcreds_common::systemd::Behaviour;
+use vmcreds_common::Secret;
+
+use super::{Target, TargetKind};
+use crate::plan::{OemString, Plan};
+
+/// The `--platform` keys of `PlatformConfig::parse` (`vmm/src/config.rs`,
+/// reference §3.1); anything else is `OptionParserError::UnknownOption`.
+pub const PLATFORM_KEYS: &[&str] = &[
+    "num_pci_segments",
+    "iommu_segments",
+    "iommu_address_width",
+    "serial_number",
+    "uuid",
+    "oem_strings",
+    "iommufd",
+    "iommufd_fd",
+    "vfio_p2p_dma",
+    "system_manufacturer",
+    "system_product_name",
+    "system_version",
+    "system_serial_number",
+    "system_uuid",
+    "system_sku_number",
+    "system_family",
+    "chassis_asset_tag",
+    "tdx",
+    "sev_snp",
+];
+
+/// The key vmcreds-host fills itself.
+pub const OEM_STRINGS_KEY: &str = "oem_strings";
+
+/// The characters some `--platform` parser generation splits on, drops or
+/// counts: `,` (split), `[` `]` (bracket depth, stripped at the ends of the
+/// list), `"` (dropped by v26–v47, kept and toggling quotes in v48+).
+pub const PARSER_SPECIAL: &[char] = &[',', '[', ']', '"'];
+
+/// Characters allowed in `--format env` output besides ASCII letters and
+/// digits: no quotes, spaces, `$`, backslash, `~`, `#` or shell operators, so
+/// the line means the same to systemd's `EnvironmentFile=` and to a shell
+/// that sources it.
+pub const ENV_SAFE_PUNCT: &str = "_.,:/+=@%[]-";
+
+/// The environment variable patched microvm.nix runners read.
+pub const ENV_VAR: &str = "MICROVM_PLATFORM_OPS";
+
+/// Why a cloud-hypervisor delivery is refused (exit 2).
+#[derive(Clone, Debug, PartialEq, Eq, Error)]
+pub enum ChError {
+    /// A non-secret string (or a name) with a character a parser generation mangles.
+    #[error("{label}: {what} at byte offset {offset} {why}; cloud-hypervisor's --platform parsers cannot carry it unchanged (v26-v47 split on every ',' and drop '\"', v48+ treat '[' ']' '\"' as syntax){fix}")]
+    Unsafe {
+        /// Which string.
+        label: String,
+        /// The character, described (`','`).
+        what: String,
+        /// Its byte offset in the string.
+        offset: usize,
+        /// Where it is (in the name, in the string).
+        why: &'static str,
+        /// What to do instead.
+        fix: &'static str,
+    },
+    /// A secret value with such a character; neither the character nor its
+    /// offset is named, since they would tell something about the value.
+    #[error("{label}: the value holds a character cloud-hypervisor's --platform parsers cannot carry unchanged (one of , [ ] \" a control character or leading/trailing whitespace); use --encoding binary (the default), which carries any bytes as base64, or API mode")]
+    UnsafeSecret {
+        /// Which credential.
+        label: String,
+    },
+    /// A string that is not UTF-8 (cloud-hypervisor's argv is parsed as UTF-8).
+    #[error("{label} is not valid UTF-8, which cloud-hypervisor's command line requires; use --encoding binary (the default) or API mode")]
+    NotUtf8 {
+        /// Which string.
+        label: String,
+    },
+    /// An empty string: cloud-hypervisor would write a bare NUL and end its table early.
+    #[error("{label} is empty; cloud-hypervisor writes an empty OEM string as a bare NUL, which ends the Type 11 structure early")]
+    Empty {
+        /// Which string.
+        label: String,
+    },
+    /// Nothing at all to deliver (`oem_strings=[]` would be one empty string).
+    #[error("there are no OEM strings to deliver (oem_strings=[] would carry one empty string); give --load, --load-dir, --set or --oem, or drop --no-manifest")]
+    Nothing,
+    /// `--platform-key` without `=`.
+    #[error("--platform-key \"{0}\": expected K=V")]
+    KeySyntax(String),
+    /// A key cloud-hypervisor does not know.
+    #[error("--platform-key \"{key}\": cloud-hypervisor has no --platform key of that name (it would fail with UnknownOption); known keys: {}", PLATFORM_KEYS.join(", "))]
+    UnknownKey {
+        /// The key, escaped.
+        key: String,
+    },
+    /// `oem_strings` given as a platform key.
+    #[error("--platform-key oem_strings: vmcreds-host builds oem_strings itself; pass extra strings with --oem STRING")]
+    OemStringsKey,
+    /// The same key twice.
+    #[error("--platform-key \"{key}\" is given twice; cloud-hypervisor would silently keep the last one, so remove one")]
+    DuplicateKey {
+        /// The key.
+        key: String,
+    },
+    /// An empty platform-key value.
+    #[error("--platform-key \"{key}\" has an empty value, which cloud-hypervisor treats as unset")]
+    EmptyKeyValue {
+        /// The key.
+        key: String,
+    },
+    /// A character outside the env alphabet.
+    #[error("{label}: {what} at byte offset {offset} is outside the shell-safe alphabet of --format env (A-Z a-z 0-9 {ENV_SAFE_PUNCT}); use --format arg or json, or API mode")]
+    NotEnvSafe {
+        /// Which string.
+        label: String,
+        /// The character, described.
+        what: String,
+        /// Its byte offset.
+        offset: usize,
+    },
+    /// A secret value outside the env alphabet (not named).
+    #[error("{label}: the value holds a character outside the shell-safe alphabet of --format env (A-Z a-z 0-9 {ENV_SAFE_PUNCT}); use --encoding binary (the default), --format arg or json, or API mode")]
+    NotEnvSafeSecret {
+        /// Which credential.
+        label: String,
+    },
+    /// `--platform-key` in API mode.
+    #[error("--platform-key is for the --platform value; in API mode put the keys into the VmConfig's \"platform\" object instead")]
+    KeyInApiMode,
+    /// The VmConfig is not what cloud-hypervisor takes.
+    #[error("--vm-config {file}: {problem}")]
+    VmConfig {
+        /// The file.
+        file: String,
+        /// What is wrong (never a value).
+        problem: String,
+    },
+    /// A string already in the VmConfig names a credential also given on the command line.
+    #[error("--vm-config {file}: platform.oem_strings[{index}] sets credential \"{name}\", which {other} sets too; systemd would keep the first and silently drop the other, so remove one")]
+    DuplicateInConfig {
+        /// The file.
+        file: String,
+        /// Position in the array.
+        index: usize,
+        /// The credential name (escaped).
+        name: String,
+        /// The other source.
+        other: String,
+    },
+    /// The strings together exceed a limit.
+    #[error("the credentials do not fit the cloud-hypervisor target")]
+    Limit(#[source] LimitError),
+}
+
+/// Result alias.
+pub type Result<T> = std::result::Result<T, ChError>;
+
+/// The cloud-hypervisor target.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CloudHypervisor;
+
+impl Target for CloudHypervisor {
+    fn kind(&self) -> TargetKind {
+        TargetKind::CloudHypervisor
+    }
+    fn budget(&self) -> Budget {
+        Budget::CLOUD_HYPERVISOR
+    }
+}
+
+/// The warning printed when cloud-hypervisor cannot use the strings: it
+/// builds SMBIOS only on x86_64 and silently ignores `oem_strings` elsewhere.
+pub const AARCH64_WARNING: &str = "cloud-hypervisor builds SMBIOS tables only on x86_64; on this host's architecture it accepts oem_strings and silently ignores them, so the credentials will not arrive";
+
+/// The argv warning of `--format arg|env`.
+pub const ARGV_WARNING: &str = "the --platform value carries the credentials (base64 is not encryption) on cloud-hypervisor's command line, which every local user can read in /proc/PID/cmdline (unless /proc is mounted with hidepid=); API mode (--api-socket PATH --vm-config FILE) keeps them off argv";
+
+/// True when cloud-hypervisor on this host builds SMBIOS tables.
+pub fn host_builds_smbios() -> bool {
+    cfg!(target_arch = "x86_64")
+}
+
+fn describe(c: char) -> String {
+    match c {
+        ' ' => "a space".to_owned(),
+        '\t' => "a tab".to_owned(),
+        '\n' => "a newline".to_owned(),
+        c if c.is_control() || c.is_whitespace() => format!("the character U+{:04X}", c as u32),
+        c => format!("'{c}'"),
+    }
+}
+
+/// The first character of `s` that some parser generation would mangle, or
+/// that the one-word-per-line output cannot carry: `(offset, char)`.
+pub fn first_unsafe(s: &str) -> Option<(usize, char)> {
+    let mut chars = s.char_indices();
+    if let Some((i, c)) = chars.next() {
+        if c.is_whitespace() {
+            return Some((i, c));
+        }
+    }
+    if let Some((i, c)) = s.char_indices().find(|&(_, c)| PARSER_SPECIAL.contains(&c) || c.is_control()) {
+        return Some((i, c));
+    }
+    if let Some((i, c)) = s.char_indices().next_back() {
+        if c.is_whitespace() {
+            return Some((i, c));
+        }
+    }
+    None
+}
+
+/// The first character outside the env alphabet: `(offset, char)`.
+pub fn first_not_env_safe(s: &str) -> Option<(usize, char)> {
+    s.char_indices()
+        .find(|&(_, c)| !(c.is_ascii_alphanumeric() || ENV_SAFE_PUNCT.contains(c)))
+}
+
+/// Where the public part of a credential string ends: after `prefix NAME =`.
+fn public_len(s: &OemString) -> usize {
+    if s.raw || s.name.is_none() {
+        return s.bytes.len();
+    }
+    s.bytes
+        .expose()
+        .iter()
+        .position(|&b| b == b'=')
+        .map_or(s.bytes.len(), |i| i + 1)
+}
+
+/// One string checked for the command line, with whether its value is public.
+#[derive(Debug)]
+pub struct Checked<'a> {
+    /// The string.
+    pub string: &'a OemString,
+    /// Whether the whole string is non-secret (an `--oem`, or a `--set` value).
+    pub public: bool,
+}
+
+/// Checks every plan string for the `--platform` value: non-empty, UTF-8, no
+/// `,` `[` `]` `"`, no control character, no leading or trailing whitespace.
+/// `public(s)` says whether a string's value may be described in a message.
+pub fn check_strings<'a>(
+    plan: &'a Plan,
+    public: impl Fn(&OemString) -> bool,
+) -> Result<Vec<Checked<'a>>> {
+    if plan.strings.is_empty() {
+        return Err(ChError::Nothing);
+    }
+    let mut out = Vec::with_capacity(plan.strings.len());
+    for s in &plan.strings {
+        let pub_all = public(s);
+        if s.bytes.is_empty() {
+            return Err(ChError::Empty {
+                label: s.label.clone(),
+            });
+        }
+        let Ok(text) = std::str::from_utf8(s.bytes.expose()) else {
+            return Err(ChError::NotUtf8 {
+                label: s.label.clone(),
+            });
+        };
+        if let Some((offset, c)) = first_unsafe(text) {
+            let in_public = pub_all || offset < public_len(s);
+            if !in_public {
+                return Err(ChError::UnsafeSecret {
+                    label: s.label.clone(),
+                });
+            }
+            let (why, fix) = if s.raw {
+                ("in the string", "; leave it out, or use API mode (--api-socket, --vm-config), which carries any string")
+            } else if offset < public_len(s) {
+                ("in the credential name", "; use a portable name ([A-Za-z0-9_.@+-])")
+            } else {
+                ("in the value", "; use --encoding binary (the default) or API mode")
+            };
+            return Err(ChError::Unsafe {
+                label: s.label.clone(),
+                what: describe(c),
+                offset,
+                why,
+                fix,
+            });
+        }
+        out.push(Checked {
+            string: s,
+            public: pub_all,
+        });
+    }
+    Ok(out)
+}
+
+/// Checks that every string (and key value) is in the `--format env` alphabet.
+pub fn check_env_safe(checked: &[Checked<'_>], keys: &PlatformKeys) -> Result<()> {
+    for c in checked {
+        let text = std::str::from_utf8(c.string.bytes.expose()).expect("checked UTF-8");
+        if let Some((offset, ch)) = first_not_env_safe(text) {
+            if c.public || offset < public_len(c.string) {
+                return Err(ChError::NotEnvSafe {
+                    label: c.string.label.clone(),
+                    what: describe(ch),
+                    offset,
+                });
+            }
+            return Err(ChError::NotEnvSafeSecret {
+                label: c.string.label.clone(),
+            });
+        }
+    }
+    for (k, v) in &keys.0 {
+        if let Some((offset, ch)) = first_not_env_safe(v) {
+            return Err(ChError::NotEnvSafe {
+                label: format!("--platform-key \"{k}\""),
+                what: describe(ch),
+                offset,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Validated `--platform-key` pairs, in command-line order.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PlatformKeys(pub Vec<(String, String)>);
+
+fn is_integer_list(v: &str) -> bool {
+    // IntegerList syntax, the same in every parser generation: [N or N-M, ...].
+    let Some(inner) = v.strip_prefix('[').and_then(|v| v.strip_suffix(']')) else {
+        return false;
+    };
+    !inner.is_empty()
+        && inner.split(',').all(|item| {
+            !item.is_empty()
+                && item.split('-').count() <= 2
+                && item
+                    .split('-')
+                    .all(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        })
+}
+
+impl PlatformKeys {
+    /// Parses `K=V` arguments: K must be a cloud-hypervisor platform key other
+    /// than `oem_strings`, given once; V non-empty, without `,` `[` `]` `"`,
+    /// control characters or outer whitespace (except an integer list
+    /// `[0,2-4]` for `iommu_segments`).
+    pub fn parse(args: &[String]) -> Result<PlatformKeys> {
+        let mut out = Vec::new();
+        let mut seen = HashSet::new();
+        for arg in args {
+            let Some((k, v)) = arg.split_once('=') else {
+                return Err(ChError::KeySyntax(escape_name(arg.as_bytes())));
+            };
+            if k == OEM_STRINGS_KEY {
+                return Err(ChError::OemStringsKey);
+            }
+            if !PLATFORM_KEYS.contains(&k) {
+                return Err(ChError::UnknownKey {
+                    key: escape_name(k.as_bytes()),
+                });
+            }
+            if !seen.insert(k.to_owned()) {
+                return Err(ChError::DuplicateKey { key: k.to_owned() });
+            }
+            if v.is_empty() {
+                return Err(ChError::EmptyKeyValue { key: k.to_owned() });
+            }
+            let list_ok = k == "iommu_segments" && is_integer_list(v);
+            if !list_ok {
+                if let Some((offset, c)) = first_unsafe(v) {
+                    return Err(ChError::Unsafe {
+                        label: format!("--platform-key \"{k}\""),
+                        what: describe(c),
+                        offset,
+                        why: "in the value",
+                        fix: "",
+                    });
+                }
+            }
+            out.push((k.to_owned(), v.to_owned()));
+        }
+        Ok(PlatformKeys(out))
+    }
+}
+
+/// Builds the one `--platform` value: `oem_strings=[S1,S2,...]` then `,K=V`
+/// for each platform key. It holds the credentials, hence a [`Secret`].
+pub fn platform_value(checked: &[Checked<'_>], keys: &PlatformKeys) -> Secret {
+    let len: usize = checked.iter().map(|c| c.string.bytes.len() + 1).sum::<usize>()
+        + keys.0.iter().map(|(k, v)| k.len() + v.len() + 2).sum::<usize>()
+        + OEM_STRINGS_KEY.len()
+        + 3;
+    let mut v = Secret::new(Vec::with_capacity(len));
+    v.extend_from_slice(OEM_STRINGS_KEY.as_bytes());
+    v.extend_from_slice(b"=[");
+    for (i, c) in checked.iter().enumerate() {
+        if i > 0 {
+            v.extend_from_slice(b",");
+        }
+        v.extend_from_slice(c.string.bytes.expose());
+    }
+    v.extend_from_slice(b"]");
+    for (k, val) in &keys.0 {
+        v.extend_from_slice(b",");
+        v.extend_from_slice(k.as_bytes());
+        v.extend_from_slice(b"=");
+        v.extend_from_slice(val.as_bytes());
+    }
+    v
+}
+
+/// The `--format json` document: `{"platform": {"oem_strings": [...], K: V...},
+/// "argv": ["--platform", VALUE]}` (key values as strings, as typed).
+pub fn json_document(checked: &[Checked<'_>], keys: &PlatformKeys, value: &Secret) -> Secret {
+    let mut platform = Map::new();
+    platform.insert(
+        OEM_STRINGS_KEY.to_owned(),
+        Value::Array(
+            checked
+                .iter()
+                .map(|c| {
+                    Value::String(
+                        std::str::from_utf8(c.string.bytes.expose())
+                            .expect("checked UTF-8")
+                            .to_owned(),
+                    )
+                })
+                .collect(),
+        ),
+    );
+    for (k, v) in &keys.0 {
+        platform.insert(k.clone(), Value::String(v.clone()));
+    }
+    let mut doc = Map::new();
+    doc.insert("platform".to_owned(), Value::Object(platform));
+    doc.insert(
+        "argv".to_owned(),
+        Value::Array(vec![
+            Value::String("--platform".to_owned()),
+            Value::String(
+                std::str::from_utf8(value.expose())
+                    .expect("checked UTF-8")
+                    .to_owned(),
+            ),
+        ]),
+    );
+    let mut doc = Value::Object(doc);
+    let mut out = serde_json::to_vec_pretty(&doc).expect("a JSON value serializes");
+    out.push(b'\n');
+    wipe_strings(&mut doc);
+    Secret::new(out)
+}
+
+/// Overwrites every string of a JSON value (best effort against copies of
+/// credentials lingering in freed memory).
+pub fn wipe_strings(v: &mut Value) {
+    match v {
+        Value::String(s) => {
+            drop(Secret::new(std::mem::take(s).into_bytes()));
+        }
+        Value::Array(a) => a.iter_mut().for_each(wipe_strings),
+        Value::Object(o) => o.values_mut().for_each(wipe_strings),
+        _ => {}
+    }
+}
+
+/// The result of merging the plan into a VmConfig.
+#[derive(Debug)]
+pub struct Merged {
+    /// The `vm.create` body.
+    pub body: Secret,
+    /// Strings that were already in the file.
+    pub existing: usize,
+    /// All strings now in `platform.oem_strings`.
+    pub total: usize,
+}
+
+/// Inserts the plan's strings into `platform.oem_strings` of the VmConfig
+/// JSON `config` (read from `file`, named in messages): `platform` is created
+/// if absent; strings already there are kept first, checked to be non-empty
+/// strings, and refused if they set a credential the plan sets too; the
+/// whole list is checked against [`Budget::CLOUD_HYPERVISOR`]. The JSON needs
+/// `payload` (required by cloud-hypervisor's API).
+pub fn merge_vm_config(config: &[u8], file: &str, plan: &Plan) -> Result<Merged> {
+    let bad = |problem: String| ChError::VmConfig {
+        file: file.to_owned(),
+        problem,
+    };
+    if plan.strings.is_empty() {
+        return Err(ChError::Nothing);
+    }
+    let mut doc: Value = serde_json::from_slice(config).map_err(|e| {
+        bad(format!(
+            "not valid JSON (line {}, column {})",
+            e.line(),
+            e.column()
+        ))
+    })?;
+    let obj = doc
+        .as_object_mut()
+        .ok_or_else(|| bad("the top level is not a JSON object (a VmConfig)".to_owned()))?;
+    if !obj.contains_key("payload") {
+        return Err(bad(
+            "has no \"payload\" (kernel or firmware), which cloud-hypervisor's vm.create requires"
+                .to_owned(),
+        ));
+    }
+    let platform = obj
+        .entry("platform")
+        .or_insert_with(|| Value::Object(Map::new()));
+    if platform.is_null() {
+        *platform = Value::Object(Map::new());
+    }
+    let platform = platform
+        .as_object_mut()
+        .ok_or_else(|| bad("\"platform\" is not a JSON object".to_owned()))?;
+    let list = platform
+        .entry(OEM_STRINGS_KEY)
+        .or_insert_with(|| Value::Array(Vec::new()));
+    if list.is_null() {
+        *list = Value::Array(Vec::new());
+    }
+    let list = list
+        .as_array_mut()
+        .ok_or_else(|| bad("\"platform.oem_strings\" is not a JSON array".to_owned()))?;
+    let ours: HashMap<&str, &str> = plan
+        .strings
+        .iter()
+        .filter_map(|s| s.name.as_ref().map(|n| (n.as_str(), s.label.as_str())))
+        .collect();
+    let mut theirs: HashMap<String, usize> = HashMap::new();
+    let mut lens = Vec::new();
+    let mut decoded: Vec<(String, usize)> = Vec::new();
+    for (index, item) in list.iter().enumerate() {
+        let Some(s) = item.as_str() else {
+            return Err(bad(format!(
+                "platform.oem_strings[{index}] is not a string"
+            )));
+        };
+        if s.is_empty() {
+            return Err(bad(format!(
+                "platform.oem_strings[{index}] is empty; cloud-hypervisor writes it as a bare NUL, which ends the Type 11 structure early"
+            )));
+        }
+        if s.as_bytes().contains(&0) {
+            return Err(bad(format!(
+                "platform.oem_strings[{index}] holds a NUL byte, which splits it into two strings in the table"
+            )));
+        }
+        let name = match oem::parse(s.as_bytes(), &Behaviour::newest()) {
+            Parsed::Credential { name, value, .. } => {
+                decoded.push((name.to_string(), value.len()));
+                Some(name.to_string())
+            }
+            Parsed::Rejected { name, .. } => name,
+            Parsed::NotCredential => None,
+        };
+        if let Some(name) = name {
+            let other = if let Some(label) = ours.get(name.as_str()) {
+                Some((*label).to_owned())
+            } else if name == MANIFEST_CREDENTIAL && plan.manifest_injected {
+                Some("the manifest vmcreds-host injects".to_owned())
+            } else {
+                theirs
+                    .get(&name)
+                    .map(|i| format!("platform.oem_strings[{i}]"))
+            };
+            if let Some(other) = other {
+                return Err(ChError::DuplicateInConfig {
+                    file: file.to_owned(),
+                    index,
+                    name: escape_name(name.as_bytes()),
+                    other,
+                });
+            }
+            theirs.insert(name, index);
+        }
+        lens.push(s.len());
+    }
+    let existing = list.len();
+    for s in &plan.strings {
+        lens.push(s.bytes.len());
+    }
+    // The plan checked its own strings; check everything together.
+    let manifest_json = plan.manifest.to_json();
+    if plan.manifest_injected {
+        decoded.push((MANIFEST_CREDENTIAL.to_owned(), manifest_json.len()));
+    }
+    for e in &plan.manifest.credentials {
+        decoded.push((e.name.to_string(), e.bytes as usize));
+    }
+    let decoded_refs: Vec<(&str, usize)> = decoded.iter().map(|(n, s)| (n.as_str(), *s)).collect();
+    limits::check_budget(&Budget::CLOUD_HYPERVISOR, &lens, &decoded_refs).map_err(ChError::Limit)?;
+    debug_assert!(lens.len() <= TYPE11_MAX_STRINGS);
+    for s in &plan.strings {
+        // API mode carries any bytes JSON can; an OEM string is a C string.
+        let Ok(text) = std::str::from_utf8(s.bytes.expose()) else {
+            return Err(ChError::NotUtf8 {
+                label: s.label.clone(),
+            });
+        };
+        list.push(Value::String(text.to_owned()));
+    }
+    let total = list.len();
+    let body = serde_json::to_vec(&doc).expect("a JSON value serializes");
+    wipe_strings(&mut doc);
+    Ok(Merged {
+        body: Secret::new(body),
+        existing,
+        total,
+    })
+}
+
+/// Byte strings to blank out of anything cloud-hypervisor sends back: for
+/// each credential string, its encoded value, its decoded value, and their
+/// JSON and Rust-debug escaped forms. Longest first.
+pub fn redaction_needles(plan: &Plan) -> Vec<Secret> {
+    let mut needles: Vec<Secret> = Vec::new();
+    let mut add = |b: &[u8]| {
+        if !b.is_empty() {
+            needles.push(Secret::new(b.to_vec()));
+            if let Ok(t) = std::str::from_utf8(b) {
+                let json = serde_json::to_string(t).expect("a string serializes");
+                let dbg = format!("{t:?}");
+                for esc in [json, dbg] {
+                    let inner = &esc.as_bytes()[1..esc.len() - 1];
+                    if inner != b {
+                        needles.push(Secret::new(inner.to_vec()));
+                    }
+                    drop(Secret::new(esc.into_bytes()));
+                }
+            }
+        }
+    };
+    for s in &plan.strings {
+        if s.name.is_none() {
+            continue;
+        }
+        let bytes = s.bytes.expose();
+        if let Some(eq) = bytes.iter().position(|&b| b == b'=') {
+            add(&bytes[eq + 1..]);
+        }
+        if let Parsed::Credential { value, .. } = oem::parse(bytes, &Behaviour::newest()) {
+            add(value.expose());
+        }
+    }
+    needles.sort_by_key(|n| std::cmp::Reverse(n.len()));
+    needles
+}
+
+/// Replaces every occurrence of a needle in `body` with `[REDACTED]`.
+pub fn redact(body: &[u8], needles: &[Secret]) -> Vec<u8> {
+    let mut cur = body.to_vec();
+    for n in needles {
+        let n = n.expose();
+        if n.is_empty() || n.len() > cur.len() {
+            continue;
+        }
+        let mut out = Vec::with_capacity(cur.len());
+        let mut i = 0;
+        while i < cur.len() {
+            if cur[i..].starts_with(n) {
+                out.extend_from_slice(b"[REDACTED]");
+                i += n.len();
+            } else {
+                out.push(cur[i]);
+                i += 1;
+            }
+        }
+        drop(Secret::new(std::mem::replace(&mut cur, out)));
+    }
+    cur
+}
+
+/// Most bytes of an error body quoted in a message.
+pub const ERROR_BODY_SHOWN: usize = 1024;
+
+/// A body from cloud-hypervisor for a message: redacted, escaped, truncated.
+pub fn quote_body(body: &[u8], needles: &[Secret]) -> String {
+    let red = Secret::new(redact(body, needles));
+    escape_bytes(red.expose(), ERROR_BODY_SHOWN)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::PlanOptions;
+    use crate::source::{Loaded, Origin};
+    use vmcreds_common::oem::Encoding;
+    use vmcreds_common::NameRule;
+
+    fn plan_of(items: Vec<Loaded>, encoding: Encoding) -> Plan {
+        Plan::build(
+            items,
+            PlanOptions {
+                rule: NameRule::Systemd,
+                encoding,
+                manifest: false,
+                budget: Budget::CLOUD_HYPERVISOR,
+            },
+        )
+        .unwrap()
+    }
+
+    fn cred(name: &str, value: &[u8]) -> Loaded {
+        Loaded::Credential {
+            name: name.into(),
+            origin: Origin::Set { name: name.into() },
+            value: Secret::new(value.to_vec()),
+        }
+    }
+
+    #[test]
+    fn test_first_unsafe() {
+        assert_eq!(first_unsafe("abc"), None);
+        assert_eq!(first_unsafe("a b"), None);
+        assert_eq!(first_unsafe("a,b"), Some((1, ',')));
+        assert_eq!(first_unsafe(" a"), Some((0, ' ')));
+        assert_eq!(first_unsafe("a "), Some((1, ' ')));
+        assert_eq!(first_unsafe("a\nb"), Some((1, '\n')));
+        assert_eq!(first_unsafe("x\"y"), Some((1, '"')));
+    }
+
+    #[test]
+    fn test_secret_value_not_described() {
+        let p = plan_of(vec![cred("K", b"CANARY,x")], Encoding::Text);
+        let e = check_strings(&p, |_| false).unwrap_err();
+        assert_eq!(
+            e,
+            ChError::UnsafeSecret {
+                label: "credential \"K\"".into()
+            }
+        );
+        let e = check_strings(&p, |_| true).unwrap_err();
+        assert!(matches!(e, ChError::Unsafe { offset: 30, .. }), "{e}");
+        // A bad name is always described.
+        let p = plan_of(vec![cred("A,B", b"v")], Encoding::Binary);
+        let e = check_strings(&p, |_| false).unwrap_err();
+        assert!(e.to_string().contains("in the credential name"), "{e}");
+    }
+
+    #[test]
+    fn test_platform_keys() {
+        let k = PlatformKeys::parse(&["serial_number=abc".into(), "iommu_segments=[0,2-4]".into()])
+            .unwrap();
+        assert_eq!(k.0.len(), 2);
+        assert_eq!(
+            PlatformKeys::parse(&["oem_strings=[x]".into()]),
+            Err(ChError::OemStringsKey)
+        );
+        assert!(matches!(
+            PlatformKeys::parse(&["bogus=1".into()]),
+            Err(ChError::UnknownKey { .. })
+        ));
+        assert!(matches!(
+            PlatformKeys::parse(&["uuid=a".into(), "uuid=b".into()]),
+            Err(ChError::DuplicateKey { .. })
+        ));
+        assert!(matches!(
+            PlatformKeys::parse(&["serial_number=a,b".into()]),
+            Err(ChError::Unsafe { offset: 1, .. })
+        ));
+        assert!(matches!(
+            PlatformKeys::parse(&["serial_number=[1]".into()]),
+            Err(ChError::Unsafe { offset: 0, .. })
+        ));
+        assert!(matches!(
+            PlatformKeys::parse(&["uuid".into()]),
+            Err(ChError::KeySyntax(_))
+        ));
+        assert!(matches!(
+            PlatformKeys::parse(&["uuid=".into()]),
+            Err(ChError::EmptyKeyValue { .. })
+        ));
+    }
+
+    #[test]
+    fn test_redact() {
+        let p = plan_of(vec![cred("K", b"CANARY")], Encoding::Binary);
+        let needles = redaction_needles(&p);
+        let body = b"config: io.systemd.credential.binary:K=Q0FOQVJZ and CANARY";
+        let q = quote_body(body, &needles);
+        assert!(!q.contains("Q0FOQVJZ") && !q.contains("CANARY"), "{q}");
+        assert_eq!(q.matches("[REDACTED]").count(), 2);
+    }
+
+    #[test]
+    fn test_merge_keeps_and_refuses_duplicates() {
+        let p = plan_of(vec![cred("K", b"v")], Encoding::Binary);
+        let cfg = br#"{"payload":{"kernel":"/k"},"cpus":{"boot_vcpus":2},"platform":{"serial_number":"s","oem_strings":["hello"]}}"#;
+        let m = merge_vm_config(cfg, "c.json", &p).unwrap();
+        let v: Value = serde_json::from_slice(m.body.expose()).unwrap();
+        assert_eq!(v["cpus"]["boot_vcpus"], 2);
+        assert_eq!(v["platform"]["serial_number"], "s");
+        assert_eq!(
+            v["platform"]["oem_strings"],
+            serde_json::json!(["hello", "io.systemd.credential.binary:K=dg=="])
+        );
+        assert_eq!((m.existing, m.total), (1, 2));
+        let dup = br#"{"payload":{},"platform":{"oem_strings":["io.systemd.credential:K=x"]}}"#;
+        assert!(matches!(
+            merge_vm_config(dup, "c.json", &p),
+            Err(ChError::DuplicateInConfig { index: 0, .. })
+        ));
+        for bad in [
+            &b"[]"[..],
+            b"{}",
+            b"{\"payload\":{},\"platform\":[]}",
+            b"{\"payload\":{},\"platform\":{\"oem_strings\":[1]}}",
+            b"{\"payload\":{},\"platform\":{\"oem_strings\":[\"\"]}}",
+            b"not json",
+        ] {
+            assert!(
+                matches!(merge_vm_config(bad, "c.json", &p), Err(ChError::VmConfig { .. })),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+        let none = br#"{"payload":{"kernel":"/k"}}"#;
+        let m = merge_vm_config(none, "c.json", &p).unwrap();
+        assert_eq!((m.existing, m.total), (0, 1));
+    }
+}
