@@ -15,8 +15,9 @@
 #   `--platform "$MICROVM_PLATFORM_OPS"`: a oneshot unit writes that variable
 #   into an EnvironmentFile read by the VM unit (a drop-in on microvm@<name>);
 #   the runner then puts it on argv, where every local user can read it;
-# - report.enable: vmcreds-collect-<name>.service receives the guest's report
-#   and verifies it against the manifest written when the VM started.
+# - report.enable: systemd listens on the report socket; the hypervisor's
+#   connection starts vmcreds-collect-<name>.service, which receives the
+#   guest's report and verifies it against the manifest of the VM's start.
 {
   config,
   lib,
@@ -293,10 +294,12 @@ let
 
         report = {
           enable = mkEnableOption ''
-            the report listener: `vmcreds-collect-<name>.service` starts when a
-            new manifest is written, receives one report from the guest's
-            `vmcreds-check.service` and fails unless every credential arrived
-            whole (`vmcreds-host collect`)'';
+            the report listener: systemd listens on {option}`report.socket`
+            (`vmcreds-collect-<name>.socket`); the hypervisor's connection starts
+            `vmcreds-collect-<name>.service` (`vmcreds-host collect`), which
+            receives one report from the guest's `vmcreds-check.service`,
+            verifies it against the manifest of the VM's start, and fails unless
+            every credential arrived whole'';
 
           socket = mkOption {
             type = types.nullOr types.str;
@@ -368,9 +371,11 @@ let
               "-device"
               "virtio-serial-pci,id=vmcreds-serial"
               "-chardev"
-              # reconnect-ms (QEMU >= 9.2): QEMU may start before the listener;
-              # the guest's write blocks until the host side is connected.
-              "socket,id=vmcreds-report,path=${qemuEscape (toString vm.report.socket)},reconnect-ms=1000"
+              # A client of vmcreds-collect-<name>.socket, which systemd listens
+              # on from boot: QEMU's connection at start-up starts the listener
+              # service (no reconnect option, whose semantics vary by QEMU
+              # version).
+              "socket,id=vmcreds-report,path=${qemuEscape (toString vm.report.socket)}"
               "-device"
               "virtserialport,bus=vmcreds-serial.0,chardev=vmcreds-report,name=${qemuEscape vm.report.portName}"
             ];
@@ -503,8 +508,6 @@ let
   loadCredentials =
     vm: mapAttrsToList (n: path: "${n}:${systemdEscapePercent path}") vm.credentials;
 
-  collectService = name: "vmcreds-collect-${name}.service";
-
   vmAssertions =
     name: vm:
     let
@@ -578,7 +581,7 @@ let
       }
     ];
 
-  # The units of one VM, as { services; sockets; paths; tmpfiles; } so that the
+  # The units of one VM, as { services; sockets; tmpfiles; } so that the
   # module's config keeps static top-level attributes (no recursion through
   # services.vmcreds.vms).
   vmUnits =
@@ -590,6 +593,26 @@ let
       isApi = vm.hypervisor == "cloud-hypervisor" && ch.mode == "api";
       isEnv = vm.hypervisor == "cloud-hypervisor" && ch.mode == "env";
       hostCommand = [ hostBin ] ++ vm.hostArgs;
+      # The report socket: systemd listens from boot, so the hypervisor can
+      # always connect (QEMU at start-up, cloud-hypervisor's hybrid vsock when
+      # the guest reports), and the first connection starts
+      # vmcreds-collect-<name>.service with the listener as fd 3. By then the
+      # VM's start has written the manifest, which the service reads. One
+      # report per connection; a restarted VM connects again.
+      collectSockets = lib.optionalAttrs vm.report.enable {
+        "vmcreds-collect-${name}" = {
+          description = "vmcreds: report socket of VM ${name}";
+          wantedBy = [ "sockets.target" ];
+          listenStreams = [ vm.report.socket ];
+          socketConfig = {
+            SocketUser = vm.user;
+            SocketGroup = vm.group;
+            SocketMode = "0600";
+            DirectoryMode = "0700";
+          };
+        };
+      };
+      reportDeps = optional vm.report.enable "vmcreds-collect-${name}.socket";
       # Hardening shared by the units that only run vmcreds-host.
       confined = {
         User = vm.user;
@@ -619,7 +642,7 @@ let
         mode = "0700";
       };
 
-      sockets = lib.optionalAttrs isApi {
+      sockets = collectSockets // lib.optionalAttrs isApi {
         # Socket activation: the API socket exists before cloud-hypervisor
         # runs, so ExecStartPost can connect at once; cloud-hypervisor takes the
         # bound listener as fd 3.
@@ -636,25 +659,14 @@ let
         };
       };
 
-      paths = lib.optionalAttrs vm.report.enable {
-        # Each VM start writes a new manifest; its close-after-write starts one
-        # listener run for that boot.
-        "vmcreds-collect-${name}" = {
-          description = "vmcreds: watch for a new manifest of VM ${name}";
-          wantedBy = [ "paths.target" ];
-          pathConfig = {
-            PathChanged = vm.manifestFile;
-            Unit = collectService name;
-          };
-        };
-      };
 
       services =
         lib.optionalAttrs isQemu {
           ${unitName} = {
             description = "VM ${name} (QEMU, credentials by vmcreds)";
             wantedBy = [ "multi-user.target" ];
-            after = [ "network.target" ];
+            requires = reportDeps;
+            after = [ "network.target" ] ++ reportDeps;
             serviceConfig = {
               ExecStart = utils.escapeSystemdExecArgs (
                 hostCommand ++ [ "--" ] ++ vm.qemu.command ++ vm.qemu.reportArgs
@@ -670,8 +682,8 @@ let
           ${unitName} = {
             description = "VM ${name} (cloud-hypervisor, credentials by vmcreds over the API)";
             wantedBy = [ "multi-user.target" ];
-            after = [ "network.target" ];
-            requires = [ "${unitName}.socket" ];
+            after = [ "network.target" ] ++ reportDeps;
+            requires = [ "${unitName}.socket" ] ++ reportDeps;
             serviceConfig = {
               ExecStart = utils.escapeSystemdExecArgs (
                 [
@@ -713,8 +725,8 @@ let
             # strategy NixOS would write a whole microvm@<name>.service without
             # ExecStart, shadowing microvm.nix's template.
             overrideStrategy = "asDropin";
-            requires = [ "vmcreds-prepare-${name}.service" ];
-            after = [ "vmcreds-prepare-${name}.service" ];
+            requires = [ "vmcreds-prepare-${name}.service" ] ++ reportDeps;
+            after = [ "vmcreds-prepare-${name}.service" ] ++ reportDeps;
             # Keep the template's environment: an empty path emits no PATH=.
             path = lib.mkForce [ ];
             serviceConfig.EnvironmentFile = ch.envFile;
@@ -723,6 +735,7 @@ let
         // lib.optionalAttrs vm.report.enable {
           "vmcreds-collect-${name}" = {
             description = "vmcreds: verify the credential report of VM ${name}";
+            # Started by vmcreds-collect-<name>.socket.
             serviceConfig = confined // {
               Type = "exec";
               ExecStart = utils.escapeSystemdExecArgs (
@@ -741,10 +754,6 @@ let
                   (toString vm.report.timeout)
                 ]
               );
-              ReadWritePaths = lib.unique [
-                vm.manifestDir
-                (dirOf vm.report.socket)
-              ];
               RestrictAddressFamilies = "AF_UNIX";
               PrivateNetwork = true;
             };
@@ -798,7 +807,6 @@ in
 
     systemd.services = mkMerge (map (u: u.services) allUnits);
     systemd.sockets = mkMerge (map (u: u.sockets) allUnits);
-    systemd.paths = mkMerge (map (u: u.paths) allUnits);
     systemd.tmpfiles.settings."10-vmcreds" = mkMerge (map (u: u.tmpfiles) allUnits);
   };
 }

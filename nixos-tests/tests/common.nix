@@ -117,6 +117,7 @@ rec {
     from pathlib import Path
 
     VMCREDS_HOST = "${vmcreds}/bin/vmcreds-host"
+    SOCKET_ACTIVATE = "${hostPkgs.systemd}/bin/systemd-socket-activate"
 
 
     def make_secrets():
@@ -193,15 +194,21 @@ rec {
 
 
     def start_collect(machine, timeout):
-        # vmcreds-host collect, as vmcreds-collect-<name>.service runs it; the
-        # report socket is the one the host module attached to the guest.
+        # What the host module's vmcreds-collect-<name>.socket and .service do:
+        # listen on the report socket the module attached to the guest before
+        # QEMU starts; QEMU's connection then starts vmcreds-host collect with
+        # the listener as fd 3 (systemd-socket-activate execs it in place).
         out_dir = machine.state_dir / "vmcreds"
-        return subprocess.Popen(
+        sock = out_dir / "report.sock"
+        proc = subprocess.Popen(
             [
+                SOCKET_ACTIVATE,
+                "--listen",
+                str(sock),
                 VMCREDS_HOST,
                 "collect",
                 "--listen",
-                f"unix:{out_dir / 'report.sock'}",
+                f"unix:{sock}",
                 "--manifest",
                 str(out_dir / "manifest.json"),
                 "--report-out",
@@ -212,6 +219,8 @@ rec {
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
         )
+        wait_for_path(sock, 60)
+        return proc
 
 
     def sha256_hex(value):

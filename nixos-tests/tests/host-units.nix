@@ -68,6 +68,7 @@ in
     in
     {
       imports = [ self.nixosModules.host ];
+      environment.systemPackages = [ pkgs.socat ];
 
       services.vmcreds.vms = {
         fake = {
@@ -165,11 +166,23 @@ in
         for name in names:
             t.assertEqual(host.succeed(f"stat -c '%a %U' {files[name]}").strip(), "400 root")
 
-    with subtest("report: the new manifest started the listener"):
+    with subtest("report: systemd listens; a connection starts the listener"):
         host.succeed("test -s /run/vmcreds/fake/manifest.json")
-        host.wait_for_unit("vmcreds-collect-fake.service")
-        host.wait_for_file("/run/vmcreds/fake/report.sock")
         assert_secrets_absent("/run/vmcreds/fake/manifest.json")
+        host.succeed("test -S /run/vmcreds/fake/report.sock")
+        t.assertEqual(
+            host.succeed("stat -c '%a %U' /run/vmcreds/fake/report.sock").strip(), "600 root"
+        )
+        t.assertIn("vmcreds-collect-fake.socket", host.succeed("systemctl show -p Requires vm-fake.service"))
+        # The stand-in QEMU does not connect; a client that sends something
+        # that is not a report must start the listener and make it fail.
+        host.succeed("echo '{}' | socat - UNIX-CONNECT:/run/vmcreds/fake/report.sock")
+        host.wait_until_succeeds("systemctl is-failed vmcreds-collect-fake.service")
+        host.succeed("systemctl is-active vmcreds-collect-fake.socket")
+        # It used systemd's listener (fd 3) rather than trying to bind its own.
+        journal = host.succeed("journalctl -u vmcreds-collect-fake.service --no-pager -o cat")
+        t.assertNotIn("another process is listening", journal)
+        host.succeed("test -S /run/vmcreds/fake/report.sock")
 
     with subtest("microvm.nix, env mode: a drop-in, not a unit shadowing the template"):
         unit = host.succeed("systemctl cat microvm@vm2.service")
