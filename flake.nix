@@ -54,6 +54,7 @@
         module-assertions = import ./nixos-tests/tests/module-assertions.nix { inherit self pkgs; };
       };
 
-      formatter.${system} = pkgs.nixfmt-rfc-style;
+      # nixos-unstable: nixfmt is the RFC 166 formatter.
+      formatter.${system} = pkgs.nixfmt;
     };
 }

@@ -665,6 +665,9 @@ let
           ${unitName} = {
             description = "VM ${name} (QEMU, credentials by vmcreds)";
             wantedBy = [ "multi-user.target" ];
+            # Like microvm.nix: a switch does not reboot the VM behind its back;
+            # new credentials arrive with the next start.
+            restartIfChanged = false;
             requires = reportDeps;
             after = [ "network.target" ] ++ reportDeps;
             serviceConfig = {
@@ -682,6 +685,7 @@ let
           ${unitName} = {
             description = "VM ${name} (cloud-hypervisor, credentials by vmcreds over the API)";
             wantedBy = [ "multi-user.target" ];
+            restartIfChanged = false;
             after = [ "network.target" ] ++ reportDeps;
             requires = [ "${unitName}.socket" ] ++ reportDeps;
             serviceConfig = {
