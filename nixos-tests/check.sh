@@ -11,8 +11,13 @@
 #      backticks (`services.vmcreds.vms.<name>.report.enable`) or by being set
 #      in a ```nix block (each block must be a whole Nix expression: a NixOS
 #      module or an attribute set); the blocks must parse too.
-#   3. `check.sh --self-test` proves step 2 can fail: it runs it on a copy of
-#      the README section with a misspelled option and expects a failure.
+#   3. The modules evaluate: tests/module-cases.nix (bad configurations
+#      refused by assertions, good ones giving the expected units and
+#      arguments) against eval/lib.nix, a small stand-in for nixpkgs' module
+#      system; `nix flake check` runs the same cases with the real one.
+#   4. `check.sh --self-test` proves steps 2 and 3 can fail: a misspelled
+#      option in a copy of the README section, a misspelt flag in a copy of
+#      the host module, each must fail.
 #
 # Usage: bash nixos-tests/check.sh [--self-test] [README]
 # Exit: 0 all good; 1 a check failed; 2 nix-instantiate missing or bad usage.
@@ -190,7 +195,23 @@ check_readme() {
   [ "$bad" -eq 0 ] && [ "$status" -eq 0 ]
 }
 
-# --- 3. self-test ---------------------------------------------------------------
+# --- 3. the modules evaluate (stand-in module system) -------------------------
+# eval/lib.nix is a small stand-in for nixpkgs' lib and module system (no
+# nixpkgs here); eval/check.nix evaluates tests/module-cases.nix with it: the
+# same cases `nix flake check` runs with the real one (module-assertions).
+eval_modules() {
+  local dir=$1 out summary
+  if ! out=$(nix-instantiate --eval --strict -E "(import $dir/eval/check.nix).summary" 2>&1); then
+    echo "FAIL eval: the modules do not evaluate with the stand-in module system:"
+    printf '%s\n' "$out" | head -n 15 | sed 's/^/    /'
+    return 1
+  fi
+  summary=$(tr -d '"' <<<"$out")
+  echo "eval: module cases (stand-in module system): $summary"
+  [ "$(nix-instantiate --eval --strict -E "(import $dir/eval/check.nix).ok")" = true ]
+}
+
+# --- 4. self-test ---------------------------------------------------------------
 self_test() {
   local readme=$1 copy=$work/misspelled.md out
   # A correct README section must pass...
@@ -217,6 +238,19 @@ self_test() {
     grep -E 'enabel|credentails' <<<"$out" | head -n 1 | sed 's/^/self-test caught: /'
   done
   echo "self-test: misspelled options are caught"
+  # ...and a broken module (a misspelt vmcreds-host flag) must fail step 3.
+  cp -r "$here" "$work/mutant"
+  sed -i 's/"--manifest-out"/"--manifest-outt"/' "$work/mutant/modules/host.nix"
+  if cmp -s "$here/modules/host.nix" "$work/mutant/modules/host.nix"; then
+    echo "FAIL self-test: nothing to break in modules/host.nix (\"--manifest-out\")"
+    return 1
+  fi
+  if out=$(eval_modules "$work/mutant"); then
+    echo "FAIL self-test: a broken module was not caught"
+    return 1
+  fi
+  echo "self-test caught: ${out##*$'\n'}"
+  echo "self-test: a broken module is caught"
 }
 
 self=0
@@ -233,6 +267,7 @@ readme=${1:-$root/README.md}
 rc=0
 parse_all || rc=1
 check_readme "$readme" || rc=1
+eval_modules "$here" || rc=1
 if [ "$self" -eq 1 ]; then
   self_test "$readme" || rc=1
 fi
