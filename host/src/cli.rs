@@ -66,7 +66,7 @@ pub struct SourceArgs {
     /// io.systemd.credential:vmm.notify_socket=vsock-stream:2:8888.
     #[arg(long = "oem", value_name = "STRING")]
     pub oem: Vec<String>,
-    /// Check names against systemd's rule instead of the portable [A-Za-z0-9_.@+-].
+    /// Check names against systemd's rule instead of the portable `[A-Za-z0-9_.@+-]`.
     #[arg(long)]
     pub allow_any_name: bool,
     /// How values are carried.
@@ -167,7 +167,7 @@ pub struct CloudHypervisorArgs {
     /// Output format (argv mode).
     #[arg(long, value_enum, default_value_t = ChFormat::Arg)]
     pub format: ChFormat,
-    /// API mode: the cloud-hypervisor `--api-socket` to send vm.create and vm.boot to.
+    /// API mode: the cloud-hypervisor `--api-socket` to send vm.create and vm.boot to (keep it private, 0600 and owned by the VM's user: GET /api/v1/vm.info returns the config, credentials included, to anyone who can connect).
     #[arg(long, value_name = "PATH", requires = "vm_config")]
     pub api_socket: Option<PathBuf>,
     /// API mode: the VmConfig JSON to create the VM from (OEM strings are merged in).

@@ -349,6 +349,7 @@ fn issue2_bad_input_refused_before_anything_happens() {
     t.write("half1", &vec![b'x'; 600 * 1024]);
     t.write("half2", &vec![b'x'; 600 * 1024]);
     t.write("50k", &vec![b'x'; 50 * 1024]);
+    t.write("200k", &vec![b'x'; 200_000]);
     t.write("nul", b"a\0b");
     t.mkdir("emptydir");
     t.write("emptydir/.hidden", b"x");
@@ -441,6 +442,17 @@ fn issue2_bad_input_refused_before_anything_happens() {
                 "65535",
                 "smbios-entry-point-type=64",
                 "by ",
+            ],
+            env_creds: false,
+        },
+        Refusal {
+            // Measured: QEMU 7.2 + SeaBIOS gives the guest no SMBIOS at all past 256 KiB.
+            args: qemu_args(&["--load", "F:./200k"], "q35,smbios-entry-point-type=64"),
+            code: 2,
+            words: &[
+                "Type 11 structure would be 267329 bytes",
+                "256 KiB",
+                "by 13377",
             ],
             env_creds: false,
         },
