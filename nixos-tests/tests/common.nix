@@ -188,7 +188,7 @@ rec {
                 cmdline = (proc / "cmdline").read_bytes()
             except OSError:
                 continue
-            if b"qemu-system" in cmdline and b"type=11" in cmdline:
+            if b"type=11,path=" in cmdline:
                 found.append(cmdline)
         return found
 
