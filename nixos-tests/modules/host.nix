@@ -49,8 +49,9 @@ let
   serviceAttr = unit: lib.removeSuffix ".service" unit;
   isMicrovmUnit = unit: lib.hasPrefix "microvm@" unit;
 
-  # systemd's credential_name_valid() (see reference/systemd-credentials.md §1.4),
-  # plus '=' which ends the name in an OEM string.
+  # systemd's credential_name_valid() (src/shared/creds-util.c: 1-255 bytes,
+  # 0x20-0x7E, no '/' or ':', not '.' or '..'), plus '=', which ends the name
+  # in an OEM string.
   systemdNameValid =
     n:
     let
