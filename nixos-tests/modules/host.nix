@@ -308,7 +308,9 @@ let
             defaultText = literalExpression ''"''${manifestDir}/report.sock" for qemu, else null'';
             example = "/var/lib/microvms/vm1/notify.vsock_9999";
             description = ''
-              Unix socket the listener binds. With QEMU the module attaches it
+              Unix socket systemd listens on for the report
+              (`vmcreds-collect-<name>.socket`, mode 0600, owner {option}`user`).
+              With QEMU the module attaches it
               to the guest as the virtio-serial port {option}`report.portName`
               (the guest reports with `--report-to virtio-port:<portName>`).
               With cloud-hypervisor it must be `<vsock socket>_<port>`: the
