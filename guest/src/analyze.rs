@@ -627,3 +627,107 @@ pub fn manifest_nonce(
         .manifest
         .and_then(|m| m.nonce))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn tree(
+        entries: &[Vec<u8>],
+        table: &[u8],
+        imported: &[(String, Vec<u8>)],
+    ) -> tempfile::TempDir {
+        let d = tempfile::tempdir().unwrap();
+        let w = |rel: &str, b: &[u8]| {
+            let p = d.path().join(rel);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, b).unwrap();
+        };
+        for (i, e) in entries.iter().enumerate() {
+            w(&format!("sys/firmware/dmi/entries/11-{i}/raw"), e);
+        }
+        w("sys/firmware/dmi/tables/DMI", table);
+        w(
+            "sys/firmware/dmi/tables/smbios_entry_point",
+            &crate::dmi::tests::ep64(table.len() as u32),
+        );
+        std::fs::create_dir_all(d.path().join("run/credentials/@system")).unwrap();
+        for (n, v) in imported {
+            w(&format!("run/credentials/@system/{n}"), v);
+        }
+        d
+    }
+
+    fn oem_string() -> impl Strategy<Value = Vec<u8>> {
+        (
+            prop_oneof![
+                Just(&b"io.systemd.credential:"[..]),
+                Just(&b"io.systemd.credential.binary:"[..]),
+                Just(&b"io.systemd.credential:vmcreds.manifest="[..]),
+                Just(&b""[..]),
+            ],
+            proptest::collection::vec(any::<u8>(), 0..40),
+        )
+            .prop_map(|(p, rest)| {
+                let mut s = p.to_vec();
+                s.extend_from_slice(&rest);
+                s
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(96))]
+
+        /// Arbitrary raw entries, tables and imported files through the whole
+        /// check (read, predict, cross-check, analyze, render, serialise):
+        /// never a panic, always a parseable report.
+        #[test]
+        fn fuzz_whole_check(
+            raw in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..200), 0..3),
+            strings in proptest::collection::vec(oem_string(), 0..6),
+            count in any::<u8>(),
+            table in proptest::collection::vec(any::<u8>(), 0..200),
+            use_raw in any::<bool>(),
+            imported in proptest::collection::vec(("[A-Za-z][A-Za-z.]{0,7}", proptest::collection::vec(any::<u8>(), 0..16)), 0..3),
+            strict in any::<bool>(),
+        ) {
+            let mut entries = if use_raw { raw } else { Vec::new() };
+            let refs: Vec<&[u8]> = strings.iter().map(|s| s.as_slice()).collect();
+            let mut built = vmcreds_common::type11::build(0x100, &refs);
+            built[4] = count;
+            entries.push(built.clone());
+            let mut t = crate::dmi::tests::type1(b"QEMU", b"pc");
+            t.extend_from_slice(if use_raw { &table } else { &built });
+            let d = tree(&entries, &t, &imported);
+            let root = crate::sysfs::Root::new(d.path());
+            let obs = crate::observe::observe(&root, None).unwrap();
+            let r = analyze(&obs, &CredsLocation::System, &Expectations::default(), strict).unwrap();
+            let _ = vmcreds_common::report::render_table(&r);
+            let _ = preamble(&r, "x");
+            let back = vmcreds_common::report::Report::from_json(&crate::dest::wire(&r)).unwrap();
+            prop_assert_eq!(back, r);
+        }
+    }
+
+    #[test]
+    fn test_expect_parsing() {
+        assert_eq!(
+            "API_KEY:44".parse::<Expect>(),
+            Ok(Expect {
+                name: "API_KEY".into(),
+                bytes: Some(44)
+            })
+        );
+        assert_eq!(
+            "A".parse::<Expect>(),
+            Ok(Expect {
+                name: "A".into(),
+                bytes: None
+            })
+        );
+        assert!("a/b".parse::<Expect>().is_err());
+        assert!("A:x".parse::<Expect>().is_err());
+        assert!(":1".parse::<Expect>().is_err());
+    }
+}

@@ -96,6 +96,15 @@ impl Listing {
     }
 }
 
+/// A name as reports show it: valid credential names as they are (like
+/// `vmcreds_common::predict` does), anything else escaped.
+pub fn display_name(bytes: &[u8]) -> String {
+    match vmcreds_common::name::check_systemd(bytes) {
+        Ok(()) => String::from_utf8_lossy(bytes).into_owned(),
+        Err(_) => escape_name(bytes),
+    }
+}
+
 /// `insecure` when group or other bits or owner-write/execute are set
 /// (`(st_mode & 0377) != 0`, systemd-creds), else the filesystem's verdict.
 pub fn secure_of(mode: u32, fs: &'static str) -> &'static str {
@@ -169,7 +178,7 @@ pub fn read_dir(
     for ent in rd {
         let ent = ent.map_err(|e| ReadError::new(dir, e))?;
         let raw = ent.file_name();
-        let name = escape_name(raw.as_encoded_bytes());
+        let name = display_name(raw.as_encoded_bytes());
         let path = ent.path();
         let kind = match open_regular(&path) {
             Ok(Ok(f)) => {

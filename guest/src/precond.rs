@@ -184,7 +184,8 @@ pub fn parse_cmdline(text: &str) -> Cmdline {
         {
             if let Some(v) = value {
                 if let Some((name, _)) = v.split_once(':') {
-                    c.credential_names.push(escape_bytes(name.as_bytes(), 300));
+                    c.credential_names
+                        .push(crate::creds_dir::display_name(name.as_bytes()));
                 }
             }
         }
@@ -208,7 +209,7 @@ pub fn fw_cfg(root: &Root) -> Result<Vec<FwCfgCredential>, ReadError> {
     };
     let mut out = Vec::new();
     for n in names {
-        let name = escape_bytes(n.as_encoded_bytes(), 300);
+        let name = crate::creds_dir::display_name(n.as_encoded_bytes());
         let base = format!("{FW_CFG_DIR}/{}", n.to_string_lossy());
         let size = root
             .read_text(&format!("{base}/size"))?

@@ -494,6 +494,16 @@ fn test_url_safe_base64_depends_on_version() {
 }
 
 #[test]
+fn test_names_with_quotes_and_backslashes_match_their_files() {
+    let f = Fixture::new();
+    f.smbios(&[&text("q\"b\\s", b"v")]);
+    f.imported("q\"b\\s", b"v");
+    let (code, r, _) = f.check_json(&["--expect", "q\"b\\s"]);
+    assert_eq!(code, 0, "{}", r.verdict.summary);
+    assert_eq!(r.credentials.len(), 1);
+}
+
+#[test]
 fn test_storage_weak_insecure_symlink() {
     let f = good_vm();
     f.imported_mode("BLOB", CANARY_B, 0o644);
@@ -1182,4 +1192,73 @@ fn test_canaries_never_leak() {
     // get is the one command that prints a value, on purpose.
     let out = f.run("get", &["API_KEY"]);
     assert_eq!(out.stdout, CANARY_A);
+}
+
+/// The prediction against real systemd: the raw entries a systemd 252
+/// (bookworm) and 257 (trixie) guest read, and what those systemd versions
+/// imported (xtask ground truth, trimmed into tests/ground-truth/).
+#[test]
+fn test_prediction_matches_real_systemd_imports() {
+    use base64::Engine as _;
+    let mut boots = 0;
+    for v in ["252", "257"] {
+        let path = format!(
+            "{}/tests/ground-truth/systemd-{v}.json",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let gt: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        for boot in gt["boots"].as_array().unwrap() {
+            let f = Fixture::new();
+            f.remove("usr/lib/x86_64-linux-gnu/systemd/libsystemd-shared-257.so");
+            f.write(
+                &format!("usr/lib/x86_64-linux-gnu/systemd/libsystemd-shared-{v}.so"),
+                b"",
+            );
+            for (i, r) in boot["type11_raw"].as_array().unwrap().iter().enumerate() {
+                let raw = base64::engine::general_purpose::STANDARD
+                    .decode(r.as_str().unwrap())
+                    .unwrap();
+                f.entry(i as u32, &raw);
+            }
+            let out = f.run("list", &["--json"]);
+            assert_eq!(out.status.code(), Some(0));
+            let l: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            let mut predicted: Vec<(String, u64, String)> = l["credentials"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|c| c["outcome"] == "imported")
+                .map(|c| {
+                    (
+                        c["name"].as_str().unwrap().to_owned(),
+                        c["bytes"].as_u64().unwrap(),
+                        c["digest"]["hex"].as_str().unwrap().to_owned(),
+                    )
+                })
+                .collect();
+            let mut real: Vec<(String, u64, String)> = boot["imported"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| {
+                    let hex = c["name_hex"].as_str().unwrap();
+                    let name: Vec<u8> = (0..hex.len())
+                        .step_by(2)
+                        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+                        .collect();
+                    (
+                        String::from_utf8(name).unwrap(),
+                        c["size"].as_u64().unwrap(),
+                        c["sha256"].as_str().unwrap().to_owned(),
+                    )
+                })
+                .collect();
+            predicted.sort();
+            real.sort();
+            assert!(!real.is_empty());
+            assert_eq!(predicted, real, "systemd {v}, boot {}", boot["boot"]);
+            boots += 1;
+        }
+    }
+    assert_eq!(boots, 4);
 }
