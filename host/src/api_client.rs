@@ -89,7 +89,8 @@ impl Response {
 
 /// Writes the request head for `method path` with a JSON body of `body_len` bytes.
 pub fn request_head(method: &str, path: &str, body_len: Option<usize>) -> String {
-    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nAccept: application/json\r\n");
+    let mut head =
+        format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nAccept: application/json\r\n");
     if let Some(n) = body_len {
         head.push_str("Content-Type: application/json\r\n");
         head.push_str(&format!("Content-Length: {n}\r\n"));
@@ -157,7 +158,10 @@ pub fn read_response<R: Read>(r: &mut R) -> Result<Response> {
     let mut lines = head.split("\r\n");
     let status_line = lines.next().unwrap_or_default();
     let malformed = |what: &str, text: &str| {
-        ApiError::Malformed(format!("{what}: \"{}\"", escape_bytes(text.as_bytes(), 100)))
+        ApiError::Malformed(format!(
+            "{what}: \"{}\"",
+            escape_bytes(text.as_bytes(), 100)
+        ))
     };
     let mut parts = status_line.splitn(3, ' ');
     let version = parts.next().unwrap_or_default();
@@ -318,13 +322,18 @@ mod tests {
             read_response(&mut Fake::new(&big)),
             Err(ApiError::HeaderTooLarge)
         ));
-        let over = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", BODY_MAX + 1);
+        let over = format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n",
+            BODY_MAX + 1
+        );
         assert!(matches!(
             read_response(&mut Fake::new(over.as_bytes())),
             Err(ApiError::BodyTooLarge)
         ));
         assert!(matches!(
-            read_response(&mut Fake::new(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc")),
+            read_response(&mut Fake::new(
+                b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc"
+            )),
             Err(ApiError::Truncated(_))
         ));
         assert!(matches!(
@@ -339,7 +348,10 @@ mod tests {
             b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab",
         ] {
             assert!(
-                matches!(read_response(&mut Fake::new(bad)), Err(ApiError::Malformed(_))),
+                matches!(
+                    read_response(&mut Fake::new(bad)),
+                    Err(ApiError::Malformed(_))
+                ),
                 "{}",
                 String::from_utf8_lossy(bad)
             );

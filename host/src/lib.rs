@@ -11,6 +11,7 @@
 
 use std::process::ExitCode;
 
+pub mod api_client;
 pub mod cli;
 pub mod cmd;
 pub mod fsutil;
@@ -41,19 +42,14 @@ pub fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
     use target::TargetKind;
     match cli.command {
         Command::Qemu(a) => cmd::qemu::run(a),
-        Command::CloudHypervisor(_) => refuse(TargetKind::CloudHypervisor),
-        Command::Crosvm(_) => refuse(TargetKind::Crosvm),
-        Command::Firecracker(_) => refuse(TargetKind::Firecracker),
-        Command::Kvmtool(_) => refuse(TargetKind::Kvmtool),
+        Command::CloudHypervisor(a) => cmd::cloud_hypervisor::run(a),
+        Command::Crosvm(a) => cmd::crosvm::run(a),
+        Command::Firecracker(_) => cmd::refused::run(TargetKind::Firecracker),
+        Command::Kvmtool(_) => cmd::refused::run(TargetKind::Kvmtool),
         Command::Manifest(a) => cmd::manifest::run(a),
         Command::Collect(a) => cmd::collect::run(a),
         Command::Verify(a) => cmd::verify::run(a),
     }
-}
-
-fn refuse(kind: target::TargetKind) -> anyhow::Result<ExitCode> {
-    kind.budget()?;
-    anyhow::bail!("the {} target is not implemented yet", kind.name())
 }
 
 #[cfg(test)]

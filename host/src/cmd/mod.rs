@@ -14,9 +14,12 @@ use crate::fsutil::write_atomic_private;
 use crate::plan::{Plan, PlanOptions};
 use crate::source::{self, CREDENTIALS_DIRECTORY};
 
+pub mod cloud_hypervisor;
 pub mod collect;
+pub mod crosvm;
 pub mod manifest;
 pub mod qemu;
+pub mod refused;
 pub mod verify;
 
 /// Exit code: verification failed.

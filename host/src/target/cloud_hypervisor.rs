@@ -229,7 +229,10 @@ pub fn first_unsafe(s: &str) -> Option<(usize, char)> {
             return Some((i, c));
         }
     }
-    if let Some((i, c)) = s.char_indices().find(|&(_, c)| PARSER_SPECIAL.contains(&c) || c.is_control()) {
+    if let Some((i, c)) = s
+        .char_indices()
+        .find(|&(_, c)| PARSER_SPECIAL.contains(&c) || c.is_control())
+    {
         return Some((i, c));
     }
     if let Some((i, c)) = s.char_indices().next_back() {
@@ -300,9 +303,15 @@ pub fn check_strings<'a>(
             let (why, fix) = if s.raw {
                 ("in the string", "; leave it out, or use API mode (--api-socket, --vm-config), which carries any string")
             } else if offset < public_len(s) {
-                ("in the credential name", "; use a portable name ([A-Za-z0-9_.@+-])")
+                (
+                    "in the credential name",
+                    "; use a portable name ([A-Za-z0-9_.@+-])",
+                )
             } else {
-                ("in the value", "; use --encoding binary (the default) or API mode")
+                (
+                    "in the value",
+                    "; use --encoding binary (the default) or API mode",
+                )
             };
             return Err(ChError::Unsafe {
                 label: s.label.clone(),
@@ -415,8 +424,15 @@ impl PlatformKeys {
 /// Builds the one `--platform` value: `oem_strings=[S1,S2,...]` then `,K=V`
 /// for each platform key. It holds the credentials, hence a [`Secret`].
 pub fn platform_value(checked: &[Checked<'_>], keys: &PlatformKeys) -> Secret {
-    let len: usize = checked.iter().map(|c| c.string.bytes.len() + 1).sum::<usize>()
-        + keys.0.iter().map(|(k, v)| k.len() + v.len() + 2).sum::<usize>()
+    let len: usize = checked
+        .iter()
+        .map(|c| c.string.bytes.len() + 1)
+        .sum::<usize>()
+        + keys
+            .0
+            .iter()
+            .map(|(k, v)| k.len() + v.len() + 2)
+            .sum::<usize>()
         + OEM_STRINGS_KEY.len()
         + 3;
     let mut v = Secret::new(Vec::with_capacity(len));
@@ -586,7 +602,7 @@ pub fn merge_vm_config(config: &[u8], file: &str, plan: &Plan) -> Result<Merged>
         };
         if let Some(name) = name {
             let other = if let Some(label) = ours.get(name.as_str()) {
-                Some((*label).to_owned())
+                Some(format!("{label} on the command line"))
             } else if name == MANIFEST_CREDENTIAL && plan.manifest_injected {
                 Some("the manifest vmcreds-host injects".to_owned())
             } else {
@@ -619,7 +635,8 @@ pub fn merge_vm_config(config: &[u8], file: &str, plan: &Plan) -> Result<Merged>
         decoded.push((e.name.to_string(), e.bytes as usize));
     }
     let decoded_refs: Vec<(&str, usize)> = decoded.iter().map(|(n, s)| (n.as_str(), *s)).collect();
-    limits::check_budget(&Budget::CLOUD_HYPERVISOR, &lens, &decoded_refs).map_err(ChError::Limit)?;
+    limits::check_budget(&Budget::CLOUD_HYPERVISOR, &lens, &decoded_refs)
+        .map_err(ChError::Limit)?;
     debug_assert!(lens.len() <= TYPE11_MAX_STRINGS);
     for s in &plan.strings {
         // API mode carries any bytes JSON can; an OEM string is a C string.
@@ -840,7 +857,10 @@ mod tests {
             b"not json",
         ] {
             assert!(
-                matches!(merge_vm_config(bad, "c.json", &p), Err(ChError::VmConfig { .. })),
+                matches!(
+                    merge_vm_config(bad, "c.json", &p),
+                    Err(ChError::VmConfig { .. })
+                ),
                 "{}",
                 String::from_utf8_lossy(bad)
             );

@@ -101,7 +101,10 @@ fn value_start(s: &OemString) -> usize {
 /// Checks the plan's strings and returns the crosvm arguments
 /// (`--oem-strings`, STRING pairs). `public(s)` says whether a string's value
 /// may be located in a message.
-pub fn oem_args(plan: &Plan, public: impl Fn(&OemString) -> bool) -> Result<Vec<&str>, CrosvmError> {
+pub fn oem_args(
+    plan: &Plan,
+    public: impl Fn(&OemString) -> bool,
+) -> Result<Vec<&str>, CrosvmError> {
     if plan.strings.is_empty() {
         return Err(CrosvmError::Nothing);
     }

@@ -4,6 +4,8 @@
 use thiserror::Error;
 use vmcreds_common::limits::Budget;
 
+pub mod cloud_hypervisor;
+pub mod crosvm;
 pub mod qemu;
 
 /// The hypervisors vmcreds-host knows.

@@ -1,0 +1,228 @@
+//! The crosvm target, tested without crosvm (not packaged for this machine):
+//! the printed `--oem-strings` words against crosvm's documented rules
+//! (reference `hypervisors.md` §4: one argument is one string, not split;
+//! more than 255 strings → `TooManyOemStrings`; NUL → `StringHasNullCharacter`;
+//! no check for empty strings).
+//!
+//! Canary rule: the credentials' base64 *is* the delivery and may appear on
+//! stdout inside the `--oem-strings` words, and nowhere else.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::{code, run, stderr, stdout, Canary, TestDir};
+use vmcreds_common::manifest::Manifest;
+use vmcreds_common::oem::{self, Encoding, Parsed};
+use vmcreds_common::systemd::Behaviour;
+
+const API_KEY: &[u8] = b"CANARY-api-key-7f3e9a1c\n";
+const DB_PASSWORD: &[u8] = b"CANARY-db,pass]word\"=\0binary\xff";
+const JWT_SECRET: &[u8] = b"CANARY-jwt [secret], \"quoted\"";
+const NOTIFY: &str = "io.systemd.credential:vmm.notify_socket=vsock-stream:2:8888";
+
+fn canaries() -> Vec<(Canary, Vec<u8>)> {
+    [API_KEY, DB_PASSWORD, JWT_SECRET]
+        .iter()
+        .map(|v| {
+            (
+                Canary::new(v),
+                vmcreds_common::base64::encode(v).expose().to_vec(),
+            )
+        })
+        .collect()
+}
+
+fn assert_no_canary(stream: &str, bytes: &[u8]) {
+    for (c, _) in canaries() {
+        c.assert_absent(stream, bytes);
+    }
+    if let Some(off) = bytes.windows(7).position(|w| w == b"CANARY-") {
+        panic!("canary prefix in {stream} at offset {off}");
+    }
+}
+
+/// Checks `bytes` with each value's exact base64 (the delivery) taken out.
+fn assert_no_canary_but_delivery(stream: &str, bytes: &[u8]) {
+    let mut rest = bytes.to_vec();
+    for (_, b64) in canaries() {
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < rest.len() {
+            if rest[i..].starts_with(&b64) {
+                i += b64.len();
+            } else {
+                out.push(rest[i]);
+                i += 1;
+            }
+        }
+        rest = out;
+    }
+    assert_no_canary(stream, &rest);
+}
+
+fn setup_creds(t: &TestDir) -> PathBuf {
+    let dir = t.mkdir("credentials");
+    t.write("credentials/host-api-key", API_KEY);
+    t.write("credentials/host-db-password", DB_PASSWORD);
+    t.write("credentials/host-jwt-secret", JWT_SECRET);
+    dir
+}
+
+fn crosvm(t: &TestDir, creds: &Path) -> std::process::Command {
+    let mut c = t.cmd();
+    c.arg("crosvm").env("CREDENTIALS_DIRECTORY", creds).args([
+        "--load",
+        "API_KEY:host-api-key",
+        "--load",
+        "DB_PASSWORD:host-db-password",
+        "--load",
+        "JWT_SECRET:host-jwt-secret",
+        "--set",
+        "ENVIRONMENT=test",
+        "--set",
+        "CLUSTER=prod-eu-1",
+        "--oem",
+        NOTIFY,
+    ]);
+    c
+}
+
+#[test]
+fn reference_scenario_oem_strings_words() {
+    let t = TestDir::new();
+    let creds = setup_creds(&t);
+    let m = t.join("manifest.json");
+    let o = run(crosvm(&t, &creds)
+        .args(["--oem", "free text, with [brackets] and \"quotes\""])
+        .arg("--manifest-out")
+        .arg(&m));
+    let err = stderr(&o);
+    assert_eq!(code(&o), 0, "{err}");
+    let out = stdout(&o);
+    let words: Vec<&str> = out.lines().collect();
+    assert_eq!(words.len(), 16, "8 pairs");
+    let strings: Vec<&str> = words
+        .chunks(2)
+        .map(|p| {
+            assert_eq!(p[0], "--oem-strings");
+            p[1]
+        })
+        .collect();
+    // The manifest first, equal to --manifest-out.
+    let manifest = match oem::parse(strings[0].as_bytes(), &Behaviour::of(252)) {
+        Parsed::Credential { name, value, .. } => {
+            assert_eq!(name.as_str(), "vmcreds.manifest");
+            Manifest::from_json(value.expose()).unwrap()
+        }
+        _ => panic!("the first string is not the manifest"),
+    };
+    assert_eq!(
+        manifest,
+        Manifest::from_json(&std::fs::read(&m).unwrap()).unwrap()
+    );
+    let want: [(&str, &[u8]); 5] = [
+        ("API_KEY", API_KEY),
+        ("DB_PASSWORD", DB_PASSWORD),
+        ("JWT_SECRET", JWT_SECRET),
+        ("ENVIRONMENT", b"test"),
+        ("CLUSTER", b"prod-eu-1"),
+    ];
+    for (s, (n, v)) in strings[1..6].iter().zip(want) {
+        match oem::parse(s.as_bytes(), &Behaviour::of(252)) {
+            Parsed::Credential {
+                name,
+                encoding,
+                value,
+            } => {
+                assert_eq!(name.as_str(), n);
+                assert_eq!(encoding, Encoding::Binary);
+                assert!(value.expose() == v, "value of {n} differs");
+            }
+            _ => panic!("{n} is not an importable credential"),
+        }
+    }
+    // One argument is one string: commas, brackets and quotes pass as they are.
+    assert_eq!(strings[6], NOTIFY);
+    assert_eq!(strings[7], "free text, with [brackets] and \"quotes\"");
+    // One warning: argv exposure.
+    assert_eq!(
+        err.lines().filter(|l| l.contains("warning:")).count(),
+        1,
+        "{err}"
+    );
+    assert!(err.contains("/proc/PID/cmdline"), "{err}");
+    assert_no_canary("stderr", &o.stderr);
+    assert_no_canary_but_delivery("stdout", &o.stdout);
+}
+
+fn refused(t: &TestDir, creds: &Path, extra: &[&str]) -> String {
+    let m = t.join("refused-manifest.json");
+    let o = run(crosvm(t, creds).args(extra).arg("--manifest-out").arg(&m));
+    let err = stderr(&o);
+    assert_eq!(code(&o), 2, "{extra:?}: {err}");
+    assert!(o.stdout.is_empty(), "{extra:?}: stdout");
+    assert!(!m.exists(), "{extra:?}: manifest written");
+    assert_no_canary("stderr", &o.stderr);
+    err
+}
+
+#[test]
+fn bad_input_is_refused() {
+    let t = TestDir::new();
+    let creds = setup_creds(&t);
+    let err = refused(&t, &creds, &["--oem", ""]);
+    assert!(err.contains("--oem #2 is empty"), "{err}");
+    let err = refused(&t, &creds, &["--oem", "line\nbreak"]);
+    assert!(
+        err.contains("control character") && err.contains("offset 4"),
+        "{err}"
+    );
+    let err = refused(&t, &creds, &["--oem=-x"]);
+    assert!(err.contains("starts with '-'"), "{err}");
+    // A NUL in a text value: refused by the plan (crosvm's StringHasNullCharacter).
+    let err = refused(&t, &creds, &["--encoding", "text"]);
+    assert!(err.contains("NUL") && err.contains("DB_PASSWORD"), "{err}");
+    // A control character in a secret text value is not located.
+    let o = run(t.cmd().env("CREDENTIALS_DIRECTORY", &creds).args([
+        "crosvm",
+        "--encoding",
+        "text",
+        "--load",
+        "API_KEY:host-api-key",
+    ]));
+    let err = stderr(&o);
+    assert_eq!(code(&o), 2, "{err}");
+    assert!(
+        err.contains("\"API_KEY\"") && !err.contains("offset"),
+        "{err}"
+    );
+    assert_no_canary("stderr", &o.stderr);
+}
+
+#[test]
+fn too_many_strings_are_refused() {
+    let t = TestDir::new();
+    let mut c = t.cmd();
+    c.arg("crosvm");
+    for i in 0..255 {
+        c.arg("--set").arg(format!("C{i}=v"));
+    }
+    // 255 + the manifest = 256.
+    let o = run(&mut c);
+    let err = stderr(&o);
+    assert_eq!(code(&o), 2, "{err}");
+    assert!(
+        err.contains("256 OEM strings") && err.contains("255"),
+        "{err}"
+    );
+    assert!(o.stdout.is_empty());
+    let mut c = t.cmd();
+    c.args(["crosvm", "--no-manifest"]);
+    for i in 0..255 {
+        c.arg("--set").arg(format!("C{i}=v"));
+    }
+    let o = run(&mut c);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(stdout(&o).lines().count(), 510);
+}
