@@ -734,6 +734,25 @@ fn collect_verifies_without_eof() {
     );
 }
 
+/// `collect` listens before `vmcreds-host qemu --manifest-out` has written the
+/// manifest (QEMU connects at start-up), and reads it once the report is in.
+#[test]
+fn collect_starts_before_the_manifest_exists() {
+    let t = TestDir::new();
+    let (child, sock) = start_collect(&t, &["--timeout", "20"]);
+    let m = manifest_for(&t);
+    let mut s = UnixStream::connect(&sock).unwrap();
+    s.write_all(
+        report_for(&m, &[("API_KEY", API_KEY), ("ENVIRONMENT", b"test")])
+            .to_json()
+            .as_bytes(),
+    )
+    .unwrap();
+    let o = wait_child(child, Duration::from_secs(15));
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(stdout(&o).contains("host verdict: verified"));
+}
+
 #[test]
 fn collect_json_and_failed_verdict() {
     let t = TestDir::new();

@@ -5,7 +5,9 @@
 //! started before QEMU, whose `-chardev socket` client connects at start-up
 //! (add `reconnect=1` to the chardev if the order cannot be guaranteed). A
 //! stale socket (nothing listening) is replaced; any other existing file is
-//! refused. The report ends at the first complete JSON value: with QEMU's
+//! refused. The manifest is read once the report has arrived, so `collect`
+//! can start before `vmcreds-host qemu --manifest-out` writes it. The report
+//! ends at the first complete JSON value: with QEMU's
 //! virtio-serial the host side of the connection stays open after the guest
 //! closes its port, so EOF is not awaited. The socket file is removed on every
 //! exit path.
@@ -273,7 +275,6 @@ fn read_document(
 /// Runs `collect`.
 pub fn run(args: CollectArgs) -> anyhow::Result<ExitCode> {
     let path = parse_listen(&args.listen)?;
-    let manifest = read_manifest(&args.manifest)?;
     let listener = Listener::bind(&path)?;
     eprintln!(
         "vmcreds-host: listening on unix:{} for one report (timeout {} s)",
@@ -286,6 +287,9 @@ pub fn run(args: CollectArgs) -> anyhow::Result<ExitCode> {
     if let Some(out) = &args.report_out {
         write_private(out, &bytes)?;
     }
+    // Read only now: `vmcreds-host qemu --manifest-out` writes it after this
+    // socket must already be listening, and just before QEMU starts.
+    let manifest = read_manifest(&args.manifest)?;
     output(&manifest, &report, args.json)
 }
 
