@@ -5,7 +5,9 @@
 //! One request per connection (`Connection: close`). The response is read
 //! with bounds: the status line and headers at most [`HEADER_MAX`] bytes, the
 //! body at most [`BODY_MAX`], by `Content-Length` or else until EOF; 1xx,
-//! 204 and 304 have no body. Chunked transfer coding is refused
+//! 204 and 304 have no body, nor has a response without `Content-Length` on
+//! a `Connection: keep-alive` connection (cloud-hypervisor's `micro_http`
+//! keeps connections open and ignores `Connection: close`). Chunked transfer coding is refused
 //! (cloud-hypervisor's `micro_http` does not send it).
 //!
 //! This module never formats a response body into a message: callers decide
@@ -210,6 +212,16 @@ pub fn read_response<R: Read>(r: &mut R) -> Result<Response> {
         .map(|(_, v)| v.as_str())
         .collect();
     match lengths.as_slice() {
+        [] if resp
+            .header("connection")
+            .is_some_and(|v| v.eq_ignore_ascii_case("keep-alive")) =>
+        {
+            // A persistent connection without a length can only end the
+            // message with the headers: older micro_http versions answer a
+            // bodiless non-204 this way and keep the socket open, so reading
+            // to EOF would hang until the timeout.
+            body.clear();
+        }
         [] => {
             // Until EOF.
             loop {
@@ -311,6 +323,12 @@ mod tests {
         assert_eq!(r.header("content-type"), Some("application/json"));
         let mut s = Fake::new(b"HTTP/1.0 400 Bad Request\r\n\r\nto the end");
         assert_eq!(read_response(&mut s).unwrap().body, b"to the end");
+        // micro_http's shape: empty reason, keep-alive, no length on a bodiless answer.
+        let mut s = Fake::new(
+            b"HTTP/1.1 200 \r\nServer: Cloud Hypervisor API\r\nConnection: keep-alive\r\n\r\n",
+        );
+        let r = read_response(&mut s).unwrap();
+        assert!(r.is_success() && r.body.is_empty());
     }
 
     #[test]

@@ -855,6 +855,7 @@ impl Server {
         let (r, st) = (requests.clone(), stop.clone());
         let thread = std::thread::spawn(move || {
             let mut n = 0;
+            let mut open = Vec::new();
             while !st.load(Ordering::SeqCst) {
                 let mut s = match listener.accept() {
                     Ok((s, _)) => s,
@@ -874,12 +875,14 @@ impl Server {
                     "\"unexpected request\"".into(),
                 ));
                 n += 1;
+                // micro_http's exact shape: no reason phrase, keep-alive, and
+                // the connection stays open (kept in `open` below).
                 let resp = match reply {
                     Reply::NoContent => {
-                        b"HTTP/1.1 204 No Content\r\nServer: Cloud Hypervisor API\r\nConnection: keep-alive\r\n\r\n".to_vec()
+                        b"HTTP/1.1 204 \r\nServer: Cloud Hypervisor API\r\nConnection: keep-alive\r\n\r\n".to_vec()
                     }
                     Reply::Status(code, reason, body) => format!(
-                        "HTTP/1.1 {code} {reason}\r\nServer: Cloud Hypervisor API\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                        "HTTP/1.1 {code} {reason}\r\nServer: Cloud Hypervisor API\r\nConnection: keep-alive\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
                         body.len()
                     )
                     .into_bytes(),
@@ -898,6 +901,7 @@ impl Server {
                 };
                 r.lock().unwrap().push(req);
                 let _ = s.write_all(&resp);
+                open.push(s);
             }
         });
         Server {
@@ -1054,6 +1058,8 @@ fn api_mode_input_errors_send_nothing() {
     assert!(err.contains("is empty"), "{err}");
     let err = api_refused(&t, VM_CONFIG, &["--platform-key", "uuid=1"]);
     assert!(err.contains("VmConfig"), "{err}");
+    let err = api_refused(&t, VM_CONFIG, &["--format", "env"]);
+    assert!(err.contains("argv mode"), "{err}");
     let err = api_refused(
         &t,
         r#"{"payload":{"kernel":"/k"},"platform":{"oem_strings":["io.systemd.credential:API_KEY=x"]}}"#,
@@ -1202,11 +1208,7 @@ fn api_mode_error_statuses() {
         t.path(),
         vec![
             Reply::NoContent,
-            Reply::Status(
-                500,
-                "Internal Server Error",
-                "\"Error booting VM: VmBoot(...)\"".into(),
-            ),
+            Reply::Status(500, "", "\"Error booting VM: VmBoot(...)\"".into()),
         ],
     );
     let o = run(&mut api_cmd(&t, &creds, &server.path, &config));
@@ -1215,7 +1217,9 @@ fn api_mode_error_statuses() {
     assert_ne!(code(&o), 0);
     assert_eq!(reqs.len(), 2);
     assert!(
-        err.contains("vm.boot") && err.contains("created but not booted"),
+        err.contains("vm.boot on ")
+            && err.contains("with 500: ")
+            && err.contains("created but not booted"),
         "{err}"
     );
     assert_no_canary("stderr", &o.stderr);

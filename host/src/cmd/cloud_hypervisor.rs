@@ -146,6 +146,11 @@ fn run_api(args: &CloudHypervisorArgs, socket: &Path, config: &Path) -> anyhow::
     if !args.platform_key.is_empty() {
         return Err(ChError::KeyInApiMode.into());
     }
+    if args.format != ChFormat::Arg {
+        anyhow::bail!(
+            "--format is for the --platform value (argv mode); API mode prints nothing to pass on"
+        );
+    }
     let plan = load_plan(&args.sources, Budget::CLOUD_HYPERVISOR)?;
     let bytes = crate::fsutil::read_bounded(config, VM_CONFIG_MAX)
         .with_context(|| format!("cannot read --vm-config {}", config.display()))?;
@@ -180,7 +185,8 @@ fn run_api(args: &CloudHypervisorArgs, socket: &Path, config: &Path) -> anyhow::
 /// A non-2xx answer.
 #[derive(Debug, thiserror::Error)]
 #[error(
-    "cloud-hypervisor answered PUT {path} on {socket} with {status} {reason}: \"{body}\"{after}"
+    "cloud-hypervisor answered PUT {path} on {socket} with {status}{}: \"{body}\"{after}",
+    if reason.is_empty() { String::new() } else { format!(" {reason}") }
 )]
 pub struct HttpError {
     /// The endpoint.
