@@ -334,6 +334,13 @@ fn name_strategy() -> impl Strategy<Value = String> {
     "[A-Za-z0-9_.@+-]{1,16}".prop_filter("not . or ..", |n| n != "." && n != "..")
 }
 
+/// Names systemd accepts but the parsers may mangle (`--allow-any-name`).
+fn any_name_strategy() -> impl Strategy<Value = String> {
+    proptest::string::string_regex("[A-Za-z0-9 ,\\[\\]\".@_-]{1,12}")
+        .unwrap()
+        .prop_filter("not . or ..", |n| n != "." && n != "..")
+}
+
 /// Non-secret strings over an alphabet that includes every troublemaker.
 fn oem_strategy() -> impl Strategy<Value = String> {
     proptest::string::string_regex("[a-z0-9 =:,\\[\\]\"\t\\n.-]{0,12}").unwrap()
@@ -347,7 +354,7 @@ proptest! {
     /// some generation mangles (or the output cannot carry).
     #[test]
     fn accepted_sets_round_trip_through_both_generations(
-        creds in proptest::collection::vec((name_strategy(), proptest::collection::vec(any::<u8>(), 0..48)), 0..8),
+        creds in proptest::collection::vec((prop_oneof![name_strategy(), any_name_strategy()], proptest::collection::vec(any::<u8>(), 0..48)), 0..8),
         oems in proptest::collection::vec(oem_strategy(), 0..4),
         text in any::<bool>(),
         manifest in any::<bool>(),
@@ -365,7 +372,9 @@ proptest! {
             loaded.push(Loaded::Oem { index: i + 1, string: s.clone() });
         }
         let encoding = if text { Encoding::Text } else { Encoding::Binary };
-        let Ok(plan) = Plan::build(loaded, opts(encoding, manifest)) else {
+        // systemd's name rule (--allow-any-name): names may hold , [ ] " and spaces.
+        let o = PlanOptions { rule: NameRule::Systemd, ..opts(encoding, manifest) };
+        let Ok(plan) = Plan::build(loaded, o) else {
             // Duplicates, empty --oem, NUL in text: the plan's business.
             return Ok(());
         };
@@ -764,6 +773,24 @@ fn too_many_strings_are_refused() {
     for g in oracle::GENS {
         assert_eq!(oracle::oem_strings(g, &value).unwrap().unwrap().len(), 255);
     }
+}
+
+#[test]
+fn over_the_table_window_is_refused() {
+    // 48 000 bytes are 64 000 of base64: over the 60 KiB kept for Type 11.
+    let t = TestDir::new();
+    let big = t.write("big", &vec![b'A'; 48_000]);
+    let o = run(t
+        .cmd()
+        .args(["cloud-hypervisor", "--load"])
+        .arg(format!("BIG:{}", big.display())));
+    let err = stderr(&o);
+    assert_eq!(code(&o), 2, "{err}");
+    assert!(
+        err.contains("Type 11 structure") && err.contains("61440"),
+        "{err}"
+    );
+    assert!(o.stdout.is_empty());
 }
 
 #[test]
