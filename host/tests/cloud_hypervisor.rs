@@ -34,9 +34,11 @@ use vmcreds_host::plan::{Plan, PlanOptions};
 use vmcreds_host::source::{Loaded, Origin};
 use vmcreds_host::target::cloud_hypervisor::{self as ch, PlatformKeys};
 
-/// Ports of cloud-hypervisor's `option_parser/src/lib.rs`, the two
-/// generations reference `hypervisors.md` §3.2 describes. These are test
-/// oracles: they must behave like cloud-hypervisor, bugs included.
+/// Ports of cloud-hypervisor's `option_parser/src/lib.rs`: the two
+/// generations reference `hypervisors.md` §3.2 describes (v26–v47, v48+),
+/// checked against the source text of both, plus an earlier quote-unaware
+/// `split_commas` found in the project's history. These are test oracles:
+/// they must behave like cloud-hypervisor, bugs included.
 mod oracle {
     use std::collections::HashMap;
 
@@ -66,19 +68,58 @@ mod oracle {
     /// A parser generation.
     #[derive(Clone, Copy, Debug, PartialEq, Eq)]
     pub enum Gen {
+        /// The oldest `split_commas` with `StringList` (found in cloud-hypervisor's
+        /// history; the reference does not date it): brackets are counted,
+        /// `"` is an ordinary character, lists split on every comma.
+        Early,
         /// v26.0–v47.x: quotes dropped at the top level, lists split on every comma.
         V26,
         /// v48.0+ (commit 98253973): bracket/quote-aware, quotes kept.
         V48,
     }
 
-    pub const GENS: [Gen; 2] = [Gen::V26, Gen::V48];
+    pub const GENS: [Gen; 3] = [Gen::Early, Gen::V26, Gen::V48];
 
     #[derive(Clone, Debug, PartialEq, Eq)]
     pub enum Error {
         UnknownOption(String),
         InvalidSyntax(String),
         Conversion(String, String),
+    }
+
+    /// The early `split_commas`: only brackets are special.
+    pub fn split_commas_early(s: &str) -> Result<Vec<String>, Error> {
+        let mut list = Vec::new();
+        let mut opened_brackets: i64 = 0;
+        let mut current = String::new();
+        for c in s.trim().chars() {
+            match c {
+                '[' => {
+                    opened_brackets += 1;
+                    current.push('[');
+                }
+                ']' => {
+                    opened_brackets -= 1;
+                    if opened_brackets < 0 {
+                        return Err(Error::InvalidSyntax(s.to_owned()));
+                    }
+                    current.push(']');
+                }
+                ',' => {
+                    if opened_brackets > 0 {
+                        current.push(',')
+                    } else {
+                        list.push(std::mem::take(&mut current));
+                    }
+                }
+                c => current.push(c),
+            }
+        }
+        list.push(current);
+        if opened_brackets != 0 {
+            return Err(Error::InvalidSyntax(s.to_owned()));
+        }
+        Ok(list)
     }
 
     /// v26–v47 `split_commas`: `"` toggles quoting and is dropped; `[` `]`
@@ -159,7 +200,7 @@ mod oracle {
     /// `StringList::from_str`.
     pub fn string_list(gen: Gen, s: &str) -> Result<Vec<String>, Error> {
         match gen {
-            Gen::V26 => Ok(trim_brackets(s).split(',').map(str::to_owned).collect()),
+            Gen::Early | Gen::V26 => Ok(trim_brackets(s).split(',').map(str::to_owned).collect()),
             Gen::V48 => split_commas_v48(trim_brackets(s))
                 .map_err(|_| Error::Conversion("oem_strings".into(), s.to_owned())),
         }
@@ -192,6 +233,7 @@ mod oracle {
             return Ok(m);
         }
         let options = match gen {
+            Gen::Early => split_commas_early(input)?,
             Gen::V26 => split_commas_v26(input)?,
             Gen::V48 => split_commas_v48(input)?,
         };
@@ -222,7 +264,7 @@ mod oracle {
     pub fn get(gen: Gen, input: &str, key: &str) -> Result<Option<String>, Error> {
         let m = parse(gen, input)?;
         Ok(m.get(key).filter(|v| !v.is_empty()).map(|v| match gen {
-            Gen::V26 => v.clone(),
+            Gen::Early | Gen::V26 => v.clone(),
             Gen::V48 => dequote(v),
         }))
     }
@@ -235,6 +277,15 @@ fn both(value: &str) -> [Result<Option<Vec<String>>, oracle::Error>; 2] {
         oracle::oem_strings(Gen::V26, value),
         oracle::oem_strings(Gen::V48, value),
     ]
+}
+
+#[test]
+fn oracle_early_generation_keeps_quotes_as_text() {
+    let early = |v| oracle::oem_strings(Gen::Early, v);
+    assert_eq!(early("oem_strings=[\"x\"]"), Ok(strs(&["\"x\""])));
+    assert_eq!(early("oem_strings=[\"a,b\"]"), Ok(strs(&["\"a", "b\""])));
+    assert_eq!(early("oem_strings=[a,b]"), Ok(strs(&["a", "b"])));
+    assert!(early("oem_strings=[a]b]").is_err());
 }
 
 fn strs(v: &[&str]) -> Option<Vec<String>> {

@@ -7,7 +7,8 @@
 //! `hypervisors.md` §3.2):
 //! - v26–v47: `split_commas` splits the top level on commas outside `[...]`
 //!   and drops every `"`; `StringList` then splits the list on *every* comma;
-//! - v48+: `split_commas` is bracket- and quote-aware and keeps the `"`.
+//! - v48+: `split_commas` is bracket- and quote-aware and keeps the `"`;
+//! - and an earlier `split_commas` that counts brackets only (`"` is text).
 //!
 //! A string carries through both unchanged exactly when it has none of
 //! `,` `[` `]` `"`, no leading or trailing whitespace, and is not empty.
