@@ -63,6 +63,17 @@ pub const TMPFS_PAGE_CREDENTIALS: usize = 256;
 /// binary credential cannot travel over SMBIOS: its base64 is 1.33 MiB.
 pub const SYSTEMD_RAW_READ_MAX: usize = 8 + CREDENTIALS_TOTAL_SIZE_MAX;
 
+/// systemd before 257 reads one page of a raw entry (see
+/// [`crate::systemd::FIRST_FULL_RAW_READ`]): a Type 11 structure larger than
+/// this loses every string past the boundary, silently.
+pub const SYSTEMD_ONE_PAGE_READ: usize = 4096;
+
+/// QEMU (measured: Debian 7.2, q35, SeaBIOS, direct kernel boot) carried a
+/// 261 376-byte Type 11 structure under a 64-bit entry point, and with a
+/// 262 708-byte one the guest had no SMBIOS at all: all tables must fit
+/// 256 KiB.
+pub const QEMU_SMBIOS64_TABLES_MAX: usize = 256 * 1024;
+
 /// What a target can carry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Budget {
@@ -77,6 +88,21 @@ pub struct Budget {
 }
 
 impl Budget {
+    /// This budget, narrowed to what the oldest guest systemd reads of one
+    /// raw entry ([`crate::systemd::Behaviour::raw_read_max`]).
+    pub fn for_guest(mut self, guest: &crate::systemd::Behaviour) -> Budget {
+        let cap = guest.raw_read_max;
+        if !matches!(self.max_type11_bytes, Some(m) if m <= cap) {
+            self.max_type11_bytes = Some(cap);
+            self.table_rule = if cap == SYSTEMD_ONE_PAGE_READ {
+                "systemd before 257 reads only the first 4096 bytes of the Type 11 entry and silently loses the rest; if every guest runs systemd 257 or newer, say so with --guest-systemd 257"
+            } else {
+                "systemd reads at most 8 + 1048576 bytes of one Type 11 entry and silently cuts the rest"
+            };
+        }
+        self
+    }
+
     /// QEMU pc/q35 with a 32-bit entry point (machine types ≤ 8.0, or `auto`
     /// falling back): the whole table ≤ 65 535 bytes.
     pub const QEMU_32: Budget = Budget {
@@ -89,8 +115,8 @@ impl Budget {
     pub const QEMU_64: Budget = Budget {
         target: "qemu",
         max_strings: TYPE11_MAX_STRINGS,
-        max_type11_bytes: Some(SYSTEMD_RAW_READ_MAX),
-        table_rule: "systemd reads at most 8 + 1048576 bytes of one Type 11 entry and silently cuts the rest",
+        max_type11_bytes: Some(QEMU_SMBIOS64_TABLES_MAX - QEMU_OTHER_STRUCTURES_RESERVE),
+        table_rule: "QEMU with SeaBIOS loses all SMBIOS tables past 256 KiB (measured on QEMU 7.2; 8 KiB kept for its other structures)",
     };
     /// cloud-hypervisor (x86_64).
     pub const CLOUD_HYPERVISOR: Budget = Budget {
@@ -291,8 +317,24 @@ mod tests {
         assert!(matches!(e, LimitError::TableTooLarge { actual, .. } if actual == limit + 1));
         assert!(e.to_string().contains("smbios-entry-point-type=64"));
         assert!(check_budget(&Budget::QEMU_64, &[fits + 1], &[]).is_ok());
-        let read_fit = SYSTEMD_RAW_READ_MAX - TYPE11_HEADER_LEN - 2;
-        assert!(check_budget(&Budget::QEMU_64, &[read_fit], &[]).is_ok());
-        assert!(check_budget(&Budget::QEMU_64, &[read_fit + 1], &[]).is_err());
+        let window =
+            QEMU_SMBIOS64_TABLES_MAX - QEMU_OTHER_STRUCTURES_RESERVE - TYPE11_HEADER_LEN - 2;
+        assert!(check_budget(&Budget::QEMU_64, &[window], &[]).is_ok());
+        assert!(check_budget(&Budget::QEMU_64, &[window + 1], &[]).is_err());
+    }
+
+    #[test]
+    fn test_guest_systemd_narrows_the_budget() {
+        use crate::systemd::Behaviour;
+        let old = Budget::QEMU_32.for_guest(&Behaviour::of(252));
+        assert_eq!(old.max_type11_bytes, Some(SYSTEMD_ONE_PAGE_READ));
+        let page_fit = SYSTEMD_ONE_PAGE_READ - TYPE11_HEADER_LEN - 2;
+        assert!(check_budget(&old, &[page_fit], &[]).is_ok());
+        let e = check_budget(&old, &[page_fit + 1], &[]).unwrap_err();
+        assert!(e.to_string().contains("--guest-systemd 257"), "{e}");
+        let new = Budget::QEMU_32.for_guest(&Behaviour::of(257));
+        assert_eq!(new.max_type11_bytes, Budget::QEMU_32.max_type11_bytes);
+        let ch = Budget::CLOUD_HYPERVISOR.for_guest(&Behaviour::of(257));
+        assert_eq!(ch, Budget::CLOUD_HYPERVISOR);
     }
 }

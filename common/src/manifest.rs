@@ -112,6 +112,12 @@ impl Manifest {
         s
     }
 
+    /// Compact JSON, one line: what is injected as the `vmcreds.manifest`
+    /// credential, where every byte counts against the SMBIOS budget.
+    pub fn to_json_compact(&self) -> String {
+        serde_json::to_string(self).expect("manifest serialises")
+    }
+
     /// Parses and validates a manifest document.
     pub fn from_json(bytes: &[u8]) -> Result<Manifest, ManifestError> {
         if bytes.len() > MANIFEST_SIZE_MAX {
@@ -175,6 +181,9 @@ mod tests {
         assert!(json.contains("hmac-sha256"));
         let back = Manifest::from_json(json.as_bytes()).unwrap();
         assert_eq!(back, m);
+        let compact = m.to_json_compact();
+        assert!(compact.len() < json.len() && !compact.contains('\n'));
+        assert_eq!(Manifest::from_json(compact.as_bytes()).unwrap(), m);
         assert_eq!(back.get("API_KEY").unwrap().bytes, 14);
         assert_eq!(
             back.expected_nonce_id(),

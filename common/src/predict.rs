@@ -152,6 +152,28 @@ pub struct PriorCredential {
     pub bytes: usize,
 }
 
+/// systemd's fw_cfg import (`import_credentials_qemu()`), which runs before
+/// SMBIOS: each `opt/io.systemd.credentials/NAME` with a valid name whose
+/// size passes the per-credential and running-total checks is imported, in
+/// directory order. Returns what [`predict`] must treat as already imported.
+pub fn fw_cfg_imports<'a>(
+    found: impl IntoIterator<Item = (&'a str, usize)>,
+) -> Vec<PriorCredential> {
+    let mut total = 0usize;
+    let mut out = Vec::new();
+    for (name, bytes) in found {
+        let Ok(name) = CredentialName::parse(name, crate::name::NameRule::Systemd) else {
+            continue;
+        };
+        if bytes > CREDENTIAL_SIZE_MAX || bytes > CREDENTIALS_TOTAL_SIZE_MAX - total {
+            continue;
+        }
+        total += bytes;
+        out.push(PriorCredential { name, bytes });
+    }
+    out
+}
+
 /// Predicts systemd's import of `entries` (raw contents of `11-0`, `11-1`, …
 /// in order, as read to EOF), after `prior` fw_cfg credentials.
 pub fn predict(entries: &[&[u8]], behaviour: &Behaviour, prior: &[PriorCredential]) -> Prediction {
@@ -315,6 +337,20 @@ mod tests {
                 total_before: CREDENTIALS_TOTAL_SIZE_MAX - 1
             }
         );
+    }
+
+    #[test]
+    fn test_fw_cfg_imports_apply_systemd_rules() {
+        let big = CREDENTIAL_SIZE_MAX + 1;
+        let got = fw_cfg_imports([
+            ("ok", 10),
+            ("bad:name", 1),
+            ("huge", big),
+            ("rest", CREDENTIALS_TOTAL_SIZE_MAX - 10),
+            ("over", 1),
+        ]);
+        let names: Vec<&str> = got.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["ok", "rest"]);
     }
 
     #[test]

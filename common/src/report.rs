@@ -244,6 +244,11 @@ pub struct Verdict {
     pub failed: u64,
     /// One line for people.
     pub summary: String,
+    /// Every reason the result is not `verified`, one per line (credential
+    /// failures, and in strict mode: no expectations, unexpected credentials,
+    /// anomalies, weak storage).
+    #[serde(default)]
+    pub reasons: Vec<String>,
 }
 
 /// The overall result in one word.
@@ -402,6 +407,7 @@ pub(crate) mod tests {
                 ok: 1,
                 failed: 0,
                 summary: "1/1 credentials verified".into(),
+                reasons: Vec::new(),
             },
         }
     }

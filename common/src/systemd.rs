@@ -17,6 +17,15 @@ pub const FIRST_CVM_REFUSAL: u32 = 254;
 /// alphabet (`-` and `_`). Bookworm's 252 refuses it; trixie's 257 accepts it.
 pub const FIRST_URL_SAFE_BASE64: u32 = 253;
 
+/// The first systemd version that reads a raw Type 11 entry to EOF.
+/// Earlier ones used `read_virtual_file()`, a single `read()` that sysfs
+/// caps at one page: only the first 4096 bytes of the entry are parsed and
+/// the string crossing that boundary is cut (systemd/systemd#33539, merged
+/// 2024-06-29, "Use read_full_file_full() in read_smbios11_field()").
+/// Measured: 252 imported 117 of 301 strings of a 65 159-byte entry and the
+/// 117th arrived as 1 byte; 257 imported all 301 (`xtask/ground-truth`).
+pub const FIRST_FULL_RAW_READ: u32 = 257;
+
 /// How one systemd version reads and decodes SMBIOS credentials.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Behaviour {
@@ -46,7 +55,11 @@ impl Behaviour {
             },
             imports_smbios: version >= FIRST_SMBIOS_IMPORT,
             refuses_in_cvm: version >= FIRST_CVM_REFUSAL,
-            raw_read_max: crate::limits::SYSTEMD_RAW_READ_MAX,
+            raw_read_max: if version >= FIRST_FULL_RAW_READ {
+                crate::limits::SYSTEMD_RAW_READ_MAX
+            } else {
+                crate::limits::SYSTEMD_ONE_PAGE_READ
+            },
         }
     }
 
@@ -77,6 +90,9 @@ mod tests {
         assert!(!Behaviour::of(251).imports_smbios);
         assert!(!Behaviour::of(252).refuses_in_cvm);
         assert!(Behaviour::of(254).refuses_in_cvm);
+        assert_eq!(Behaviour::of(252).raw_read_max, 4096);
+        assert_eq!(Behaviour::of(256).raw_read_max, 4096);
+        assert_eq!(Behaviour::of(257).raw_read_max, 8 + 1024 * 1024);
     }
 
     #[test]
