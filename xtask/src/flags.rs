@@ -1,14 +1,14 @@
 //! Command-line flags of `cargo xtask`, parsed by hand (no dependency).
 //!
 //! ```text
-//! cargo xtask test [--no-vm] [--generations bookworm,trixie,sid] [--only NAME,...] [--kvm] [--jobs N]
+//! cargo xtask test [--no-vm | --vm-only] [--generations bookworm,trixie,sid] [--only NAME,...] [--kvm] [--jobs N]
 //!     cargo test --workspace, then the real-VM scenarios (xtask/src/scenarios.rs) against
 //!     each generation; prints a summary; exits non-zero on any failure.
 //! cargo xtask demo [--generation bookworm] [--kvm]
 //!     one VM, three secrets; prints the guest's per-credential table as collected by the host.
 //! cargo xtask images [--generations ...]
 //!     builds (or reuses) the kernel and guest images and prints their paths and sizes.
-//! cargo xtask ground-truth [--generations ...] [--boots hostile,table32,large64] [--kvm]
+//! cargo xtask ground-truth [--generations ...] [--boots hostile,table32,table32over,large200k,large1m] [--kvm]
 //!     boots real systemd with hostile SMBIOS Type 11 strings and writes
 //!     xtask/ground-truth/systemd-<version>.json.
 //! cargo xtask deps
@@ -34,6 +34,10 @@ pub enum Cmd {
     Deps,
     /// `tidy`.
     Tidy,
+    /// `bench`.
+    Bench,
+    /// `fuzz`.
+    Fuzz(Fuzz),
     /// `help`.
     Help,
 }
@@ -43,6 +47,8 @@ pub enum Cmd {
 pub struct Test {
     /// Skip the VM scenarios.
     pub no_vm: bool,
+    /// Skip `cargo test --workspace` (debugging the VM tier).
+    pub vm_only: bool,
     /// Generations to boot.
     pub generations: Vec<String>,
     /// Only scenarios whose name is listed (all when empty).
@@ -77,14 +83,27 @@ pub struct GroundTruth {
     pub kvm: bool,
 }
 
+/// Flags of `fuzz`.
+#[derive(Debug, PartialEq, Default)]
+pub struct Fuzz {
+    /// Seconds per target.
+    pub seconds: u64,
+    /// Only these targets (all when empty).
+    pub only: Vec<String>,
+    /// Merge new inputs into the committed corpus.
+    pub keep: bool,
+}
+
 /// The usage text printed by `help` and on usage errors.
 pub const USAGE: &str = "usage: cargo xtask <test|demo|images|ground-truth|deps|tidy|help> [flags]
-  test [--no-vm] [--generations bookworm,trixie,sid] [--only NAME,...] [--kvm] [--jobs 1|2]
+  test [--no-vm | --vm-only] [--generations bookworm,trixie,sid] [--only NAME,...] [--kvm] [--jobs 1|2]
   demo [--generation bookworm] [--kvm]
   images [--generations ...]
-  ground-truth [--generations ...] [--boots hostile,table32,large64] [--kvm]
+  ground-truth [--generations ...] [--boots hostile,table32,table32over,large200k,large1m] [--kvm]
   deps
-  tidy";
+  tidy
+  bench
+  fuzz [--time SECONDS] [--target NAME,...] [--keep]";
 
 fn list(v: &str) -> Vec<String> {
     v.split(',')
@@ -135,6 +154,7 @@ pub fn parse(args: &[String]) -> Result<Cmd> {
             while let Some(a) = it.next() {
                 match a.as_str() {
                     "--no-vm" => t.no_vm = true,
+                    "--vm-only" => t.vm_only = true,
                     "--kvm" => t.kvm = true,
                     "--generations" => t.generations = list(&value(a, &mut it)?),
                     "--only" => t.only = list(&value(a, &mut it)?),
@@ -198,6 +218,27 @@ pub fn parse(args: &[String]) -> Result<Cmd> {
         }
         "deps" if rest.is_empty() => Ok(Cmd::Deps),
         "tidy" if rest.is_empty() => Ok(Cmd::Tidy),
+        "bench" if rest.is_empty() => Ok(Cmd::Bench),
+        "fuzz" => {
+            let mut f = Fuzz {
+                seconds: 60,
+                ..Fuzz::default()
+            };
+            while let Some(a) = it.next() {
+                match a.as_str() {
+                    "--time" => {
+                        let v = value(a, &mut it)?;
+                        f.seconds = v.parse().map_err(|_| {
+                            anyhow::anyhow!("--time takes seconds, not '{}'", v.escape_debug())
+                        })?;
+                    }
+                    "--target" => f.only = list(&value(a, &mut it)?),
+                    "--keep" => f.keep = true,
+                    _ => bail!("unknown flag '{}' for fuzz\n{USAGE}", a.escape_debug()),
+                }
+            }
+            Ok(Cmd::Fuzz(f))
+        }
         "help" | "--help" | "-h" => Ok(Cmd::Help),
         other => bail!("unknown command '{}'\n{USAGE}", other.escape_debug()),
     }
@@ -231,5 +272,14 @@ mod tests {
         assert!(p("frobnicate").is_err());
         assert!(p("test --jobs 3").is_err());
         assert_eq!(p("").unwrap(), Cmd::Help);
+        assert!(p("fuzz --time soon").is_err());
+        assert_eq!(
+            p("fuzz --time 5 --target oem_string --keep").unwrap(),
+            Cmd::Fuzz(Fuzz {
+                seconds: 5,
+                only: vec!["oem_string".into()],
+                keep: true
+            })
+        );
     }
 }

@@ -7,12 +7,13 @@
 //! results are written to `xtask/ground-truth/systemd-<version>.json`; the guest developer
 //! checks the predictor against them.
 //!
-//! Three boots per generation:
+//! Boots per generation:
 //! - `hostile`: about 60 odd strings (values, base64 variants, names, prefixes, duplicates);
 //! - `table32`: 300 small credentials plus a filler so the whole SMBIOS table is exactly
-//!   65 535 bytes under the 32-bit entry point (and QEMU's refusal one byte above is recorded);
-//! - `large64`: `smbios-entry-point-type=64` with a 1 MiB text credential between two small
-//!   ones (systemd reads at most 1 MiB + 8 bytes of a raw entry).
+//!   65 535 bytes under the 32-bit entry point (whether QEMU starts one byte above is recorded);
+//! - `table32over`: the same with the filler one byte longer (65 536-byte table);
+//! - `large200k`, `large1m`: `smbios-entry-point-type=64` with a 200 KiB / 1 MiB text
+//!   credential between two small ones.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -171,15 +172,15 @@ fn table32_inputs(target_raw: usize) -> Vec<(String, Vec<u8>)> {
     v
 }
 
-fn large64_inputs() -> Vec<(String, Vec<u8>)> {
+fn large_inputs(value_len: usize) -> Vec<(String, Vec<u8>)> {
     let mut big = b"io.systemd.credential:gt_big=".to_vec();
-    big.extend(vec![b'b'; 1024 * 1024]);
+    big.extend(vec![b'b'; value_len]);
     vec![
         (
             "small before".into(),
             b"io.systemd.credential:gt_before=ok".to_vec(),
         ),
-        ("text value of exactly 1 MiB".into(), big),
+        (format!("text value of {value_len} bytes"), big),
         (
             "small after".into(),
             b"io.systemd.credential:gt_after=ok".to_vec(),
@@ -213,10 +214,22 @@ fn boots() -> Vec<Boot> {
             inputs: table32_inputs(65535 - TABLE_OVERHEAD_Q35_512M),
         },
         Boot {
-            name: "large64",
+            name: "table32over",
+            machine: "q35,smbios-entry-point-type=32",
+            mem_mib: 512,
+            inputs: table32_inputs(65535 - TABLE_OVERHEAD_Q35_512M + 1),
+        },
+        Boot {
+            name: "large200k",
             machine: "q35,smbios-entry-point-type=64",
             mem_mib: 512,
-            inputs: large64_inputs(),
+            inputs: large_inputs(200 * 1024),
+        },
+        Boot {
+            name: "large1m",
+            machine: "q35,smbios-entry-point-type=64",
+            mem_mib: 512,
+            inputs: large_inputs(1024 * 1024),
         },
     ]
 }
@@ -392,6 +405,7 @@ fn run_boot(
         "qemu_args_note": "one -smbios type=11,path=FILE per input, in input order",
         "entry_point_hex": one("entry-point"),
         "dmi_table_size": one("dmi-table-size").trim().parse::<u64>().ok(),
+        "kernel_dmi_lines": vm::section(&secs, "kernel-dmi").unwrap_or(&[]),
         "type11_expected_raw_size": expected_raw_len,
         "type11_raw": raw,
         "qemu_refusal_one_byte_over": refusal,
@@ -407,7 +421,7 @@ fn run_boot(
 }
 
 /// Starts QEMU paused with one more filler byte than the `table32` boot and records whether it
-/// refuses (32-bit entry point: `SMBIOS 2.1 table length ... exceeds 65535`).
+/// refuses (newer QEMUs: `SMBIOS 2.1 table length ... exceeds 65535`; QEMU 7.2 starts).
 fn qemu_refusal_one_byte_over(spec: &VmSpec, run_dir: &Path) -> Result<Value> {
     let inputs = table32_inputs(65535 - TABLE_OVERHEAD_Q35_512M + 1);
     let dir = run_dir.join("smbios-over");

@@ -6,11 +6,16 @@
 //! `cargo xtask demo` boots one such VM. See `flags.rs` for every subcommand and
 //! `/work/coord/readme-xtask.md` (README material) for the cache layout and debugging.
 
+mod bench;
+mod demo;
 mod deps;
 mod flags;
+mod fuzz;
 mod ground_truth;
 mod image;
 mod probe;
+mod scenarios;
+mod test;
 mod tidy;
 mod util;
 mod vm;
@@ -42,8 +47,8 @@ fn run() -> Result<ExitCode> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let root = project_root();
     match flags::parse(&args)? {
-        flags::Cmd::Test(_t) => anyhow::bail!("test: not yet"),
-        flags::Cmd::Demo(_d) => anyhow::bail!("demo: not yet"),
+        flags::Cmd::Test(t) => test::run(&root, &t),
+        flags::Cmd::Demo(d) => demo::run(&root, &d),
         flags::Cmd::Images(g) => {
             deps::ensure(false)?;
             let k = image::kernel(&root)?;
@@ -68,6 +73,11 @@ fn run() -> Result<ExitCode> {
         }
         flags::Cmd::Tidy => {
             tidy::run(&root)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        flags::Cmd::Bench => bench::run(&root),
+        flags::Cmd::Fuzz(f) => {
+            fuzz::run(&root, f.seconds, &f.only, f.keep)?;
             Ok(ExitCode::SUCCESS)
         }
         flags::Cmd::Help => {

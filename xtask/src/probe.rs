@@ -47,6 +47,7 @@ for e in /sys/firmware/dmi/entries/11-*; do
   if [ "$sz" -le 70000 ]; then b=$(base64 -w0 < "$e/raw"); else b=-; fi
   echo "$(basename "$e") $sz $sum $b"
 done
+echo "@@SECTION kernel-dmi"; dmesg | grep -iE 'dmi|smbios' | grep -v 'Command line' | head -n 20
 echo "@@SECTION fw-cfg"; ls /sys/firmware/qemu_fw_cfg/by_name/opt/io.systemd.credentials 2>&1
 echo "@@SECTION creds"
 ls -A1 --quoting-style=literal /run/credentials/@system 2>/dev/null | while IFS= read -r n; do

@@ -5,10 +5,12 @@
 //! - `-serial file:probe.log` (ttyS1, written only by the test probe, so its markers are never
 //!   interleaved with console messages);
 //! - with a report socket: `-device virtio-serial -chardev socket,id=report,path=SOCK
-//!   -device virtserialport,chardev=report,name=vmcreds.report`. QEMU is the socket *client*:
-//!   `vmcreds-host collect --listen unix:SOCK` listens first (the driver waits, with a deadline,
-//!   until the socket exists), then QEMU connects at start-up; a client chardev that cannot
-//!   connect makes QEMU exit at once, so a missing listener is a fast, clear failure.
+//!   -device virtserialport,chardev=report,name=vmcreds.report`. QEMU is the socket *client*
+//!   with `reconnect=1`: `vmcreds-host qemu --manifest-out M` runs first (it writes the
+//!   manifest `collect` checks against, then execs QEMU), so `collect --listen unix:SOCK`
+//!   starts only once M exists; QEMU retries the connection every second until the listener
+//!   is there, long before the guest has booted far enough to write its report. Without
+//!   `reconnect=`, a client chardev that cannot connect at start-up makes QEMU exit at once.
 //!
 //! The guest powers itself off when done; `-no-reboot` and `panic=-1` turn a panic into an exit.
 
@@ -76,7 +78,7 @@ impl VmSpec {
             a.push("-device".into());
             a.push("virtio-serial".into());
             a.push("-chardev".into());
-            let mut c = OsString::from("socket,id=report,path=");
+            let mut c = OsString::from("socket,id=report,reconnect=1,path=");
             c.push(qemu_escape(&sock.to_string_lossy()));
             a.push(c);
             a.push("-device".into());
@@ -128,17 +130,36 @@ impl Guarded {
         out_log: &Path,
         logs: Vec<PathBuf>,
     ) -> Result<Self> {
+        Self::spawn_split(name, cmd, out_log, None, logs)
+    }
+
+    /// Like `spawn`, with stderr to `err_log` when given.
+    pub fn spawn_split(
+        name: &str,
+        cmd: &mut Command,
+        out_log: &Path,
+        err_log: Option<&Path>,
+        mut logs: Vec<PathBuf>,
+    ) -> Result<Self> {
         use std::os::unix::process::CommandExt;
         let out = fs::File::create(out_log)
             .with_context(|| format!("could not create {}", out_log.display()))?;
+        let err = match err_log {
+            Some(p) => {
+                fs::File::create(p).with_context(|| format!("could not create {}", p.display()))?
+            }
+            None => out.try_clone()?,
+        };
         let child = cmd
             .process_group(0)
             .stdin(Stdio::null())
-            .stdout(out.try_clone()?)
-            .stderr(out)
+            .stdout(out)
+            .stderr(err)
             .spawn()
             .with_context(|| format!("could not start {}", crate::util::show(cmd)))?;
-        let mut logs = logs;
+        if let Some(p) = err_log {
+            logs.insert(0, p.to_path_buf());
+        }
         logs.insert(0, out_log.to_path_buf());
         Ok(Guarded {
             child,
@@ -313,7 +334,8 @@ mod tests {
             .collect();
         assert!(a.windows(2).any(|w| w[0] == "-accel" && w[1] == "tcg"));
         assert!(
-            a.iter().any(|s| s == "socket,id=report,path=/tmp/a,,b/s"),
+            a.iter()
+                .any(|s| s == "socket,id=report,reconnect=1,path=/tmp/a,,b/s"),
             "{a:?}"
         );
         assert!(a.iter().any(|s| s == "file:/r,,un/console.log"), "{a:?}");

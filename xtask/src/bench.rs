@@ -1,0 +1,326 @@
+//! `cargo xtask bench`: the figures the README quotes, each beside its peer,
+//! from one run on this machine. Not timed tests: nothing here passes or fails
+//! on a number; it prints a table and the commands that produced it.
+//!
+//! 1. `vmcreds-guest check --root TREE` on a captured tree with 255
+//!    credentials (~61 KiB Type 11 structure) versus `dmidecode --from-dump
+//!    FILE -t 11` on the same table: whole-process wall time, median of many
+//!    runs, and the ratio (target ≤ 1.0×).
+//! 2. The digest path on a 1 MiB credential (`common/benches/digest.rs`)
+//!    versus `sha256sum` of 256 MiB (target ≥ 1.5 GB/s).
+//! 3. The static guest binary's size (target ≤ 1 MB) and a check's peak RSS
+//!    (target ≤ 4 MiB + payload), from `/usr/bin/time -f %M`.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use vmcreds_common::name::{CredentialName, NameRule};
+use vmcreds_common::oem::{self, Encoding};
+use vmcreds_common::type11;
+
+/// Credentials in the captured tree.
+const CREDENTIALS: usize = 255;
+/// Bytes of each value: 150 bytes → 200 base64 characters → ~240-byte strings.
+const VALUE_BYTES: usize = 150;
+/// Whole-process runs per command.
+const RUNS: usize = 200;
+
+/// Runs every benchmark and prints the table.
+pub fn run(root: &Path) -> Result<ExitCode> {
+    crate::deps::ensure(false)?;
+    for tool in ["dmidecode", "sha256sum"] {
+        if !crate::util::have(tool) {
+            bail!("{tool} is needed for the comparison: apt-get install dmidecode coreutils");
+        }
+    }
+    let guest = crate::image::guest_binary(root)?;
+    let dir = root.join("target/bench");
+    let tree = capture_tree(&dir)?;
+
+    println!(
+        "vmcreds benchmarks ({} credentials, {} runs each)",
+        CREDENTIALS, RUNS
+    );
+    println!("machine: {}", cpu_model());
+
+    // 1. check vs dmidecode.
+    let check = median_wall(|| {
+        Command::new(&guest)
+            .args(["check", "--root"])
+            .arg(&tree.root)
+            .arg("--json")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+    })?;
+    let dmi = median_wall(|| {
+        Command::new("dmidecode")
+            .arg("--from-dump")
+            .arg(&tree.dump)
+            .args(["-t", "11"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+    })?;
+    println!();
+    println!("| what | vmcreds | peer | ratio | target |");
+    println!("|---|---|---|---|---|");
+    println!(
+        "| whole-process wall time, median of {RUNS} | `vmcreds-guest check --root` {:.2} ms | `dmidecode --from-dump -t 11` {:.2} ms | {:.2}× | ≤ 1.0× |",
+        check * 1e3,
+        dmi * 1e3,
+        check / dmi
+    );
+
+    // 2. digest throughput vs sha256sum.
+    let digest = digest_throughput(root)?;
+    let sha256sum = sha256sum_throughput(&dir)?;
+    println!(
+        "| SHA-256 of a 1 MiB credential | {:.2} GB/s (hmac-sha256 {:.2} GB/s) | `sha256sum` 256 MiB {:.2} GB/s | {:.2}× | ≥ 1.5 GB/s |",
+        digest.0 / 1e3,
+        digest.1 / 1e3,
+        sha256sum,
+        digest.0 / 1e3 / sha256sum
+    );
+
+    // 3. size and RSS.
+    let size = fs::metadata(&guest)?.len();
+    let rss_kib = peak_rss_kib(&guest, &tree.root)?;
+    let payload_kib = (tree.payload_bytes / 1024) as u64;
+    println!(
+        "| static guest binary | {:.0} KiB | | | ≤ 1000 KB |",
+        size as f64 / 1024.0
+    );
+    println!(
+        "| peak RSS of a check | {rss_kib} KiB (payload {payload_kib} KiB) | | | ≤ 4096 KiB + payload |"
+    );
+    println!();
+    println!(
+        "tree: {}  dump: {}",
+        tree.root.display(),
+        tree.dump.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+struct Tree {
+    root: PathBuf,
+    dump: PathBuf,
+    payload_bytes: usize,
+}
+
+/// Builds the captured guest tree and the dmidecode dump of the same table.
+fn capture_tree(dir: &Path) -> Result<Tree> {
+    let root = dir.join("tree");
+    if root.exists() {
+        // Files are 0400 and directories 0700; we are the owner, so this works.
+        fs::remove_dir_all(&root).with_context(|| format!("could not clear {}", root.display()))?;
+    }
+    let creds = root.join("run/credentials/@system");
+    let entries = root.join("sys/firmware/dmi/entries/11-0");
+    let tables = root.join("sys/firmware/dmi/tables");
+    for d in [&creds, &entries, &tables, &root.join("proc")] {
+        fs::create_dir_all(d)?;
+    }
+    fs::write(root.join("proc/cmdline"), "console=ttyS0 quiet\n")?;
+
+    let mut strings = Vec::new();
+    let mut payload = 0;
+    let mut x: u32 = 0x1234_5678;
+    for i in 0..CREDENTIALS {
+        let value: Vec<u8> = (0..VALUE_BYTES)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                x as u8
+            })
+            .collect();
+        let name = CredentialName::parse(&format!("BENCH_{i:03}"), NameRule::Portable)?;
+        strings.push(oem::encode(&name, &value, Encoding::Binary)?);
+        let file = creds.join(name.as_str());
+        fs::write(&file, &value)?;
+        fs::set_permissions(&file, fs::Permissions::from_mode(0o400))?;
+        payload += value.len();
+    }
+    fs::set_permissions(&creds, fs::Permissions::from_mode(0o700))?;
+    let refs: Vec<&[u8]> = strings.iter().map(|s| s.expose()).collect();
+    let oem11 = type11::build(0x0e00, &refs);
+    fs::write(entries.join("raw"), &oem11)?;
+
+    // A minimal table: Type 1 (QEMU-like), the Type 11 structure, Type 127.
+    let mut table = Vec::new();
+    table.extend_from_slice(&[1, 27, 0x00, 0x01, 1, 2, 0, 0]);
+    table.extend_from_slice(&[0u8; 16]); // UUID
+    table.extend_from_slice(&[6, 0, 0]); // wake-up type, SKU, family
+    table.extend_from_slice(b"QEMU\0Standard PC (Q35 + ICH9, 2009)\0\0");
+    table.extend_from_slice(&oem11);
+    table.extend_from_slice(&[127, 4, 0xff, 0xfe, 0, 0]);
+    fs::write(tables.join("DMI"), &table)?;
+
+    // A 64-bit (_SM3_) entry point: the table follows it at offset 32 in the
+    // dump, which is where `dmidecode --from-dump` looks.
+    let ep = sm3_entry_point(table.len() as u32, 32);
+    fs::write(tables.join("smbios_entry_point"), &ep)?;
+    let mut dump = ep.clone();
+    dump.resize(32, 0);
+    dump.extend_from_slice(&table);
+    let dump_path = dir.join("dmi-table.bin");
+    fs::write(&dump_path, &dump)?;
+    Ok(Tree {
+        root,
+        dump: dump_path,
+        payload_bytes: payload,
+    })
+}
+
+/// SMBIOS 3.0 entry point (DSP0134 §5.2.2), 24 bytes, checksummed.
+fn sm3_entry_point(table_len: u32, address: u64) -> Vec<u8> {
+    let mut ep = b"_SM3_".to_vec();
+    ep.push(0); // checksum, filled below
+    ep.push(0x18); // length
+    ep.extend_from_slice(&[3, 0, 0, 1, 0]); // major, minor, docrev, revision, reserved
+    ep.extend_from_slice(&table_len.to_le_bytes());
+    ep.extend_from_slice(&address.to_le_bytes());
+    let sum = ep.iter().fold(0u8, |a, &b| a.wrapping_add(b));
+    ep[5] = 0u8.wrapping_sub(sum);
+    ep
+}
+
+fn median_wall(mut run: impl FnMut() -> std::io::Result<std::process::ExitStatus>) -> Result<f64> {
+    // One warm-up run, which also shows the command works.
+    let status = run()?;
+    if status.code().is_none() {
+        bail!("benchmark command died: {status}");
+    }
+    let mut times: Vec<f64> = Vec::with_capacity(RUNS);
+    for _ in 0..RUNS {
+        let t = Instant::now();
+        run()?;
+        times.push(t.elapsed().as_secs_f64());
+    }
+    times.sort_by(f64::total_cmp);
+    Ok(times[RUNS / 2])
+}
+
+/// (sha256, hmac-sha256) in MB/s from `common/benches/digest.rs`.
+fn digest_throughput(root: &Path) -> Result<(f64, f64)> {
+    let out = crate::util::output(
+        Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .args([
+                "bench",
+                "--quiet",
+                "-p",
+                "vmcreds-common",
+                "--bench",
+                "digest",
+            ])
+            .current_dir(root),
+    )?;
+    let mut plain = None;
+    let mut keyed = None;
+    for line in out.lines() {
+        let mut w = line.split_whitespace();
+        match (
+            w.next(),
+            w.next(),
+            w.next().and_then(|v| v.parse::<f64>().ok()),
+        ) {
+            (Some("digest"), Some("sha256"), Some(v)) => plain = Some(v),
+            (Some("digest"), Some("hmac-sha256"), Some(v)) => keyed = Some(v),
+            _ => {}
+        }
+    }
+    match (plain, keyed) {
+        (Some(p), Some(k)) => Ok((p, k)),
+        _ => bail!("digest bench printed no figures: {out}"),
+    }
+}
+
+/// `sha256sum` throughput in GB/s over a 256 MiB file (best of three).
+fn sha256sum_throughput(dir: &Path) -> Result<f64> {
+    let file = dir.join("sha256sum-input.bin");
+    const SIZE: usize = 256 << 20;
+    if fs::metadata(&file).map(|m| m.len() as usize).ok() != Some(SIZE) {
+        let mut data = vec![0u8; SIZE];
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        for chunk in data.chunks_mut(8) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            chunk.copy_from_slice(&x.to_le_bytes()[..chunk.len()]);
+        }
+        fs::write(&file, &data)?;
+    }
+    let mut best = f64::MAX;
+    for _ in 0..3 {
+        let t = Instant::now();
+        let ok = Command::new("sha256sum")
+            .arg(&file)
+            .stdout(Stdio::null())
+            .status()?
+            .success();
+        if !ok {
+            bail!("sha256sum failed");
+        }
+        best = best.min(t.elapsed().as_secs_f64());
+    }
+    Ok(SIZE as f64 / best / 1e9)
+}
+
+/// Peak RSS of one check, in KiB, from GNU time.
+fn peak_rss_kib(guest: &Path, tree: &Path) -> Result<u64> {
+    if !Path::new("/usr/bin/time").exists() {
+        bail!("/usr/bin/time is needed for the RSS figure: apt-get install time");
+    }
+    let out = Command::new("/usr/bin/time")
+        .args(["-f", "%M"])
+        .arg(guest)
+        .args(["check", "--root"])
+        .arg(tree)
+        .arg("--json")
+        .stdout(Stdio::null())
+        .output()?;
+    let text = String::from_utf8_lossy(&out.stderr);
+    text.lines()
+        .rev()
+        .find_map(|l| l.trim().parse().ok())
+        .with_context(|| format!("no RSS figure in /usr/bin/time output: {text}"))
+}
+
+fn cpu_model() -> String {
+    let info = fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = info
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("model name")
+                .map(|r| r.trim_start_matches([' ', '\t', ':']).to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let sha = if info.contains(" sha_ni") {
+        ", SHA-NI"
+    } else {
+        ""
+    };
+    format!(
+        "{model}, {} cores{sha}",
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_entry_point_checksums_to_zero() {
+        let ep = sm3_entry_point(1234, 32);
+        assert_eq!(ep.len(), 24);
+        assert_eq!(ep.iter().fold(0u8, |a, &b| a.wrapping_add(b)), 0);
+        assert_eq!(&ep[..5], b"_SM3_");
+    }
+}

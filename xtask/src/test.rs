@@ -1,0 +1,704 @@
+//! `cargo xtask test`: the workspace tests, then the real-VM scenarios.
+//!
+//! For a boot scenario the driver:
+//! 1. writes the scenario's secrets to `<run>/credentials/` (0400) and sets
+//!    `CREDENTIALS_DIRECTORY` to it, as systemd's `LoadCredential=` would;
+//! 2. packs a per-boot overlay: the static `vmcreds-guest`, `vmcreds-check.service` when
+//!    `guest/units/` has it, the probe unit, and `/etc/vmcreds-test/run.sh` (the scenario's
+//!    `vmcreds-guest check --json --report-to virtio-port:vmcreds.report ...`);
+//! 3. runs `vmcreds-host qemu SOURCES --manifest-out M -- qemu-system-x86_64 ARGS` in its own
+//!    process group (the host execs QEMU, as users run it);
+//! 4. once M exists, runs `vmcreds-host collect --listen unix:SOCK --manifest M --json
+//!    --report-out R`; QEMU's report chardev reconnects to SOCK every second until it is there;
+//! 5. waits (with deadlines) for the guest to power off and for `collect` to exit, and compares
+//!    `collect`'s exit code, verdict and rows, and the guest report, with the scenario.
+//!
+//! A scenario that needs a feature the binaries do not have yet (judged from their `--help`)
+//! is reported as PENDING, never as passed.
+
+use std::collections::VecDeque;
+use std::ffi::OsString;
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use serde_json::Value;
+
+use crate::flags::Test;
+use crate::image::{self, BaseImage, Kernel, Overlay};
+use crate::scenarios::{self, Expect, Feature, Guest, Scenario, Source};
+use crate::util::{self, mkdirp};
+use crate::vm::{self, Guarded, VmSpec};
+
+/// How one (scenario, generation) run ended.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    /// Everything matched.
+    Pass,
+    /// Something differed; the text says what.
+    Fail(String),
+    /// The binaries lack a feature the scenario needs.
+    Pending(String),
+}
+
+/// What the binaries can do, judged from their help texts.
+#[derive(Debug, Default, Clone)]
+pub struct Features {
+    have: Vec<Feature>,
+}
+
+impl Features {
+    /// Asks the host and guest binaries for their help texts.
+    pub fn detect(host: &Path, guest: &Path) -> Features {
+        let help = |bin: &Path, args: &[&str]| -> String {
+            Command::new(bin)
+                .args(args)
+                .output()
+                .map(|o| {
+                    let mut s = String::from_utf8_lossy(&o.stdout).into_owned();
+                    s.push_str(&String::from_utf8_lossy(&o.stderr));
+                    if o.status.success() {
+                        s
+                    } else {
+                        String::new()
+                    }
+                })
+                .unwrap_or_default()
+        };
+        let mut have = Vec::new();
+        if help(host, &["qemu", "--help"]).contains("--manifest-out") {
+            have.push(Feature::HostQemu);
+        }
+        if help(host, &["collect", "--help"]).contains("--listen") {
+            have.push(Feature::HostCollect);
+        }
+        if help(guest, &["check", "--help"]).contains("--report-to") {
+            have.push(Feature::GuestCheck);
+        }
+        if help(guest, &["import", "--help"]).contains("--to") {
+            have.push(Feature::GuestImport);
+        }
+        Features { have }
+    }
+
+    fn missing(&self, needs: &[Feature]) -> Vec<Feature> {
+        needs
+            .iter()
+            .filter(|f| !self.have.contains(f))
+            .copied()
+            .collect()
+    }
+}
+
+/// Everything a scenario run needs.
+pub struct Env {
+    /// Repository root.
+    pub root: PathBuf,
+    /// Kernel.
+    pub kernel: Kernel,
+    /// `vmcreds-host` (debug build).
+    pub host: PathBuf,
+    /// `vmcreds-guest` (static musl).
+    pub guest: PathBuf,
+    /// What the binaries support.
+    pub features: Features,
+    /// Use KVM.
+    pub kvm: bool,
+}
+
+/// `cargo xtask test`.
+pub fn run(root: &Path, flags: &Test) -> Result<ExitCode> {
+    let t0 = Instant::now();
+    let mut failed = false;
+    let mut lines: Vec<String> = Vec::new();
+
+    if flags.vm_only {
+        lines.push("SKIP   cargo test --workspace (--vm-only)".into());
+    } else {
+        let t = Instant::now();
+        let st = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .args(["test", "--workspace"])
+            .current_dir(root)
+            .status()
+            .context("could not run cargo test")?;
+        lines.push(format!(
+            "{:<6} cargo test --workspace ({})",
+            if st.success() { "PASS" } else { "FAIL" },
+            util::secs(t.elapsed())
+        ));
+        failed |= !st.success();
+    }
+
+    if !flags.no_vm {
+        match run_vms(root, flags) {
+            Ok((l, f)) => {
+                lines.extend(l);
+                failed |= f;
+            }
+            Err(e) => {
+                lines.push(format!("FAIL   VM scenarios could not run: {e:#}"));
+                failed = true;
+            }
+        }
+    } else {
+        lines.push("SKIP   VM scenarios (--no-vm)".into());
+    }
+    eprintln!("\n== xtask test summary ({}) ==", util::secs(t0.elapsed()));
+    for l in &lines {
+        eprintln!("{l}");
+    }
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// Prepares binaries and images and builds the environment every run shares.
+pub fn prepare(root: &Path, kvm: bool) -> Result<Env> {
+    crate::deps::ensure(true)?;
+    let t = Instant::now();
+    let guest = image::guest_binary(root)?;
+    let host = image::host_binary(root)?;
+    eprintln!("xtask: binaries built in {}", util::secs(t.elapsed()));
+    let kernel = image::kernel(root)?;
+    let features = Features::detect(&host, &guest);
+    Ok(Env {
+        root: root.to_path_buf(),
+        kernel,
+        host,
+        guest,
+        features,
+        kvm,
+    })
+}
+
+fn run_vms(root: &Path, flags: &Test) -> Result<(Vec<String>, bool)> {
+    let env = prepare(root, flags.kvm)?;
+    let mut jobs: Vec<(Scenario, String)> = Vec::new();
+    for s in scenarios::all() {
+        if !flags.only.is_empty() && !flags.only.iter().any(|o| o == s.name) {
+            continue;
+        }
+        match s.guest {
+            Guest::Busybox => jobs.push((s.clone(), "busybox".into())),
+            Guest::Systemd => {
+                for g in &flags.generations {
+                    if s.generations.is_empty() || s.generations.contains(&g.as_str()) {
+                        jobs.push((s.clone(), g.clone()));
+                    }
+                }
+            }
+        }
+    }
+    // Images first, sequentially (debootstrap and packing are I/O and network bound).
+    let mut bases: Vec<(String, BaseImage)> = Vec::new();
+    for (s, g) in &jobs {
+        if bases.iter().any(|(n, _)| n == g) || matches!(s.expect, Expect::HostRefuses(_)) {
+            continue;
+        }
+        let t = Instant::now();
+        let b = if g == "busybox" {
+            image::busybox_base(root)?
+        } else {
+            image::systemd_base(root, g)?
+        };
+        eprintln!("xtask: image {g} ready in {}", util::secs(t.elapsed()));
+        bases.push((g.clone(), b));
+    }
+    let queue = Mutex::new(jobs.into_iter().enumerate().collect::<VecDeque<_>>());
+    let results: Mutex<Vec<RunResult>> = Mutex::new(Vec::new());
+    std::thread::scope(|sc| {
+        for _ in 0..flags.jobs.max(1) {
+            sc.spawn(|| loop {
+                let Some((i, (s, g))) = queue.lock().expect("queue lock").pop_front() else {
+                    break;
+                };
+                let t = Instant::now();
+                let base = bases.iter().find(|(n, _)| *n == g).map(|(_, b)| b);
+                eprintln!("xtask: run {} on {g}: {}", s.name, s.about);
+                let o =
+                    run_one(&env, &s, &g, base).unwrap_or_else(|e| Outcome::Fail(format!("{e:#}")));
+                let d = t.elapsed();
+                eprintln!(
+                    "xtask: {} on {g}: {} ({})",
+                    s.name,
+                    label(&o),
+                    util::secs(d)
+                );
+                results
+                    .lock()
+                    .expect("results lock")
+                    .push((i, s.name.to_string(), g, o, d));
+            });
+        }
+    });
+    let mut results = results.into_inner().expect("results lock");
+    results.sort_by_key(|r| r.0);
+    let mut lines = Vec::new();
+    let mut failed = false;
+    for (_, name, g, o, d) in results {
+        let detail = match &o {
+            Outcome::Pass => String::new(),
+            Outcome::Fail(m) | Outcome::Pending(m) => format!(": {m}"),
+        };
+        failed |= matches!(o, Outcome::Fail(_));
+        lines.push(format!(
+            "{:<7} {name} [{g}] ({}){detail}",
+            label(&o),
+            util::secs(d)
+        ));
+    }
+    Ok((lines, failed))
+}
+
+/// (job index, scenario, generation, outcome, wall time).
+type RunResult = (usize, String, String, Outcome, Duration);
+
+fn label(o: &Outcome) -> &'static str {
+    match o {
+        Outcome::Pass => "PASS",
+        Outcome::Fail(_) => "FAIL",
+        Outcome::Pending(_) => "PENDING",
+    }
+}
+
+/// Host arguments for a scenario's sources.
+fn host_source_args(s: &Scenario) -> Vec<OsString> {
+    let mut a: Vec<OsString> = Vec::new();
+    for src in &s.sources {
+        match src {
+            Source::Load { name, file, .. } => {
+                a.push("--load".into());
+                a.push(format!("{name}:{file}").into());
+            }
+            Source::Set(n, v) => {
+                a.push("--set".into());
+                a.push(format!("{n}={v}").into());
+            }
+            Source::Oem(o) => {
+                a.push("--oem".into());
+                a.push(o.into());
+            }
+        }
+    }
+    a.extend(s.host_flags.iter().map(OsString::from));
+    a
+}
+
+/// Writes the scenario's secret files (0400) into `dir`.
+fn write_credentials(s: &Scenario, dir: &Path) -> Result<()> {
+    mkdirp(dir)?;
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o700))?;
+    for src in &s.sources {
+        if let Source::Load { file, data, .. } = src {
+            let p = dir.join(file);
+            let _ = fs::remove_file(&p);
+            fs::write(&p, data)?;
+            fs::set_permissions(&p, fs::Permissions::from_mode(0o400))?;
+        }
+    }
+    Ok(())
+}
+
+/// A fresh run directory under `target/vm/runs/`.
+pub fn run_dir(root: &Path, name: &str, generation: &str) -> Result<PathBuf> {
+    let d = root.join("target/vm/runs").join(format!(
+        "{}-{name}-{generation}-{}",
+        util::stamp(),
+        std::process::id()
+    ));
+    let _ = fs::remove_dir_all(&d);
+    mkdirp(&d)?;
+    Ok(d)
+}
+
+fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+/// The per-boot overlay of a scenario.
+pub fn overlay(env: &Env, s: &Scenario, guest: Guest) -> Result<Overlay> {
+    let mut o = Overlay::default();
+    let bin =
+        fs::read(&env.guest).with_context(|| format!("could not read {}", env.guest.display()))?;
+    o.file("/usr/local/bin/vmcreds-guest", bin, 0o755);
+    let mut check =
+        String::from("vmcreds-guest check --json --report-to virtio-port:vmcreds.report");
+    for a in &s.check_args {
+        check.push(' ');
+        check.push_str(&shell_quote(a));
+    }
+    match guest {
+        Guest::Systemd => {
+            crate::probe::add_probe(&mut o, "scenario");
+            let unit = env.root.join("guest/units/vmcreds-check.service");
+            if let Ok(u) = fs::read(&unit) {
+                o.file("/etc/systemd/system/vmcreds-check.service", u, 0o644)
+                    .link(
+                        "/etc/systemd/system/multi-user.target.wants/vmcreds-check.service",
+                        "/etc/systemd/system/vmcreds-check.service",
+                    );
+                o.link("/usr/bin/vmcreds-guest", "/usr/local/bin/vmcreds-guest");
+            }
+            o.file(
+                "/etc/vmcreds-test/check.args",
+                s.check_args.join("\n"),
+                0o644,
+            );
+            o.file(
+                "/etc/vmcreds-test/run.sh",
+                format!("#!/bin/sh\nexport PATH=/usr/local/bin:$PATH\n{check}\n"),
+                0o755,
+            );
+        }
+        Guest::Busybox => {
+            o.file(
+                "/etc/vmcreds-test/init.sh",
+                format!(
+                    "#!/bin/sh\necho @@VMCREDS-PROBE-BEGIN@@\necho '@@SECTION run'\n\
+                     vmcreds-guest import --to /run/credentials/@system\necho \"import exit=$?\"\n\
+                     ls -la /run/credentials/@system\n{check}\necho \"exit=$?\"\n\
+                     echo @@VMCREDS-PROBE-END@@\n"
+                ),
+                0o755,
+            );
+        }
+    }
+    Ok(o)
+}
+
+fn run_one(env: &Env, s: &Scenario, generation: &str, base: Option<&BaseImage>) -> Result<Outcome> {
+    let missing = env.features.missing(s.needs);
+    if !missing.is_empty() {
+        return Ok(Outcome::Pending(format!("binaries lack {missing:?}")));
+    }
+    let dir = run_dir(&env.root, s.name, generation)?;
+    let creds = dir.join("credentials");
+    write_credentials(s, &creds)?;
+    let manifest = dir.join("manifest.json");
+    match &s.expect {
+        Expect::HostRefuses(text) => host_refuses(env, s, &dir, &creds, &manifest, text),
+        Expect::Verdict {
+            host_exit,
+            result,
+            rows,
+            report_mentions,
+        } => {
+            let base = base.context("no image for this generation")?;
+            let guest = if generation == "busybox" {
+                Guest::Busybox
+            } else {
+                Guest::Systemd
+            };
+            let o = overlay(env, s, guest)?;
+            let ov = dir.join("overlay.cpio");
+            o.pack(&dir.join("overlay"), &ov)?;
+            let initrd = dir.join("initrd.img");
+            image::concat_initrd(&[&base.cpio, &env.kernel.modules_cpio, &ov], &initrd)?;
+            let mut extra: Vec<OsString> = Vec::new();
+            for (name, data) in &s.fw_cfg {
+                let f = dir.join(format!("fw_cfg-{name}"));
+                fs::write(&f, data)?;
+                extra.push("-fw_cfg".into());
+                extra.push(
+                    format!(
+                        "name=opt/io.systemd.credentials/{},file={}",
+                        vm::qemu_escape(name),
+                        vm::qemu_escape(&f.to_string_lossy())
+                    )
+                    .into(),
+                );
+            }
+            let spec = VmSpec {
+                name: format!("{}-{generation}", s.name),
+                kernel: env.kernel.vmlinuz.clone(),
+                initrd,
+                append: format!("quiet systemd.show_status=0 {}", s.append),
+                machine: s.machine.into(),
+                mem_mib: 512,
+                kvm: env.kvm,
+                extra,
+                report_socket: Some(dir.join("report.sock")),
+                run_dir: dir.clone(),
+            };
+            let exp = Expected {
+                host_exit: *host_exit,
+                result,
+                rows,
+                report_mentions,
+            };
+            boot_and_collect(env, s, &spec, &creds, &manifest, &exp).map(|(o, _)| o)
+        }
+    }
+}
+
+/// The expectation of a boot scenario.
+pub struct Expected<'a> {
+    /// `collect` exit code.
+    pub host_exit: i32,
+    /// `verified` / `failed`.
+    pub result: &'a str,
+    /// (name, status) rows.
+    pub rows: &'a [(String, &'static str)],
+    /// Strings the guest report must contain.
+    pub report_mentions: &'a [&'static str],
+}
+
+/// What `collect` printed.
+pub struct Collected {
+    /// Its stdout (`--json`: the host verdict).
+    pub stdout: String,
+    /// The guest report it received (`--report-out`).
+    pub report: String,
+    /// Its exit code.
+    pub exit: Option<i32>,
+}
+
+/// Boots through the host CLI with `collect` listening; returns the outcome and what collect
+/// printed.
+pub fn boot_and_collect(
+    env: &Env,
+    s: &Scenario,
+    spec: &VmSpec,
+    creds: &Path,
+    manifest: &Path,
+    exp: &Expected,
+) -> Result<(Outcome, Collected)> {
+    let dir = &spec.run_dir;
+    let mut cmd = Command::new(&env.host);
+    cmd.arg("qemu")
+        .args(host_source_args(s))
+        .arg("--manifest-out")
+        .arg(manifest)
+        .arg("--")
+        .arg("qemu-system-x86_64")
+        .args(spec.qemu_args())
+        .env("CREDENTIALS_DIRECTORY", creds);
+    fs::write(dir.join("host-argv.txt"), util::show(&cmd))?;
+    let mut qemu = Guarded::spawn(
+        &format!("vm {}", spec.name),
+        &mut cmd,
+        &dir.join("qemu.log"),
+        vec![spec.console_log(), spec.probe_log()],
+    )?;
+    // The manifest appears before the host execs QEMU; a refusal ends the process instead.
+    let appeared = util::wait_until(Duration::from_secs(30), || {
+        manifest.exists() || matches!(qemu.poll(), Ok(Some(_)))
+    });
+    if !manifest.exists() {
+        let log = fs::read_to_string(dir.join("qemu.log")).unwrap_or_default();
+        let msg = if appeared {
+            "host exited before writing the manifest"
+        } else {
+            "no manifest after 30 s"
+        };
+        return Ok((
+            Outcome::Fail(format!("{msg}: {}", log.trim())),
+            Collected {
+                stdout: String::new(),
+                report: String::new(),
+                exit: None,
+            },
+        ));
+    }
+    let report_out = dir.join("report.json");
+    let mut ccmd = Command::new(&env.host);
+    ccmd.arg("collect")
+        .arg("--listen")
+        .arg(format!("unix:{}", dir.join("report.sock").display()))
+        .arg("--manifest")
+        .arg(manifest)
+        .arg("--json")
+        .arg("--timeout")
+        .arg("600")
+        .arg("--report-out")
+        .arg(&report_out);
+    let mut collect = Guarded::spawn_split(
+        &format!("collect {}", spec.name),
+        &mut ccmd,
+        &dir.join("collect.json"),
+        Some(&dir.join("collect.err")),
+        vec![],
+    )?;
+    let qst = qemu.wait_until(Instant::now() + Duration::from_secs(600));
+    // The guest has powered off; the report (if any) was written before that.
+    let cst = collect.wait_until(Instant::now() + Duration::from_secs(20));
+    let collected = Collected {
+        stdout: fs::read_to_string(dir.join("collect.json")).unwrap_or_default(),
+        report: fs::read_to_string(&report_out).unwrap_or_default(),
+        exit: cst.as_ref().ok().and_then(|s| s.code()),
+    };
+    let mut problems = Vec::new();
+    if let Err(e) = &qst {
+        problems.push(format!("{e:#}"));
+    }
+    if let Err(e) = &cst {
+        problems.push(format!("{e:#}"));
+    }
+    if problems.is_empty() {
+        problems = compare(exp, &collected);
+    }
+    if problems.is_empty() {
+        qemu.ok = true;
+        collect.ok = true;
+        Ok((Outcome::Pass, collected))
+    } else {
+        Ok((
+            Outcome::Fail(problems.join("; ") + &format!(" (logs in {})", dir.display())),
+            collected,
+        ))
+    }
+}
+
+/// Compares what `collect` said with the expectation; returns the differences.
+pub fn compare(exp: &Expected, c: &Collected) -> Vec<String> {
+    let mut p = Vec::new();
+    if c.exit != Some(exp.host_exit) {
+        p.push(format!(
+            "collect exited {:?}, expected {}",
+            c.exit, exp.host_exit
+        ));
+    }
+    let v: Value = match serde_json::from_str(&c.stdout) {
+        Ok(v) => v,
+        Err(_) => {
+            p.push("collect --json printed no JSON".into());
+            return p;
+        }
+    };
+    let result = v
+        .get("result")
+        .or_else(|| v.pointer("/verdict/result"))
+        .and_then(Value::as_str)
+        .unwrap_or("?");
+    if result != exp.result {
+        p.push(format!("host verdict {result}, expected {}", exp.result));
+    }
+    let rows = v
+        .get("rows")
+        .or_else(|| v.get("credentials"))
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    for (name, status) in exp.rows {
+        let got = rows
+            .iter()
+            .find(|r| r.get("name").and_then(Value::as_str) == Some(name.as_str()))
+            .and_then(|r| r.get("status").and_then(Value::as_str));
+        if !got.is_some_and(|g| status.split('|').any(|alt| alt == g)) {
+            p.push(format!("{name}: status {got:?}, expected {status}"));
+        }
+    }
+    for m in exp.report_mentions {
+        if !c.report.contains(m) {
+            p.push(format!("guest report does not mention {m}"));
+        }
+    }
+    p
+}
+
+/// A host-refusal scenario: `vmcreds-host qemu` must exit 2 and never start the hypervisor.
+fn host_refuses(
+    env: &Env,
+    s: &Scenario,
+    dir: &Path,
+    creds: &Path,
+    manifest: &Path,
+    text: &str,
+) -> Result<Outcome> {
+    let fake = dir.join("fakebin/qemu-system-x86_64");
+    let marker = dir.join("hypervisor-started");
+    util::write_file(
+        &fake,
+        format!(
+            "#!/bin/sh\ntouch {}\n",
+            shell_quote(&marker.to_string_lossy())
+        )
+        .as_bytes(),
+    )?;
+    fs::set_permissions(&fake, fs::Permissions::from_mode(0o755))?;
+    let mut cmd = Command::new(&env.host);
+    cmd.arg("qemu")
+        .args(host_source_args(s))
+        .arg("--manifest-out")
+        .arg(manifest)
+        .arg("--")
+        .arg(&fake)
+        .args(["-M", s.machine, "-nodefaults", "-display", "none"])
+        .env("CREDENTIALS_DIRECTORY", creds);
+    let mut g = Guarded::spawn_split(
+        &format!("host {}", s.name),
+        &mut cmd,
+        &dir.join("host.out"),
+        Some(&dir.join("host.err")),
+        vec![],
+    )?;
+    let st = g.wait_until(Instant::now() + Duration::from_secs(60))?;
+    let err = fs::read_to_string(dir.join("host.err")).unwrap_or_default();
+    let mut p = Vec::new();
+    if st.code() != Some(2) {
+        p.push(format!("host exited {:?}, expected 2", st.code()));
+    }
+    if marker.exists() {
+        p.push("the hypervisor was started".into());
+    }
+    if !err.to_lowercase().contains(&text.to_lowercase()) {
+        p.push(format!("host error does not mention {text:?}"));
+    }
+    if p.is_empty() {
+        g.ok = true;
+        Ok(Outcome::Pass)
+    } else {
+        Ok(Outcome::Fail(format!(
+            "{} (host said: {})",
+            p.join("; "),
+            err.trim()
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compare_reports_each_difference() {
+        let rows = vec![("A".to_string(), "ok"), ("B".to_string(), "missing")];
+        let exp = Expected {
+            host_exit: 1,
+            result: "failed",
+            rows: &rows,
+            report_mentions: &["import_credentials"],
+        };
+        let good = Collected {
+            stdout: r#"{"result":"failed","rows":[{"name":"A","status":"ok"},{"name":"B","status":"missing"}]}"#.into(),
+            report: "... import_credentials ...".into(),
+            exit: Some(1),
+        };
+        assert!(compare(&exp, &good).is_empty());
+        let bad = Collected {
+            stdout: r#"{"result":"verified","rows":[{"name":"A","status":"ok"}]}"#.into(),
+            report: String::new(),
+            exit: Some(0),
+        };
+        let p = compare(&exp, &bad);
+        assert_eq!(p.len(), 4, "{p:?}");
+    }
+
+    #[test]
+    fn host_args_keep_source_order() {
+        let s = &scenarios::all()[0];
+        let a: Vec<String> = host_source_args(s)
+            .iter()
+            .map(|x| x.to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(a[0], "--load");
+        assert_eq!(a[1], "API_KEY:host-api-key");
+        assert!(a.contains(&"ENVIRONMENT=test".to_string()));
+    }
+}
