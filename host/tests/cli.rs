@@ -16,7 +16,7 @@ use vmcreds_common::manifest::Manifest;
 use vmcreds_common::oem::{self, Parsed};
 use vmcreds_common::report::{
     CredentialReport, Report, Smbios, SmbiosStatus, Status, System, SystemdView, Verdict,
-    VerdictResult, REPORT_SCHEMA,
+    REPORT_SCHEMA,
 };
 use vmcreds_common::systemd::Behaviour;
 
@@ -662,12 +662,14 @@ fn report_for(m: &Manifest, values: &[(&str, &[u8])]) -> Report {
                 reason: None,
             })
             .collect(),
-        verdict: Verdict {
-            result: VerdictResult::Verified,
-            ok: values.len() as u64,
-            failed: 0,
-            summary: "guest says fine".into(),
-        },
+        // Through JSON, so fields common adds later with a default need no change here.
+        verdict: serde_json::from_value::<Verdict>(serde_json::json!({
+            "result": "verified",
+            "ok": values.len(),
+            "failed": 0,
+            "summary": "guest says fine",
+        }))
+        .unwrap(),
     }
 }
 
