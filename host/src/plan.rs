@@ -422,7 +422,7 @@ mod tests {
         assert!(matches!(
             Plan::build(vec![cred("A", b"a\0b")], o),
             Err(PlanError::Encode {
-                source: EncodeError::TextHasNul { offset: 1, .. },
+                source: EncodeError::TextHasNul { .. },
                 ..
             })
         ));
