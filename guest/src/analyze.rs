@@ -341,7 +341,10 @@ pub fn analyze(
             }),
             (None, None) => None,
         };
-        let is_manifest_cred = name == MANIFEST_CREDENTIAL;
+        // The manifest itself and the VMM's notify socket (added by the VMM or
+        // `vmcreds-host --oem`, never listed in a manifest) are not "unexpected".
+        let is_manifest_cred =
+            name == MANIFEST_CREDENTIAL || name == crate::cmd::check::NOTIFY_CREDENTIAL;
 
         let (status, reason): (Status, Option<String>) = if !present {
             let not_regular =
@@ -561,6 +564,7 @@ pub fn analyze(
             ok,
             failed,
             summary,
+            reasons: problems,
         },
     })
 }

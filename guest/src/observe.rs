@@ -12,11 +12,6 @@ use crate::dmi::{self, RawEntry, TableReading};
 use crate::precond::{self, Facts, FwCfgCredential, SystemdVersion};
 use crate::sysfs::{ReadError, Root};
 
-/// The newest systemd version measured to read only one page of a raw entry.
-pub const SYSTEMD_252_LAST_ONE_PAGE: u32 = 252;
-/// What `read_virtual_file()` reads of a sysfs file in systemd 252.
-pub const ONE_PAGE: usize = 4096;
-
 /// Everything read from the machine (or the `--root` tree).
 #[derive(Debug)]
 pub struct Observation {
@@ -45,16 +40,7 @@ pub fn observe(root: &Root, systemd_override: Option<u32>) -> Result<Observation
     let (entries, entries_cut) = dmi::read_entries(root)?;
     let table = dmi::read_table(root, &entries)?;
     let systemd = precond::systemd_version(root, systemd_override)?;
-    let mut behaviour = systemd.behaviour();
-    // TODO(common): systemd 252 reads only the first page of each raw entry
-    // (`read_virtual_file()`, one 4096-byte read of the sysfs file): the real
-    // import in xtask/ground-truth/systemd-252.json (boot "table32") kept 117
-    // of 301 strings and cut gt_c116 to 1 byte at raw offset 4095, while 257
-    // imported all 301 from the same 65159-byte entry. `Behaviour::of(252)`
-    // still says 8 + 1 MiB; 253..=256 are unmeasured and keep common's value.
-    if behaviour.version <= SYSTEMD_252_LAST_ONE_PAGE {
-        behaviour.raw_read_max = ONE_PAGE;
-    }
+    let behaviour = systemd.behaviour();
     let facts = precond::check(root, &systemd)?;
     let fw_cfg = precond::fw_cfg(root)?;
     let prior = precond::prior_credentials(&fw_cfg);
