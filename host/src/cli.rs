@@ -203,8 +203,9 @@ pub struct ManifestArgs {
 #[derive(Debug, Args)]
 pub struct CollectArgs {
     /// Where to listen: unix:PATH (bound 0600; listening before this prints "listening").
+    /// Optional when started by socket activation (LISTEN_PID/LISTEN_FDS, fd 3).
     #[arg(long, value_name = "unix:PATH")]
-    pub listen: String,
+    pub listen: Option<String>,
     /// The manifest that was injected (from --manifest-out).
     #[arg(long, value_name = "FILE")]
     pub manifest: PathBuf,

@@ -10,7 +10,12 @@
 //! ends at the first complete JSON value: with QEMU's
 //! virtio-serial the host side of the connection stays open after the guest
 //! closes its port, so EOF is not awaited. The socket file is removed on every
-//! exit path.
+//! exit path it bound itself.
+//!
+//! Socket activation: when started with `LISTEN_PID` = its pid and
+//! `LISTEN_FDS` ≥ 1 (systemd `.socket` units, `systemd-socket-activate`), it
+//! uses the listening socket at fd 3 instead of binding, and leaves the socket
+//! file to whoever created it; `--listen` is then optional.
 
 use std::io::{self, Read};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
@@ -41,6 +46,12 @@ pub enum CollectError {
     /// PATH is a socket something listens on.
     #[error("{}: another process is listening on this socket", .0.display())]
     InUse(PathBuf),
+    /// Neither `--listen` nor an inherited socket.
+    #[error("give --listen unix:PATH, or start collect by socket activation (LISTEN_FDS)")]
+    NoListener,
+    /// fd 3 is not a listening stream socket.
+    #[error("LISTEN_FDS is set but fd 3 is not a listening stream socket")]
+    NotListening,
     /// Cannot bind or inspect the socket.
     #[error("cannot listen on {}", path.display())]
     Bind {
@@ -104,8 +115,9 @@ pub fn parse_listen(s: &str) -> Result<PathBuf, CollectError> {
 pub struct Listener {
     /// The listener.
     pub listener: UnixListener,
-    path: PathBuf,
-    dev_ino: (u64, u64),
+    /// The socket file this process created (and removes), with its device
+    /// and inode; `None` for an inherited socket.
+    owned: Option<(PathBuf, (u64, u64))>,
 }
 
 impl Listener {
@@ -136,8 +148,7 @@ impl Listener {
         match result {
             Ok(m) => Ok(Listener {
                 listener,
-                path: path.to_owned(),
-                dev_ino: (m.dev(), m.ino()),
+                owned: Some((path.to_owned(), (m.dev(), m.ino()))),
             }),
             Err(e) => {
                 let _ = std::fs::remove_file(path);
@@ -156,11 +167,61 @@ impl Listener {
 
 impl Drop for Listener {
     fn drop(&mut self) {
-        if let Ok(m) = std::fs::symlink_metadata(&self.path) {
-            if (m.dev(), m.ino()) == self.dev_ino {
-                let _ = std::fs::remove_file(&self.path);
+        let Some((path, dev_ino)) = &self.owned else {
+            return;
+        };
+        if let Ok(m) = std::fs::symlink_metadata(path) {
+            if (m.dev(), m.ino()) == *dev_ino {
+                let _ = std::fs::remove_file(path);
             }
         }
+    }
+}
+
+/// The first fd systemd passes (`SD_LISTEN_FDS_START`).
+const LISTEN_FDS_START: i32 = 3;
+
+/// True when `LISTEN_PID` names `pid` and `LISTEN_FDS` is at least 1.
+pub fn activation_applies(listen_pid: Option<&str>, listen_fds: Option<&str>, pid: u32) -> bool {
+    listen_pid.and_then(|p| p.trim().parse::<u32>().ok()) == Some(pid)
+        && listen_fds
+            .and_then(|n| n.trim().parse::<u32>().ok())
+            .unwrap_or(0)
+            >= 1
+}
+
+impl Listener {
+    /// The socket passed by socket activation, if this process was given one.
+    /// The `LISTEN_*` variables are removed so a child never mistakes them for its own.
+    pub fn inherited() -> Result<Option<Listener>, CollectError> {
+        let pid = std::env::var("LISTEN_PID").ok();
+        let fds = std::env::var("LISTEN_FDS").ok();
+        if !activation_applies(pid.as_deref(), fds.as_deref(), std::process::id()) {
+            return Ok(None);
+        }
+        for var in ["LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"] {
+            std::env::remove_var(var);
+        }
+        // SAFETY: LISTEN_PID names this process, so by the socket-activation
+        // protocol fd 3 was passed to it for this purpose and nothing else in
+        // the process owns it: vmcreds-host opens no file before this point
+        // (only the command line was parsed). The fd is checked to be a
+        // listening stream socket right below; if it is not, dropping the
+        // OwnedFd closes an fd that was ours anyway.
+        let fd = unsafe {
+            <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(LISTEN_FDS_START)
+        };
+        let is_listening_stream = rustix::net::sockopt::socket_type(&fd)
+            .map(|t| t == rustix::net::SocketType::STREAM)
+            .unwrap_or(false)
+            && rustix::net::sockopt::socket_acceptconn(&fd).unwrap_or(false);
+        if !is_listening_stream {
+            return Err(CollectError::NotListening);
+        }
+        Ok(Some(Listener {
+            listener: UnixListener::from(fd),
+            owned: None,
+        }))
     }
 }
 
@@ -274,13 +335,26 @@ fn read_document(
 
 /// Runs `collect`.
 pub fn run(args: CollectArgs) -> anyhow::Result<ExitCode> {
-    let path = parse_listen(&args.listen)?;
-    let listener = Listener::bind(&path)?;
-    eprintln!(
-        "vmcreds-host: listening on unix:{} for one report (timeout {} s)",
-        path.display(),
-        args.timeout
-    );
+    let listener = match (Listener::inherited()?, &args.listen) {
+        (Some(l), _) => {
+            eprintln!(
+                "vmcreds-host: listening on the inherited socket (fd 3) for one report (timeout {} s)",
+                args.timeout
+            );
+            l
+        }
+        (None, Some(listen)) => {
+            let path = parse_listen(listen)?;
+            let l = Listener::bind(&path)?;
+            eprintln!(
+                "vmcreds-host: listening on unix:{} for one report (timeout {} s)",
+                path.display(),
+                args.timeout
+            );
+            l
+        }
+        (None, None) => return Err(CollectError::NoListener.into()),
+    };
     let bytes = listener.receive(Duration::from_secs(args.timeout))?;
     drop(listener);
     let report = Report::from_json(&bytes).context("the report received")?;
@@ -308,6 +382,20 @@ mod tests {
         assert_eq!(complete_document(b" {} trailing").unwrap(), Some(3));
         assert!(complete_document(b"{\"a\" 1}").is_err());
         assert!(complete_document(b"nonsense").is_err());
+    }
+
+    #[test]
+    fn test_activation_applies() {
+        assert!(activation_applies(Some("42"), Some("1"), 42));
+        assert!(activation_applies(Some("42"), Some("2"), 42));
+        assert!(
+            !activation_applies(Some("41"), Some("1"), 42),
+            "another process's fds"
+        );
+        assert!(!activation_applies(Some("42"), Some("0"), 42));
+        assert!(!activation_applies(None, Some("1"), 42));
+        assert!(!activation_applies(Some("42"), None, 42));
+        assert!(!activation_applies(Some("x"), Some("1"), 42));
     }
 
     #[test]
