@@ -532,7 +532,17 @@ pub fn analyze(
         VerdictResult::Unverified
     };
     let mut summary = match result {
-        VerdictResult::Verified => format!("{ok}/{total} credentials verified"),
+        VerdictResult::Verified => {
+            let unexpected = credentials
+                .iter()
+                .filter(|c| c.status == Status::Unexpected)
+                .count();
+            if unexpected > 0 {
+                format!("{ok}/{total} credentials verified, {unexpected} unexpected")
+            } else {
+                format!("{ok}/{total} credentials verified")
+            }
+        }
         VerdictResult::Unverified => format!(
             "{ok}/{total} credentials arrived as SMBIOS predicts; nothing to verify against"
         ),

@@ -667,6 +667,61 @@ fn test_unreadable_exit_3() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/m.json"));
 }
 
+/// Not root: a real EACCES (setpriv to nobody), named with its path and errno.
+#[test]
+fn test_not_root_exit_3_names_path_and_errno() {
+    if !rustix::process::geteuid().is_root() || !std::path::Path::new("/usr/bin/setpriv").exists() {
+        // Without root the plain run below is already the non-root case.
+        let f = good_vm();
+        let out = f.run("check", &[]);
+        assert!(out.status.code().is_some());
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let f = good_vm();
+    for d in [
+        "",
+        "sys",
+        "sys/firmware",
+        "sys/firmware/dmi",
+        "sys/firmware/dmi/entries",
+        "sys/firmware/dmi/entries/11-0",
+    ] {
+        std::fs::set_permissions(f.path(d), std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    std::fs::set_permissions(
+        f.path("sys/firmware/dmi/entries/11-0/raw"),
+        std::fs::Permissions::from_mode(0o400),
+    )
+    .unwrap();
+    let out = std::process::Command::new("/usr/bin/setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+            "--bounding-set=-all",
+        ])
+        .arg(common::bin())
+        .args(["check", "--root"])
+        .arg(f.root())
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        e.contains(
+            "sys/firmware/dmi/entries/11-0/raw: Permission denied (os error 13); run as root"
+        ),
+        "{e}"
+    );
+}
+
 #[test]
 fn test_json_schema_field_names() {
     let nonce = Nonce::from_bytes([3; 32]);
