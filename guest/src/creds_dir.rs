@@ -152,13 +152,19 @@ pub fn open_regular(path: &Path) -> io::Result<Result<File, &'static str>> {
 
 /// Reads a credential file in full, bounded; `Ok(None)` when absent or not regular.
 pub fn read_small(path: &Path) -> Result<Option<Vec<u8>>, ReadError> {
+    read_regular(path, SMALL_FILE_MAX)
+}
+
+/// Reads a regular file (never through a symlink), at most `max` bytes;
+/// `Ok(None)` when absent or not a regular file.
+pub fn read_regular(path: &Path, max: usize) -> Result<Option<Vec<u8>>, ReadError> {
     let f = match open_regular(path) {
         Ok(Ok(f)) => f,
         Ok(Err(_)) => return Ok(None),
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(ReadError::new(path, e)),
     };
-    let b = crate::sysfs::read_from(f, SMALL_FILE_MAX).map_err(|e| ReadError::new(path, e))?;
+    let b = crate::sysfs::read_from(f, max).map_err(|e| ReadError::new(path, e))?;
     Ok(Some(b.bytes))
 }
 

@@ -125,15 +125,9 @@ pub fn send(dest: &Dest, root: &Root, doc: &[u8]) -> Result<(), SendError> {
     })
 }
 
-fn write_fd(fd: &OwnedFd, mut buf: &[u8]) -> io::Result<()> {
-    while !buf.is_empty() {
-        match rustix::io::write(fd, buf) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => buf = &buf[n..],
-            Err(rustix::io::Errno::INTR) => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
+/// Writes all of `buf` to a connected stream socket, then shuts down writing.
+fn write_fd(fd: &OwnedFd, buf: &[u8]) -> io::Result<()> {
+    std::fs::File::from(fd.try_clone()?).write_all(buf)?;
     let _ = net::shutdown(fd, net::Shutdown::Write);
     Ok(())
 }

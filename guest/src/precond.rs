@@ -52,10 +52,7 @@ pub fn systemd_version(root: &Root, over: Option<u32>) -> Result<SystemdVersion,
         });
     }
     for dir in SHARED_LIB_DIRS {
-        let Some(names) =
-            root.list_dir(dir)
-                .or_else(|e| if e.is_permission() { Err(e) } else { Ok(None) })?
-        else {
+        let Some(names) = tolerant(root.list_dir(dir))? else {
             continue;
         };
         for n in names {

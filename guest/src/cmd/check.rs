@@ -1,8 +1,5 @@
 //! `check`: predict, read what systemd imported, compare, report.
 
-use std::io::Write;
-
-use anyhow::Context;
 use vmcreds_common::report::{render_table, Report, VerdictResult};
 
 use crate::analyze::{analyze, Expectations};
@@ -55,24 +52,19 @@ pub fn finish(
     v: &VerifyArgs,
     header: &str,
 ) -> anyhow::Result<Exit> {
-    {
-        let mut out = std::io::stdout().lock();
-        let r = if v.json {
-            out.write_all(report.to_json().as_bytes())
-        } else {
-            let dir = match loc {
-                CredsLocation::System => creds_dir::SYSTEM_DIR.to_owned(),
-                CredsLocation::Dir(p) => p.display().to_string(),
-            };
-            out.write_all(header.as_bytes())
-                .and_then(|_| out.write_all(crate::analyze::preamble(report, &dir).as_bytes()))
-                .and_then(|_| out.write_all(render_table(report).as_bytes()))
+    if v.json {
+        super::write_stdout(report.to_json().as_bytes())?;
+    } else {
+        let dir = match loc {
+            CredsLocation::System => creds_dir::SYSTEM_DIR.to_owned(),
+            CredsLocation::Dir(p) => p.display().to_string(),
         };
-        match r.and_then(|_| out.flush()) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
-            Err(e) => return Err(e).context("cannot write to stdout"),
-        }
+        let text = format!(
+            "{header}{}{}",
+            crate::analyze::preamble(report, &dir),
+            render_table(report)
+        );
+        super::write_stdout(text.as_bytes())?;
     }
     let doc = dest::wire(report);
     let mut first_err: Option<anyhow::Error> = None;

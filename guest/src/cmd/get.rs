@@ -2,9 +2,6 @@
 //! `/run/credentials/@system`, else from SMBIOS (what systemd would import),
 //! else from QEMU fw_cfg.
 
-use std::io::Write;
-
-use anyhow::Context;
 use vmcreds_common::escape::escape_name;
 use vmcreds_common::Secret;
 
@@ -13,7 +10,7 @@ use crate::creds_dir::{self, SYSTEM_DIR};
 use crate::exit::{Exit, UsageError};
 use crate::observe::observe;
 use crate::precond::FW_CFG_DIR;
-use crate::sysfs::{self, ReadError, Root};
+use crate::sysfs::{ReadError, Root};
 
 /// Runs `get`.
 pub fn run(args: &GetArgs) -> anyhow::Result<Exit> {
@@ -50,25 +47,13 @@ pub fn run(args: &GetArgs) -> anyhow::Result<Exit> {
             }
         }
     };
-    let mut out = std::io::stdout().lock();
-    match out.write_all(value.expose()).and_then(|_| out.flush()) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
-        Err(e) => return Err(e).context("cannot write to stdout"),
-    }
+    super::write_stdout(value.expose())?;
     Ok(Exit::Verified)
 }
 
 fn from_system(root: &Root, name: &str) -> Result<Option<Secret>, ReadError> {
     let path = root.path(SYSTEM_DIR).join(name);
-    let f = match creds_dir::open_regular(&path) {
-        Ok(Ok(f)) => f,
-        Ok(Err(_)) => return Ok(None),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(ReadError::new(&path, e)),
-    };
-    let b = sysfs::read_from(f, 16 << 20).map_err(|e| ReadError::new(&path, e))?;
-    Ok(Some(Secret::new(b.bytes)))
+    Ok(creds_dir::read_regular(&path, 16 << 20)?.map(Secret::new))
 }
 
 fn from_fw_cfg(root: &Root, name: &str) -> Result<Option<Secret>, ReadError> {

@@ -5,11 +5,10 @@
 //! prediction applies them); then the same check and reporting.
 
 use std::io::{self, Write as _};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::Path;
 
-use anyhow::Context;
 use rustix::fs::{Mode, OFlags, CWD};
 use rustix::io::Errno;
 use rustix::mount::MountFlags;
@@ -132,16 +131,7 @@ pub fn write_credential(dir: &OwnedFd, name: &str, value: &[u8]) -> io::Result<W
         Err(e) => return Err(e.into()),
     };
     let res = (|| -> io::Result<Written> {
-        let mut buf = value;
-        while !buf.is_empty() {
-            match rustix::io::write(&fd, buf) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => buf = &buf[n..],
-                Err(Errno::INTR) => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
-        drop(fd);
+        std::fs::File::from(fd).write_all(value)?;
         match rustix::fs::linkat(dir, TEMP_NAME, dir, name, rustix::fs::AtFlags::empty()) {
             Ok(()) => Ok(Written::Created),
             Err(Errno::EXIST) => Ok(Written::Exists),
@@ -242,17 +232,13 @@ pub fn run(args: &ImportArgs) -> anyhow::Result<Exit> {
                 log.push_str("import: could not remount read-only\n");
             }
         }
-        let _ = dir.as_fd();
     }
     let loc = CredsLocation::Dir(args.to.clone());
     let report = analyze(&obs, &loc, &exp, args.verify.strict)?;
     if args.verify.json {
         eprint!("{log}");
     } else {
-        std::io::stdout()
-            .lock()
-            .write_all(log.as_bytes())
-            .context("cannot write to stdout")?;
+        super::write_stdout(log.as_bytes())?;
     }
     finish(&obs, &loc, &report, &args.verify, "")
 }

@@ -1,7 +1,5 @@
 //! `list`: the Type 11 credentials seen, by name, size and digest.
 
-use std::io::Write;
-
 use anyhow::Context;
 use serde::Serialize;
 use vmcreds_common::digest::{digest, Digest};
@@ -115,11 +113,6 @@ pub fn run(args: &ListArgs) -> anyhow::Result<Exit> {
         ));
         t
     };
-    let mut out = std::io::stdout().lock();
-    match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
-        Err(e) => return Err(e).context("cannot write to stdout"),
-    }
+    super::write_stdout(text.as_bytes())?;
     Ok(Exit::Verified)
 }
