@@ -4,6 +4,7 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 
 use clap::{ArgMatches, Args, Parser, Subcommand, ValueEnum};
+use vmcreds_common::systemd::FIRST_SMBIOS_IMPORT;
 
 /// vmcreds-host: deliver secrets to a VM as SMBIOS Type 11 credentials without
 /// exposing them, and verify the guest's report.
@@ -50,7 +51,7 @@ pub enum EncodingArg {
 
 /// Credential sources and injection options, shared by every target and `manifest`.
 /// The order of `--load`, `--load-dir`, `--set` and `--oem` is kept.
-#[derive(Clone, Debug, Default, Args)]
+#[derive(Clone, Debug, Args)]
 pub struct SourceArgs {
     /// File contents, binary-safe; PATH without '/' is looked up in $CREDENTIALS_DIRECTORY.
     #[arg(long = "load", value_name = "NAME:PATH")]
@@ -78,6 +79,11 @@ pub struct SourceArgs {
     /// Write the manifest that was injected (same nonce) to FILE (0600, atomically).
     #[arg(long, value_name = "FILE")]
     pub manifest_out: Option<PathBuf>,
+    /// The oldest systemd version among the guests (252 or newer). Before 257,
+    /// systemd reads only the first 4096 bytes of the Type 11 entry, so the
+    /// strings must fit in that.
+    #[arg(long, value_name = "N", default_value_t = FIRST_SMBIOS_IMPORT)]
+    pub guest_systemd: u32,
     /// The sources in command-line order, filled from the matches by
     /// [`SourceArgs::fill_order`].
     #[arg(skip)]
@@ -95,6 +101,23 @@ pub enum SourceSpec {
     Set(String),
     /// `--oem STRING`.
     Oem(String),
+}
+
+impl Default for SourceArgs {
+    fn default() -> Self {
+        SourceArgs {
+            load: Vec::new(),
+            load_dir: Vec::new(),
+            set: Vec::new(),
+            oem: Vec::new(),
+            allow_any_name: false,
+            encoding: EncodingArg::Binary,
+            no_manifest: false,
+            manifest_out: None,
+            guest_systemd: FIRST_SMBIOS_IMPORT,
+            ordered: Vec::new(),
+        }
+    }
 }
 
 impl SourceArgs {

@@ -5,8 +5,8 @@
 //! Rules (all from `vmcreds_common`): names by [`NameRule`]; duplicates refused
 //! naming both sources; `vmcreds.manifest` reserved while the manifest is
 //! injected; text encoding refused for values with NUL; the manifest injected
-//! first as the binary credential `vmcreds.manifest` keyed with a fresh 32-byte
-//! nonce; `--oem` strings that parse as credentials recorded in the manifest,
+//! first (compact JSON) as the binary credential `vmcreds.manifest` keyed with
+//! a fresh 32-byte nonce; `--oem` strings that parse as credentials recorded in the manifest,
 //! and those systemd would refuse passed through with a warning; the target's
 //! budget checked with [`limits::check_budget`].
 
@@ -248,7 +248,7 @@ impl Plan {
         if opts.manifest {
             let cn = CredentialName::parse(MANIFEST_CREDENTIAL, NameRule::Portable)
                 .expect("reserved name is portable");
-            let json = manifest.to_json();
+            let json = manifest.to_json_compact();
             decoded.insert(0, (MANIFEST_CREDENTIAL.to_owned(), json.len()));
             let bytes = oem::encode(&cn, json.as_bytes(), Encoding::Binary)
                 .expect("binary encoding takes any bytes");

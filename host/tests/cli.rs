@@ -350,6 +350,7 @@ fn issue2_bad_input_refused_before_anything_happens() {
     t.write("half2", &vec![b'x'; 600 * 1024]);
     t.write("50k", &vec![b'x'; 50 * 1024]);
     t.write("200k", &vec![b'x'; 200_000]);
+    t.write("3k", &vec![b'x'; 3_000]);
     t.write("nul", b"a\0b");
     t.mkdir("emptydir");
     t.write("emptydir/.hidden", b"x");
@@ -435,7 +436,7 @@ fn issue2_bad_input_refused_before_anything_happens() {
             env_creds: false,
         },
         Refusal {
-            args: qemu_args(&["--load", "F:./50k"], "q35"),
+            args: qemu_args(&["--guest-systemd", "257", "--load", "F:./50k"], "q35"),
             code: 2,
             words: &[
                 "Type 11 structure",
@@ -447,12 +448,36 @@ fn issue2_bad_input_refused_before_anything_happens() {
         },
         Refusal {
             // Measured: QEMU 7.2 + SeaBIOS gives the guest no SMBIOS at all past 256 KiB.
-            args: qemu_args(&["--load", "F:./200k"], "q35,smbios-entry-point-type=64"),
+            args: qemu_args(
+                &["--guest-systemd", "257", "--load", "F:./200k"],
+                "q35,smbios-entry-point-type=64",
+            ),
             code: 2,
             words: &[
-                "Type 11 structure would be 267329 bytes",
+                "Type 11 structure would be 267205 bytes",
                 "256 KiB",
-                "by 13377",
+                "by 13253",
+            ],
+            env_creds: false,
+        },
+        Refusal {
+            // systemd before 257 reads one page of the entry: the default guest is 252.
+            args: qemu_args(&["--load", "F:./3k"], "q35"),
+            code: 2,
+            words: &[
+                "over the 4096 bytes",
+                "first 4096 bytes",
+                "--guest-systemd 257",
+            ],
+            env_creds: false,
+        },
+        Refusal {
+            args: qemu_args(&["--guest-systemd", "251", "--set", "A=b"], "q35"),
+            code: 2,
+            words: &[
+                "--guest-systemd 251",
+                "only from version 252",
+                "vmcreds-guest import",
             ],
             env_creds: false,
         },

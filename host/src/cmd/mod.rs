@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use vmcreds_common::limits::Budget;
 use vmcreds_common::oem::Encoding;
+use vmcreds_common::systemd::{Behaviour, FIRST_SMBIOS_IMPORT};
 use vmcreds_common::NameRule;
 
 use crate::cli::{EncodingArg, SourceArgs};
@@ -25,9 +26,17 @@ pub mod verify;
 /// Exit code: verification failed.
 pub const EXIT_FAILED: u8 = 1;
 
-/// Loads the sources and validates them into a plan for `budget`, printing
-/// the plan's warnings on stderr.
+/// Loads the sources and validates them into a plan for `budget`, narrowed to
+/// what the oldest guest systemd (`--guest-systemd`) reads, printing the
+/// plan's warnings on stderr.
 pub fn load_plan(sources: &SourceArgs, budget: Budget) -> anyhow::Result<Plan> {
+    if sources.guest_systemd < FIRST_SMBIOS_IMPORT {
+        anyhow::bail!(
+            "--guest-systemd {}: systemd imports SMBIOS credentials only from version {FIRST_SMBIOS_IMPORT} on; in such a guest run vmcreds-guest import instead",
+            sources.guest_systemd
+        );
+    }
+    let budget = budget.for_guest(&Behaviour::of(sources.guest_systemd));
     let cred_dir = std::env::var_os(CREDENTIALS_DIRECTORY).map(std::path::PathBuf::from);
     let loaded = source::load_all(&sources.ordered, cred_dir.as_deref())?;
     let plan = Plan::build(

@@ -33,27 +33,11 @@ pub enum QemuError {
     PrintMemfd,
 }
 
-/// Largest SMBIOS table set that reached a guest with a 64-bit entry point,
-/// measured with Debian's QEMU 7.2 (q35, SeaBIOS, direct kernel boot): a
-/// 261 376-byte Type 11 structure arrived, a 262 708-byte one left the guest
-/// with no SMBIOS entry point at all (every credential silently lost). The
-/// boundary is consistent with 256 KiB for all tables.
-pub const QEMU_64_MEASURED_TABLE_MAX: usize = 256 * 1024;
-
-/// [`Budget::QEMU_64`] capped at [`QEMU_64_MEASURED_TABLE_MAX`], keeping the same
-/// 8 KiB for QEMU's other structures as [`Budget::QEMU_32`].
-// TODO(common): move this cap into Budget::QEMU_64 (see /work/coord/common-requests.md).
-pub const QEMU_64_BUDGET: Budget = Budget {
-    target: "qemu",
-    max_strings: vmcreds_common::limits::TYPE11_MAX_STRINGS,
-    max_type11_bytes: Some(QEMU_64_MEASURED_TABLE_MAX - vmcreds_common::limits::QEMU_OTHER_STRUCTURES_RESERVE),
-    table_rule: "with a 64-bit entry point, QEMU 7.2 with SeaBIOS was measured to give the guest no SMBIOS at all once the tables pass 256 KiB (8 KiB kept for QEMU's other structures)",
-};
-
 /// What vmcreds-host learned from a QEMU command line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Qemu {
-    /// The budget: [`QEMU_64_BUDGET`] with `smbios-entry-point-type=64`, else
+    /// The budget: [`Budget::QEMU_64`] (measured 256 KiB window) with
+    /// `smbios-entry-point-type=64`, else
     /// [`Budget::QEMU_32`] (machine types ≤ 8.0, and `auto` falling back).
     pub budget: Budget,
 }
@@ -120,7 +104,7 @@ impl Qemu {
         }
         Ok(Qemu {
             budget: if entry64 {
-                QEMU_64_BUDGET
+                Budget::QEMU_64
             } else {
                 Budget::QEMU_32
             },
@@ -229,7 +213,7 @@ mod tests {
             ]))
             .unwrap()
             .budget,
-            QEMU_64_BUDGET
+            Budget::QEMU_64
         );
         assert_eq!(
             Qemu::inspect(&cmd(&["qemu", "-M", "pc,smbios-entry-point-type=32"]))
