@@ -980,6 +980,20 @@ fn verify_files() {
         .unwrap()
         .contains("23 bytes arrived, 24 were sent"));
     assert_no_canary("stdout", &o.stdout);
+    let big = t.write(
+        "big.json",
+        &vec![b' '; vmcreds_common::limits::REPORT_SIZE_MAX + 10],
+    );
+    let o = run(t
+        .cmd()
+        .args(["verify", "--manifest", "m.json", "--report"])
+        .arg(&big));
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("larger than the 4194304 bytes a report can be"),
+        "{}",
+        stderr(&o)
+    );
     let o = run(t
         .cmd()
         .args(["verify", "--manifest", "m.json", "--report", "missing.json"]));

@@ -30,10 +30,23 @@ pub struct VerdictDoc<'a> {
     pub report: &'a Report,
 }
 
+/// Reads a document of at most `max` bytes, refusing a larger one without
+/// reading all of it.
+fn read_document(path: &Path, max: usize, what: &str) -> anyhow::Result<Vec<u8>> {
+    let bytes = read_bounded(path, max)
+        .with_context(|| format!("cannot read the {what} {}", path.display()))?;
+    if bytes.len() > max {
+        anyhow::bail!(
+            "the {what} {} is larger than the {max} bytes a {what} can be",
+            path.display()
+        );
+    }
+    Ok(bytes)
+}
+
 /// Reads and validates a manifest file.
 pub fn read_manifest(path: &Path) -> anyhow::Result<Manifest> {
-    let bytes = read_bounded(path, MANIFEST_SIZE_MAX)
-        .with_context(|| format!("cannot read the manifest {}", path.display()))?;
+    let bytes = read_document(path, MANIFEST_SIZE_MAX, "manifest")?;
     Manifest::from_json(&bytes).with_context(|| format!("manifest {}", path.display()))
 }
 
@@ -70,8 +83,7 @@ pub fn output(manifest: &Manifest, report: &Report, json: bool) -> anyhow::Resul
 /// Runs `verify`.
 pub fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
     let manifest = read_manifest(&args.manifest)?;
-    let bytes = read_bounded(&args.report, REPORT_SIZE_MAX)
-        .with_context(|| format!("cannot read the report {}", args.report.display()))?;
+    let bytes = read_document(&args.report, REPORT_SIZE_MAX, "report")?;
     let report =
         Report::from_json(&bytes).with_context(|| format!("report {}", args.report.display()))?;
     output(&manifest, &report, args.json)
