@@ -107,13 +107,8 @@ pub fn send(dest: &Dest, root: &Root, doc: &[u8]) -> Result<(), SendError> {
             out.write_all(doc).and_then(|_| out.flush())
         }
         Dest::File(p) => write_atomic(p, doc),
-        Dest::VirtioPort(n) => {
-            let p = root.path(&format!("/dev/virtio-ports/{n}"));
-            std::fs::OpenOptions::new()
-                .write(true)
-                .open(&p)
-                .and_then(|mut f| f.write_all(doc).and_then(|_| f.flush()))
-        }
+        Dest::VirtioPort(n) => open_virtio_port(root, n, PORT_WAIT)
+            .and_then(|mut f| f.write_all(doc).and_then(|_| f.flush())),
         Dest::Unix(p) => connect_unix(p, SocketType::STREAM).and_then(|fd| write_fd(&fd, doc)),
         Dest::Vsock { cid, port } => {
             connect_vsock(*cid, *port, SocketType::STREAM).and_then(|fd| write_fd(&fd, doc))
@@ -126,6 +121,53 @@ pub fn send(dest: &Dest, root: &Root, doc: &[u8]) -> Result<(), SendError> {
 }
 
 /// Writes all of `buf` to a connected stream socket, then shuts down writing.
+/// How long `virtio-port:NAME` waits for the port to appear (module load,
+/// udev) before giving up.
+pub const PORT_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Opens virtio-serial port NAME for writing: `/dev/virtio-ports/NAME` (a udev
+/// symlink) or, without udev (early boot, busybox), the `/dev/vportNpM` whose
+/// `/sys/class/virtio-ports/vportNpM/name` is NAME. Waits up to `wait` for it.
+pub fn open_virtio_port(
+    root: &Root,
+    name: &str,
+    wait: std::time::Duration,
+) -> io::Result<std::fs::File> {
+    let open = |p: &Path| std::fs::OpenOptions::new().write(true).open(p);
+    let deadline = std::time::Instant::now() + wait;
+    loop {
+        match open(&root.path(&format!("/dev/virtio-ports/{name}"))) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            r => return r,
+        }
+        if let Ok(Some(ports)) = root.list_dir("/sys/class/virtio-ports") {
+            for port in ports {
+                let port = port.to_string_lossy();
+                let named = root
+                    .read_text(&format!("/sys/class/virtio-ports/{port}/name"))
+                    .ok()
+                    .flatten();
+                if named.as_deref().map(str::trim) == Some(name) {
+                    match open(&root.path(&format!("/dev/{port}"))) {
+                        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                        r => return r,
+                    }
+                }
+            }
+        }
+        if std::time::Instant::now() >= deadline {
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!(
+                    "no /dev/virtio-ports/{name} and no virtio port named {name} under /sys/class/virtio-ports after {} s (virtio_console not loaded, or no -device virtserialport,name={name})",
+                    wait.as_secs()
+                ),
+            ));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
 fn write_fd(fd: &OwnedFd, buf: &[u8]) -> io::Result<()> {
     std::fs::File::from(fd.try_clone()?).write_all(buf)?;
     let _ = net::shutdown(fd, net::Shutdown::Write);
@@ -468,6 +510,41 @@ mod tests {
             1,
             "no temp file left"
         );
+    }
+
+    #[test]
+    fn test_virtio_port_by_sysfs_name() {
+        let d = tempfile::tempdir().unwrap();
+        let root = Root::new(d.path());
+        std::fs::create_dir_all(d.path().join("sys/class/virtio-ports/vport1p1")).unwrap();
+        std::fs::write(
+            d.path().join("sys/class/virtio-ports/vport1p1/name"),
+            "org.qemu.guest_agent.0\n",
+        )
+        .unwrap();
+        std::fs::create_dir_all(d.path().join("sys/class/virtio-ports/vport1p2")).unwrap();
+        std::fs::write(
+            d.path().join("sys/class/virtio-ports/vport1p2/name"),
+            "vmcreds.report\n",
+        )
+        .unwrap();
+        std::fs::create_dir_all(d.path().join("dev")).unwrap();
+        std::fs::write(d.path().join("dev/vport1p1"), b"").unwrap();
+        std::fs::write(d.path().join("dev/vport1p2"), b"").unwrap();
+        let r = Dest::VirtioPort("vmcreds.report".into());
+        send(&r, &root, b"{}\n").unwrap();
+        assert_eq!(
+            std::fs::read(d.path().join("dev/vport1p2")).unwrap(),
+            b"{}\n"
+        );
+        assert!(std::fs::read(d.path().join("dev/vport1p1"))
+            .unwrap()
+            .is_empty());
+        let t = std::time::Instant::now();
+        let e =
+            open_virtio_port(&root, "missing", std::time::Duration::from_millis(300)).unwrap_err();
+        assert!(t.elapsed() >= std::time::Duration::from_millis(300));
+        assert!(e.to_string().contains("virtio_console"), "{e}");
     }
 
     #[test]

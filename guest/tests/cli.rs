@@ -1077,7 +1077,7 @@ fn test_install_unit() {
         "RemainAfterExit=yes",
         "ConditionVirtualization=vm",
         "CapabilityBoundingSet=CAP_SYS_ADMIN",
-        "ProtectSystem=strict",
+        "PrivateMounts=no",
         "WantedBy=multi-user.target",
     ] {
         assert!(u.lines().any(|l| l == line), "missing {line}");

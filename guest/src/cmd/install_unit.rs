@@ -3,7 +3,7 @@
 //! fitted to the flags.
 
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use thiserror::Error;
 
@@ -73,7 +73,6 @@ pub fn render(strict: bool, report_to: &[Dest]) -> String {
         exec.push_str(&quote(&d.to_string()));
     }
     let mut unit_extra = String::new();
-    let mut service_extra = String::new();
     let mut private_network = true;
     for d in report_to {
         match d {
@@ -84,21 +83,13 @@ pub fn render(strict: bool, report_to: &[Dest]) -> String {
                 );
                 unit_extra.push_str(&format!("Wants={dev}\nAfter={dev}\n"));
             }
-            Dest::File(p) => {
-                let dir = p
-                    .parent()
-                    .filter(|d| !d.as_os_str().is_empty())
-                    .unwrap_or(Path::new("/"));
-                service_extra.push_str(&format!(
-                    "ReadWritePaths={}\n",
-                    quote(&dir.display().to_string())
-                ));
-            }
             Dest::Vsock { .. } => private_network = false,
             Dest::Unix(p) if p.as_os_str().as_encoded_bytes().starts_with(b"@") => {
                 private_network = false
             }
-            Dest::Unix(_) | Dest::Stdout => {}
+            // No ReadWritePaths= for files: it would create the mount
+            // namespace the unit must not have (see the unit).
+            Dest::File(_) | Dest::Unix(_) | Dest::Stdout => {}
         }
     }
     let mut out = String::new();
@@ -106,7 +97,6 @@ pub fn render(strict: bool, report_to: &[Dest]) -> String {
         if line.starts_with("ExecStart=") {
             out.push_str(&exec);
             out.push('\n');
-            out.push_str(&service_extra);
             continue;
         }
         if line == "PrivateNetwork=yes" && !private_network {
@@ -176,7 +166,20 @@ mod tests {
             u.contains("Wants=dev-virtio\\x2dports-org.vmcreds.0.device\n"),
             "{u}"
         );
-        assert!(u.contains("ReadWritePaths=/var/lib/vmcreds\n"), "{u}");
+        assert!(!u.contains("ReadWritePaths="), "{u}");
+        for l in [
+            "ProtectSystem=",
+            "PrivateTmp=",
+            "ProtectHome=",
+            "PrivateDevices=",
+            "ProtectKernelTunables=",
+        ] {
+            assert!(
+                !u.lines().any(|x| x.starts_with(l)),
+                "{l} would hide /run/credentials"
+            );
+        }
+        assert!(u.contains("PrivateMounts=no\n"));
         assert!(u.contains("PrivateNetwork=yes"));
         let v = render(false, &["vsock:2:9000".parse().unwrap()]);
         assert!(!v.contains("PrivateNetwork=yes"), "{v}");
