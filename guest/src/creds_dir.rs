@@ -388,4 +388,13 @@ mod tests {
         .unwrap();
         assert_eq!(judge_fs(&root, SYSTEM_DIR, None).unwrap().0, "weak");
     }
+
+    proptest::proptest! {
+        #[test]
+        fn fuzz_mountinfo_never_panics(text in "\\PC{0,300}", raw in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300)) {
+            let _ = parse_mountinfo(&text);
+            let _ = parse_mountinfo(&String::from_utf8_lossy(&raw));
+            let _ = display_name(&raw);
+        }
+    }
 }

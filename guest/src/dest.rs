@@ -551,4 +551,13 @@ mod tests {
     fn test_vsock_address_layout() {
         assert_eq!(std::mem::size_of::<SockaddrVm>(), 16);
     }
+
+    proptest::proptest! {
+        #[test]
+        fn fuzz_addresses_never_panic(s in "\\PC{0,60}") {
+            let _ = s.parse::<Dest>();
+            let _ = parse_notify(&s);
+            proptest::prop_assert!(notify_message(&s).len() < vmcreds_common::limits::NOTIFY_MESSAGE_MAX);
+        }
+    }
 }

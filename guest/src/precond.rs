@@ -534,4 +534,16 @@ mod tests {
         assert_eq!(p.len(), 1);
         assert_eq!(p[0].name.as_str(), "A");
     }
+
+    proptest::proptest! {
+        #[test]
+        fn fuzz_cmdline_keeps_no_values(name in "[A-Za-z0-9_]{1,12}", value in "[A-Za-z0-9+/=]{8,40}", noise in "[a-z0-9 =._-]{0,60}") {
+            let line = format!("{noise} systemd.set_credential={name}:{value} {noise}");
+            let c = parse_cmdline(&line);
+            proptest::prop_assert!(c.credential_names.contains(&name));
+            let dbg = format!("{:?}", c);
+            proptest::prop_assert!(!dbg.contains(&value));
+            let _ = split_cmdline(&noise);
+        }
+    }
 }
