@@ -441,6 +441,10 @@ pub fn analyze(
                 ));
             }
             if !problems.is_empty() {
+                // Say why another value won, when one did.
+                if smbios_st == SmbiosStatus::Shadowed {
+                    problems.extend(first_reason.clone());
+                }
                 (Status::Mismatch, Some(problems.join("; ")))
             } else if expected.is_none() && has_expectations && !is_manifest_cred {
                 (Status::Unexpected, Some("present but not expected".into()))

@@ -471,6 +471,16 @@ fn test_shadowed_by_fw_cfg_and_cmdline_attribution() {
             b"cmdline-CANARY5",
         ],
     );
+    // Expected the host's (SMBIOS) value: a mismatch that says fw_cfg won.
+    let (code, r, _) = f.check_json(&["--expect", "A:5"]);
+    assert_eq!(code, 1);
+    let a = row(&r, "A");
+    assert_eq!(a.status, Status::Mismatch);
+    let why = a.reason.as_ref().unwrap();
+    assert!(
+        why.contains("5 expected") && why.contains("fw_cfg"),
+        "{why}"
+    );
     // get falls back to fw_cfg when neither @system nor SMBIOS has it.
     f.remove("run/credentials/@system/A");
     let g = f.run("get", &["A"]);
