@@ -55,7 +55,7 @@ pub struct Test {
     pub only: Vec<String>,
     /// Use KVM.
     pub kvm: bool,
-    /// VMs run at the same time (1 or 2).
+    /// VMs run at the same time (1 or 2; default 2).
     pub jobs: usize,
 }
 
@@ -148,7 +148,7 @@ pub fn parse(args: &[String]) -> Result<Cmd> {
         "test" => {
             let mut t = Test {
                 generations: default_generations(),
-                jobs: 1,
+                jobs: 2,
                 ..Test::default()
             };
             while let Some(a) = it.next() {

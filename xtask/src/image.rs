@@ -29,8 +29,10 @@ use crate::util::{self, cache_key, mkdirp, run, write_file};
 /// The Debian mirror debootstrap uses unless `VMCREDS_MIRROR` is set.
 pub const DEFAULT_MIRROR: &str = "http://deb.debian.org/debian";
 
-/// Packages added to debootstrap's minbase. `systemd-sysv` provides `/sbin/init`.
-pub const ROOTFS_PACKAGES: &[&str] = &["systemd", "systemd-sysv"];
+/// Packages added to debootstrap's minbase. `systemd-sysv` provides `/sbin/init`; `udev` loads
+/// the virtio modules on coldplug and creates `/dev/virtio-ports/<name>` (without it, the
+/// report port never appears: systemd only recommends udev and debootstrap skips recommends).
+pub const ROOTFS_PACKAGES: &[&str] = &["systemd", "systemd-sysv", "udev"];
 
 /// Kernel modules the guests need that the cloud kernel builds as modules.
 const MODULES: &[&str] = &[
@@ -233,6 +235,7 @@ fn trim_rootfs(tree: &Path) -> Result<()> {
         "var/lib/apt/lists",
         "var/cache/debconf",
         "usr/lib/x86_64-linux-gnu/gconv",
+        "usr/lib/udev/hwdb.d",
     ] {
         let p = tree.join(d);
         if p.exists() {
@@ -240,6 +243,9 @@ fn trim_rootfs(tree: &Path) -> Result<()> {
             mkdirp(&p)?;
         }
     }
+    // The hardware database is ~10 MB and unused by a test guest.
+    let _ = fs::remove_file(tree.join("usr/lib/udev/hwdb.bin"));
+    let _ = fs::remove_file(tree.join("etc/udev/hwdb.bin"));
     // A getty on the serial console takes the tty and cuts the probe's output; no login is
     // ever needed in a test guest, so all gettys are masked.
     let sysd = tree.join("etc/systemd/system");
@@ -319,7 +325,8 @@ mount -t proc proc /proc
 mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev
 mount -t tmpfs -o mode=0755 run /run
-for m in virtio virtio_ring virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci virtio_console qemu_fw_cfg; do
+# Dependency order (virtio needs virtio_ring): insmod does not resolve dependencies.
+for m in virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci virtio_console qemu_fw_cfg; do
   f=$(find /usr/lib/modules -name "$m.ko" | head -n 1)
   [ -n "$f" ] && insmod "$f" 2>/dev/null
 done
