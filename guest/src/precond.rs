@@ -358,15 +358,17 @@ pub fn check(root: &Root, sd: &SystemdVersion) -> Result<Facts, ReadError> {
                 .stderr(std::process::Stdio::null())
                 .output()
             {
+                // systemd's own detection (CPUID and MSRs) is what PID 1 used:
+                // its answer replaces the cpuinfo guess either way.
                 let s = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-                if out.status.success() && !s.is_empty() && s != "none" {
-                    cvm = Some(format!(
-                        "systemd-detect-virt --cvm says {}",
-                        escape_bytes(s.as_bytes(), 32)
-                    ));
-                }
                 if out.status.code().is_some() {
                     cvm_known = true;
+                    cvm = (out.status.success() && !s.is_empty() && s != "none").then(|| {
+                        format!(
+                            "systemd-detect-virt --cvm says {}",
+                            escape_bytes(s.as_bytes(), 32)
+                        )
+                    });
                 }
             }
             break;
