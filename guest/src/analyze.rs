@@ -361,12 +361,6 @@ pub fn analyze(
                 (Status::Missing, Some(r))
             } else if smbios_st == SmbiosStatus::Rejected {
                 (Status::Rejected, first_reason.clone())
-            } else if smbios_st == SmbiosStatus::Shadowed && expected.is_none() && source.is_none()
-            {
-                (Status::Missing, first_reason.clone())
-            } else if smbios_st == SmbiosStatus::Absent && expected.is_none() {
-                // Not reachable: rows come from strings, files or expectations.
-                (Status::Missing, None)
             } else {
                 let why = if smbios_st == SmbiosStatus::Shadowed {
                     first_reason.clone()
