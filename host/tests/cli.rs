@@ -449,7 +449,7 @@ fn issue2_bad_input_refused_before_anything_happens() {
             code: 2,
             words: &[
                 "over the 57343 bytes",
-                "wraps the SMBIOS tables at 64 KiB",
+                "at 64 KiB even with smbios-entry-point-type=64",
                 "by ",
             ],
             env_creds: false,

@@ -33,23 +33,11 @@ pub enum QemuError {
     PrintMemfd,
 }
 
-/// The budget with `smbios-entry-point-type=64`. Measured with Debian's QEMU
-/// 7.2, q35, SeaBIOS, direct kernel boot, comparing the guest's raw Type 11
-/// entry byte for byte: a 64 708-byte structure arrived whole; with 65 376
-/// bytes (all tables 65 758) the guest's entry was 45 bytes, silently cut.
-/// The 64-bit entry point does not lift the 64 KiB limit there.
-// TODO(common): Budget::QEMU_64 still allows 256 KiB (see /work/coord/common-requests.md).
-pub const QEMU_64_SEABIOS: Budget = Budget {
-    target: "qemu",
-    max_strings: vmcreds_common::limits::TYPE11_MAX_STRINGS,
-    max_type11_bytes: Budget::QEMU_32.max_type11_bytes,
-    table_rule: "QEMU 7.2 with SeaBIOS wraps the SMBIOS tables at 64 KiB even with smbios-entry-point-type=64 (measured: the guest gets the entry silently cut); 8 KiB kept for QEMU's other structures",
-};
-
 /// What vmcreds-host learned from a QEMU command line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Qemu {
-    /// The budget: [`QEMU_64_SEABIOS`] with `smbios-entry-point-type=64`, else
+    /// The budget: [`Budget::QEMU_64`] with `smbios-entry-point-type=64` (with
+    /// SeaBIOS the same 64 KiB window, measured), else
     /// [`Budget::QEMU_32`] (machine types ≤ 8.0, and `auto` falling back).
     pub budget: Budget,
 }
@@ -116,7 +104,7 @@ impl Qemu {
         }
         Ok(Qemu {
             budget: if entry64 {
-                QEMU_64_SEABIOS
+                Budget::QEMU_64
             } else {
                 Budget::QEMU_32
             },
@@ -225,7 +213,7 @@ mod tests {
             ]))
             .unwrap()
             .budget,
-            QEMU_64_SEABIOS
+            Budget::QEMU_64
         );
         assert_eq!(
             Qemu::inspect(&cmd(&["qemu", "-M", "pc,smbios-entry-point-type=32"]))
