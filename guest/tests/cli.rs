@@ -1265,29 +1265,42 @@ fn test_canaries_never_leak() {
     assert_eq!(out.stdout, CANARY_A);
 }
 
-/// The prediction against real systemd: the raw entries a systemd 252
-/// (bookworm) and 257 (trixie) guest read, and what those systemd versions
-/// imported (xtask ground truth, trimmed into tests/ground-truth/).
+/// The prediction against real systemd: the raw entries real systemd guests
+/// (252 from bookworm, 257 from trixie, …) read and what that systemd imported
+/// (`xtask/ground-truth/systemd-*.json`, `cargo xtask ground-truth`), replayed
+/// through `vmcreds-guest list --root` with the recorded version.
 #[test]
 fn test_prediction_matches_real_systemd_imports() {
     use base64::Engine as _;
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../xtask/ground-truth");
+    let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            let n = p.file_name().unwrap().to_string_lossy();
+            n.starts_with("systemd-") && n.ends_with(".json")
+        })
+        .collect();
+    files.sort();
     let mut boots = 0;
-    for v in ["252", "257"] {
-        let path = format!(
-            "{}/tests/ground-truth/systemd-{v}.json",
-            env!("CARGO_MANIFEST_DIR")
-        );
-        let gt: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    for path in &files {
+        let gt: serde_json::Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+        let v = vmcreds_common::systemd::parse_version(gt["systemd_version"].as_str().unwrap())
+            .unwrap()
+            .to_string();
         for boot in gt["boots"].as_array().unwrap() {
+            let Some(raws) = boot["type11_raw"].as_array().filter(|r| !r.is_empty()) else {
+                continue;
+            };
             let f = Fixture::new();
             f.remove("usr/lib/x86_64-linux-gnu/systemd/libsystemd-shared-257.so");
             f.write(
                 &format!("usr/lib/x86_64-linux-gnu/systemd/libsystemd-shared-{v}.so"),
                 b"",
             );
-            for (i, r) in boot["type11_raw"].as_array().unwrap().iter().enumerate() {
+            for (i, r) in raws.iter().enumerate() {
                 let raw = base64::engine::general_purpose::STANDARD
-                    .decode(r.as_str().unwrap())
+                    .decode(r["base64"].as_str().unwrap())
                     .unwrap();
                 f.entry(i as u32, &raw);
             }
@@ -1331,5 +1344,5 @@ fn test_prediction_matches_real_systemd_imports() {
             boots += 1;
         }
     }
-    assert_eq!(boots, 4);
+    assert!(boots >= 4, "only {boots} captured boots");
 }
