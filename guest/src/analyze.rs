@@ -301,7 +301,24 @@ pub fn analyze(
             .or_else(|| row.strings.iter().find(|s| s.value.is_some()))
             .copied();
         let smbios_st = smbios_status(&row.strings);
-        let first_reason = row.strings.iter().find_map(|s| s.outcome.reason());
+        // A string cut by systemd's read limit explains a rejection or a short value.
+        let cut_note = row.strings.iter().find_map(|s| {
+            let e = p.entries.iter().find(|e| e.entry == s.entry)?;
+            (e.cut_by_read_limit > 0 && s.string == e.strings).then(|| {
+                format!(
+                    "string {} of entry 11-{} was cut: systemd reads only the first {} bytes of an entry",
+                    s.string, s.entry, obs.behaviour.raw_read_max
+                )
+            })
+        });
+        let first_reason = row
+            .strings
+            .iter()
+            .find_map(|s| s.outcome.reason())
+            .map(|r| match &cut_note {
+                Some(c) => format!("{r}; {c}"),
+                None => r,
+            });
         let predicted = winner
             .and_then(|w| w.value.as_ref())
             .map(|v| (v.len() as u64, digest(v.expose(), nonce)));
@@ -435,9 +452,11 @@ pub fn analyze(
                 ));
             }
             if !problems.is_empty() {
-                // Say why another value won, when one did.
+                // Say why another value won, when one did, or why it is short.
                 if smbios_st == SmbiosStatus::Shadowed {
                     problems.extend(first_reason.clone());
+                } else {
+                    problems.extend(cut_note.clone());
                 }
                 (Status::Mismatch, Some(problems.join("; ")))
             } else if expected.is_none() && has_expectations && !is_manifest_cred {

@@ -559,6 +559,57 @@ fn test_storage_weak_insecure_symlink() {
     );
 }
 
+/// systemd 252 reads one page of an entry: a credential crossing it is cut,
+/// and the row says so (seen in a real bookworm VM).
+#[test]
+fn test_one_page_cut_is_explained() {
+    let f = Fixture::new();
+    f.remove("usr/lib/x86_64-linux-gnu/systemd/libsystemd-shared-257.so");
+    f.write(
+        "usr/lib/x86_64-linux-gnu/systemd/libsystemd-shared-252.so",
+        b"",
+    );
+    let small = text("SMALL", b"small");
+    // The base64 starts at offset 73 and is cut at 4096: 4023 characters, an
+    // unpadded tail, so systemd 252 rejects it.
+    let big = binary("BIG1", &[7u8; 6000]);
+    f.smbios(&[&small, &big]);
+    f.imported("SMALL", b"small");
+    let (code, r, _) = f.check_json(&["--expect", "SMALL", "--expect", "BIG1"]);
+    assert_eq!(code, 1);
+    let b = row(&r, "BIG1");
+    assert_eq!(b.status, Status::Rejected);
+    let why = b.reason.as_ref().unwrap();
+    assert!(
+        why.contains("base64") && why.contains("first 4096 bytes"),
+        "{why}"
+    );
+    assert_eq!(row(&r, "SMALL").status, Status::Ok);
+
+    // One character less and the cut falls on a group boundary: systemd 252
+    // imports 3018 of the 6000 bytes, and the mismatch says why.
+    let f = Fixture::new();
+    f.remove("usr/lib/x86_64-linux-gnu/systemd/libsystemd-shared-257.so");
+    f.write(
+        "usr/lib/x86_64-linux-gnu/systemd/libsystemd-shared-252.so",
+        b"",
+    );
+    let big = binary("BIG", &[7u8; 6000]);
+    f.smbios(&[&small, &big]);
+    f.imported("SMALL", b"small");
+    f.imported("BIG", &[7u8; 3018]);
+    let (code, r, _) = f.check_json(&["--expect", "SMALL", "--expect", "BIG:6000"]);
+    assert_eq!(code, 1);
+    let b = row(&r, "BIG");
+    assert_eq!(b.status, Status::Mismatch);
+    assert_eq!(b.bytes, Some(3018), "the prediction models the cut");
+    let why = b.reason.as_ref().unwrap();
+    assert!(
+        why.contains("3018 bytes arrived, 6000 expected") && why.contains("first 4096 bytes"),
+        "{why}"
+    );
+}
+
 #[test]
 fn test_bad_header_stops_the_scan() {
     let f = Fixture::new();
