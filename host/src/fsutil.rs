@@ -14,6 +14,17 @@ fn random_suffix() -> io::Result<String> {
     Ok(hex(&b))
 }
 
+/// Creates `path` for writing with `mode`; fails if anything (a symlink
+/// included) is already there.
+fn create_exclusive(path: &Path, mode: u32) -> io::Result<std::fs::File> {
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+        .open(path)
+}
+
 /// Writes `bytes` to `path` with mode 0600, atomically: a temporary file in
 /// the same directory, fsync, then rename. The temporary file is removed on
 /// every error path.
@@ -30,12 +41,7 @@ pub fn write_atomic_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
     tmp_name.push(format!(".{}.tmp", random_suffix()?));
     let tmp = dir.join(tmp_name);
     let result = (|| {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
-            .open(&tmp)?;
+        let mut f = create_exclusive(&tmp, 0o600)?;
         f.write_all(bytes)?;
         f.sync_all()?;
         fs::rename(&tmp, path)
@@ -98,12 +104,7 @@ impl PrivateDir {
     /// Creates `name` (exclusively, mode 0400, no symlink followed) holding `bytes`.
     pub fn write_file(&mut self, name: &str, bytes: &[u8]) -> io::Result<PathBuf> {
         let path = self.path.join(name);
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o400)
-            .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
-            .open(&path)?;
+        let mut f = create_exclusive(&path, 0o400)?;
         self.files.push(path.clone());
         f.write_all(bytes)?;
         Ok(path)
