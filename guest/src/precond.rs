@@ -6,7 +6,6 @@
 use std::path::Path;
 
 use vmcreds_common::escape::escape_bytes;
-use vmcreds_common::name::{CredentialName, NameRule};
 use vmcreds_common::predict::PriorCredential;
 use vmcreds_common::report::{CheckState, Precondition};
 use vmcreds_common::systemd::{parse_version, Behaviour};
@@ -222,26 +221,14 @@ pub fn fw_cfg(root: &Root) -> Result<Vec<FwCfgCredential>, ReadError> {
     Ok(out)
 }
 
-/// The fw_cfg credentials systemd would import before SMBIOS, with their
-/// sizes counted in the running total.
-// TODO(common): fw_cfg import (valid names, per-credential and total limits)
-// is systemd's rule and would sit better in vmcreds_common::predict.
+/// The fw_cfg credentials systemd imports before SMBIOS, by systemd's rules
+/// (`vmcreds_common::predict::fw_cfg_imports`): they shadow SMBIOS strings of
+/// the same name and count in the running total.
 pub fn prior_credentials(fw: &[FwCfgCredential]) -> Vec<PriorCredential> {
-    use vmcreds_common::limits::{CREDENTIALS_TOTAL_SIZE_MAX, CREDENTIAL_SIZE_MAX};
-    let mut total = 0usize;
-    let mut out = Vec::new();
-    for c in fw {
-        let Ok(name) = CredentialName::parse(&c.name, NameRule::Systemd) else {
-            continue;
-        };
-        let bytes = c.bytes.unwrap_or(0) as usize;
-        if bytes > CREDENTIAL_SIZE_MAX || bytes > CREDENTIALS_TOTAL_SIZE_MAX - total {
-            continue;
-        }
-        total += bytes;
-        out.push(PriorCredential { name, bytes });
-    }
-    out
+    vmcreds_common::predict::fw_cfg_imports(
+        fw.iter()
+            .map(|c| (c.name.as_str(), c.bytes.unwrap_or(0) as usize)),
+    )
 }
 
 fn pre(check: &str, state: CheckState, detail: impl Into<String>) -> Precondition {
