@@ -399,6 +399,15 @@ pub fn read_table(root: &Root, entries: &[RawEntry]) -> Result<TableReading, Rea
     Ok(out)
 }
 
+/// The Type 1 manufacturer and product of an untrusted table: [`walk_table`]
+/// first, then smbios-lib on the validated prefix only. This is the whole
+/// path hostile table bytes take to smbios-lib (fuzzed by
+/// `fuzz/fuzz_targets/dmi_table.rs`).
+pub fn table_identity(table: &[u8]) -> (Option<String>, Option<String>) {
+    let walk = walk_table(table, None);
+    hypervisor(&table[..walk.valid_len])
+}
+
 /// Type 1 manufacturer and product through smbios-lib, from a table that
 /// [`walk_table`] validated; escaped, at most 64 bytes each.
 fn hypervisor(validated: &[u8]) -> (Option<String>, Option<String>) {
