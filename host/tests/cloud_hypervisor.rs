@@ -800,7 +800,8 @@ fn bad_input_is_refused_with_the_reason() {
 fn too_many_strings_are_refused() {
     let t = TestDir::new();
     let mut c = t.cmd();
-    c.arg("cloud-hypervisor").arg("--no-manifest");
+    c.arg("cloud-hypervisor")
+        .args(["--no-manifest", "--guest-systemd", "257"]);
     for i in 0..256 {
         c.arg("--set").arg(format!("C{i}=v"));
     }
@@ -814,7 +815,8 @@ fn too_many_strings_are_refused() {
     assert!(o.stdout.is_empty());
     // 255 fit.
     let mut c = t.cmd();
-    c.arg("cloud-hypervisor").arg("--no-manifest");
+    c.arg("cloud-hypervisor")
+        .args(["--no-manifest", "--guest-systemd", "257"]);
     for i in 0..255 {
         c.arg("--set").arg(format!("C{i}=v"));
     }
@@ -833,7 +835,7 @@ fn over_the_table_window_is_refused() {
     let big = t.write("big", &vec![b'A'; 48_000]);
     let o = run(t
         .cmd()
-        .args(["cloud-hypervisor", "--load"])
+        .args(["cloud-hypervisor", "--guest-systemd", "257", "--load"])
         .arg(format!("BIG:{}", big.display())));
     let err = stderr(&o);
     assert_eq!(code(&o), 2, "{err}");
