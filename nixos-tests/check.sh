@@ -296,9 +296,8 @@ parse_all || rc=1
 status=0
 check_readme "$readme" || status=$?
 if [ "$status" -eq 2 ]; then
-  # Not a failure: the README's NixOS section (written in
-  # /work/coord/readme-nixos.md) has not been merged yet. Said loudly.
-  echo "options: SKIPPED: $readme has no <!-- nixos-options:begin --> marker, so no option is checked"
+  echo "FAIL options: $readme has no <!-- nixos-options:begin --> marker, so no option can be checked"
+  rc=1
 elif [ "$status" -ne 0 ]; then
   rc=1
 fi
