@@ -22,7 +22,11 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use common::{code, run, stderr, stdout, Canary, TestDir};
+use common::reference::{
+    assert_no_canary, assert_no_canary_but_delivery, setup_creds, API_KEY, DB_PASSWORD, JWT_SECRET,
+    NOTIFY,
+};
+use common::{code, run, stderr, stdout, TestDir};
 use proptest::prelude::*;
 use serde_json::{json, Value};
 use vmcreds_common::limits::Budget;
@@ -492,62 +496,6 @@ proptest! {
 
 // ---------------------------------------------------------------------------
 // The CLI: the reference scenario.
-
-const API_KEY: &[u8] = b"CANARY-api-key-7f3e9a1c\n";
-const DB_PASSWORD: &[u8] = b"CANARY-db,pass]word\"=\0binary\xff";
-const JWT_SECRET: &[u8] = b"CANARY-jwt [secret], \"quoted\"";
-const NOTIFY: &str = "io.systemd.credential:vmm.notify_socket=vsock-stream:2:8888";
-
-fn canaries() -> Vec<(Canary, Vec<u8>)> {
-    [API_KEY, DB_PASSWORD, JWT_SECRET]
-        .iter()
-        .map(|v| {
-            (
-                Canary::new(v),
-                vmcreds_common::base64::encode(v).expose().to_vec(),
-            )
-        })
-        .collect()
-}
-
-/// No form of any canary anywhere in `bytes`.
-fn assert_no_canary(stream: &str, bytes: &[u8]) {
-    for (c, _) in canaries() {
-        c.assert_absent(stream, bytes);
-    }
-    // Every canary starts with CANARY-: no escaped or partial form either.
-    if let Some(off) = bytes.windows(7).position(|w| w == b"CANARY-") {
-        panic!("canary prefix in {stream} at offset {off}");
-    }
-}
-
-/// No form of any canary in `bytes` once the delivery itself (each value's
-/// exact base64, inside the `--platform` value) is taken out.
-fn assert_no_canary_but_delivery(stream: &str, bytes: &[u8]) {
-    let mut rest = bytes.to_vec();
-    for (_, b64) in canaries() {
-        let mut out = Vec::new();
-        let mut i = 0;
-        while i < rest.len() {
-            if rest[i..].starts_with(&b64) {
-                i += b64.len();
-            } else {
-                out.push(rest[i]);
-                i += 1;
-            }
-        }
-        rest = out;
-    }
-    assert_no_canary(stream, &rest);
-}
-
-fn setup_creds(t: &TestDir) -> PathBuf {
-    let dir = t.mkdir("credentials");
-    t.write("credentials/host-api-key", API_KEY);
-    t.write("credentials/host-db-password", DB_PASSWORD);
-    t.write("credentials/host-jwt-secret", JWT_SECRET);
-    dir
-}
 
 const SOURCES: &[&str] = &[
     "--load",
