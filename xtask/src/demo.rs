@@ -36,6 +36,8 @@ pub fn run(root: &Path, flags: &Demo) -> Result<ExitCode> {
         check_args: vec![],
         expect: Expect::HostRefuses(""),
         needs: &[],
+        by_hand: false,
+        pending: None,
     };
     let dir = test::run_dir(root, "demo", &flags.generation)?;
     let creds = dir.join("credentials");

@@ -4,8 +4,8 @@
 //! recipe, so a changed recipe builds a new entry and an old one is never reused by mistake):
 //!
 //! ```text
-//! target/vm/kernel/<deb-package>/vmlinuz            Debian cloud kernel (CONFIG_DMI_SYSFS=y)
-//! target/vm/kernel/<deb-package>/modules.cpio.gz    virtio console/pci + qemu_fw_cfg modules, depmod'ed
+//! target/vm/kernel/<deb-package>-<recipe>/vmlinuz          Debian cloud kernel (CONFIG_DMI_SYSFS=y)
+//! target/vm/kernel/<deb-package>-<recipe>/modules.cpio.gz  virtio console/pci/mmio + qemu_fw_cfg, depmod'ed
 //! target/vm/rootfs/<suite>-<key>/root/              debootstrap --variant=minbase (the slow step)
 //! target/vm/rootfs/<suite>-<key>/base.cpio.gz       that tree trimmed and packed (cpio newc, gzip -1)
 //! target/vm/busybox/<key>/base.cpio.gz              busybox-static + /init, no systemd
@@ -41,9 +41,13 @@ const MODULES: &[&str] = &[
     "kernel/drivers/virtio/virtio_pci_modern_dev.ko",
     "kernel/drivers/virtio/virtio_pci_legacy_dev.ko",
     "kernel/drivers/virtio/virtio_pci.ko",
+    "kernel/drivers/virtio/virtio_mmio.ko",
     "kernel/drivers/char/virtio_console.ko",
     "kernel/drivers/firmware/qemu_fw_cfg.ko",
 ];
+
+/// Bumped whenever the module list or the kernel unpacking code changes.
+const KERNEL_RECIPE: &str = "k2";
 
 /// Bumped whenever the code that turns a debootstrap tree into `base.cpio.gz` changes.
 const ROOTFS_RECIPE: &str = "rootfs-recipe-3";
@@ -94,21 +98,29 @@ fn resolve_kernel_package() -> Result<String> {
 /// Downloads and unpacks the Debian cloud kernel once; later calls reuse the cache.
 pub fn kernel(root: &Path) -> Result<Kernel> {
     let kdir = vm_dir(root).join("kernel");
-    let package = match resolve_kernel_package() {
-        Ok(p) => p,
+    let (package, dir) = match resolve_kernel_package() {
+        Ok(p) => {
+            let d = kdir.join(format!("{p}-{KERNEL_RECIPE}"));
+            (p, d)
+        }
         Err(e) => {
-            // Offline: use the newest cached kernel if there is one.
-            let mut cached: Vec<_> = fs::read_dir(&kdir)
-                .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.file_name()).collect())
+            // Offline: use the newest cached kernel of this recipe if there is one.
+            let suffix = format!("-{KERNEL_RECIPE}");
+            let mut cached: Vec<String> = fs::read_dir(&kdir)
+                .map(|rd| {
+                    rd.filter_map(|e| e.ok())
+                        .map(|e| e.file_name().to_string_lossy().into_owned())
+                        .filter(|n| n.ends_with(&suffix))
+                        .collect()
+                })
                 .unwrap_or_default();
             cached.sort();
             match cached.pop() {
-                Some(p) => p.to_string_lossy().into_owned(),
+                Some(n) => (n.trim_end_matches(&suffix).to_string(), kdir.join(&n)),
                 None => return Err(e),
             }
         }
     };
-    let dir = kdir.join(&package);
     let done = dir.join(".done");
     if !done.exists() {
         let t = Instant::now();
@@ -326,7 +338,7 @@ mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev
 mount -t tmpfs -o mode=0755 run /run
 # Dependency order (virtio needs virtio_ring): insmod does not resolve dependencies.
-for m in virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci virtio_console qemu_fw_cfg; do
+for m in virtio_ring virtio virtio_mmio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci virtio_console qemu_fw_cfg; do
   f=$(find /usr/lib/modules -name "$m.ko" | head -n 1)
   [ -n "$f" ] && insmod "$f" 2>/dev/null
 done
@@ -341,8 +353,11 @@ while [ ! -e /dev/virtio-ports/vmcreds.report ] && [ $i -lt 50 ]; do
   done
   i=$((i+1)); sleep 0.1
 done
+# The probe writes to ttyS1; a machine with one serial port (microvm) asks for ttyS0.
+tty=/dev/ttyS1
+grep -q 'vmcreds.probe_tty=ttyS0' /proc/cmdline && tty=/dev/ttyS0
 if [ -x /etc/vmcreds-test/init.sh ]; then
-  /etc/vmcreds-test/init.sh > /dev/ttyS1 2>&1
+  /etc/vmcreds-test/init.sh > $tty 2>&1
 fi
 sync
 poweroff -f

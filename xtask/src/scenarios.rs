@@ -93,6 +93,11 @@ pub struct Scenario {
     pub expect: Expect,
     /// What it needs from the binaries.
     pub needs: &'static [Feature],
+    /// Launch QEMU directly with hand-written `-smbios type=11,path=FILE` arguments (the
+    /// manifest from `vmcreds-host manifest`) instead of through `vmcreds-host qemu`.
+    pub by_hand: bool,
+    /// Reported as PENDING with this reason unless named with `--only`.
+    pub pending: Option<&'static str>,
 }
 
 const BOOT: &[Feature] = &[Feature::HostQemu, Feature::HostCollect, Feature::GuestCheck];
@@ -190,6 +195,8 @@ pub fn all() -> Vec<Scenario> {
                 report_mentions: vec![],
             },
             needs: BOOT,
+            by_hand: false,
+            pending: None,
         },
         Scenario {
             name: "hostile-values",
@@ -212,6 +219,8 @@ pub fn all() -> Vec<Scenario> {
                 report_mentions: vec![],
             },
             needs: BOOT,
+            by_hand: false,
+            pending: None,
         },
         Scenario {
             name: "limit-40k-ep32",
@@ -231,6 +240,8 @@ pub fn all() -> Vec<Scenario> {
                 report_mentions: vec![],
             },
             needs: BOOT,
+            by_hand: false,
+            pending: None,
         },
         Scenario {
             name: "limit-refuse-64k-ep64",
@@ -245,6 +256,8 @@ pub fn all() -> Vec<Scenario> {
             check_args: vec![],
             expect: Expect::HostRefuses(""),
             needs: &[Feature::HostQemu],
+            by_hand: false,
+            pending: None,
         },
         Scenario {
             name: "limit-refuse-systemd252-4k",
@@ -259,6 +272,8 @@ pub fn all() -> Vec<Scenario> {
             check_args: vec![],
             expect: Expect::HostRefuses("4096"),
             needs: &[Feature::HostQemu],
+            by_hand: false,
+            pending: None,
         },
         Scenario {
             name: "loss-systemd252-4k",
@@ -281,6 +296,8 @@ pub fn all() -> Vec<Scenario> {
                 report_mentions: vec![],
             },
             needs: BOOT,
+            by_hand: false,
+            pending: None,
         },
         Scenario {
             name: "limit-refuse-table-32",
@@ -295,6 +312,8 @@ pub fn all() -> Vec<Scenario> {
             check_args: vec![],
             expect: Expect::HostRefuses(""),
             needs: &[Feature::HostQemu],
+            by_hand: false,
+            pending: None,
         },
         Scenario {
             name: "limit-refuse-1mib",
@@ -309,6 +328,8 @@ pub fn all() -> Vec<Scenario> {
             check_args: vec![],
             expect: Expect::HostRefuses(""),
             needs: &[Feature::HostQemu],
+            by_hand: false,
+            pending: None,
         },
         Scenario {
             name: "limit-refuse-256-strings",
@@ -323,6 +344,8 @@ pub fn all() -> Vec<Scenario> {
             check_args: vec![],
             expect: Expect::HostRefuses(""),
             needs: &[Feature::HostQemu],
+            by_hand: false,
+            pending: None,
         },
         Scenario {
             name: "loss-import-disabled",
@@ -342,6 +365,8 @@ pub fn all() -> Vec<Scenario> {
                 report_mentions: vec!["import_credentials"],
             },
             needs: BOOT,
+            by_hand: false,
+            pending: None,
         },
         Scenario {
             name: "loss-explained",
@@ -366,6 +391,8 @@ pub fn all() -> Vec<Scenario> {
                 report_mentions: vec!["NOT_SENT", "BAD_B64", "fw_cfg"],
             },
             needs: BOOT,
+            by_hand: false,
+            pending: None,
         },
         Scenario {
             name: "microvm-refused",
@@ -380,6 +407,35 @@ pub fn all() -> Vec<Scenario> {
             check_args: vec![],
             expect: Expect::HostRefuses("microvm"),
             needs: &[Feature::HostQemu],
+            by_hand: false,
+            pending: None,
+        },
+        Scenario {
+            name: "microvm-by-hand",
+            about: "-M microvm forced by hand (-smbios type=11 written by hand): the guest reports no SMBIOS Type 11",
+            guest: Guest::Busybox,
+            generations: &["busybox"],
+            sources: vec![load("API_KEY", "host-api-key", test_secret("api-key", 44))],
+            host_flags: vec![],
+            machine: "microvm,pit=on,pic=on,rtc=on",
+            // microvm has no PIT-calibrated TSC under TCG: without a fixed lpj the kernel hangs
+            // in timer calibration (seen here with and without pit=on).
+            append: "vmcreds.probe_tty=ttyS0 lpj=4000000 no_timer_check",
+            fw_cfg: vec![],
+            check_args: vec!["--expect".into(), "API_KEY:44".into()],
+            expect: Expect::Verdict {
+                host_exit: 1,
+                result: "failed",
+                rows: vec![("API_KEY".into(), "missing")],
+                report_mentions: vec!["no SMBIOS Type 11"],
+            },
+            needs: &[Feature::HostCollect, Feature::GuestCheck, Feature::GuestImport],
+            by_hand: true,
+            pending: Some(
+                "microvm under TCG here: the kernel hung in early boot in 1 of 3 manual boots, and where it \
+                 reached init the report write to the virtio-mmio port did not complete; run with --only \
+                 microvm-by-hand to try it",
+            ),
         },
         Scenario {
             name: "busybox-import",
@@ -399,6 +455,8 @@ pub fn all() -> Vec<Scenario> {
                 report_mentions: vec![],
             },
             needs: &[Feature::HostQemu, Feature::HostCollect, Feature::GuestCheck, Feature::GuestImport],
+            by_hand: false,
+            pending: None,
         },
     ]
 }

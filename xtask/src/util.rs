@@ -254,7 +254,6 @@ pub fn base64_lenient(s: &[u8]) -> Option<Vec<u8>> {
 }
 
 /// Standard padded base64.
-#[cfg(test)]
 pub fn base64_encode(data: &[u8]) -> String {
     const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut s = String::new();

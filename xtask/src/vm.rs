@@ -76,7 +76,15 @@ impl VmSpec {
         a.push(qemu_file_arg("file:", &self.probe_log()));
         if let Some(sock) = &self.report_socket {
             a.push("-device".into());
-            a.push("virtio-serial".into());
+            // microvm has no PCI: its virtio devices sit on virtio-mmio.
+            a.push(
+                if self.machine.starts_with("microvm") {
+                    "virtio-serial-device"
+                } else {
+                    "virtio-serial"
+                }
+                .into(),
+            );
             a.push("-chardev".into());
             let mut c = OsString::from("socket,id=report,reconnect=1,path=");
             c.push(qemu_escape(&sock.to_string_lossy()));
