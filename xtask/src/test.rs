@@ -568,6 +568,8 @@ pub fn boot_and_collect(
     if problems.is_empty() {
         qemu.ok = true;
         collect.ok = true;
+        // The initrd is a 35 MB copy of cached parts; a passing run does not need it kept.
+        let _ = fs::remove_file(&spec.initrd);
         Ok((Outcome::Pass, collected))
     } else {
         Ok((
