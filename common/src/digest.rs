@@ -137,6 +137,12 @@ pub fn digest(value: &[u8], nonce: Option<&Nonce>) -> Digest {
     }
 }
 
+/// Plain SHA-256 of `bytes` (for cache keys and test data, not credentials:
+/// those go through [`digest`]).
+pub fn sha256(bytes: &[u8]) -> [u8; 32] {
+    Sha256::digest(bytes).into()
+}
+
 /// Incremental digest, for values read in chunks.
 pub enum Hasher {
     /// SHA-256.
@@ -230,6 +236,11 @@ mod tests {
             d.hex,
             "b613679a0814d9ec772f95d778c35fc5ff1697c493715653c6c712144292c5ad"
         );
+    }
+
+    #[test]
+    fn test_sha256_bytes_match_the_digest() {
+        assert_eq!(hex(&sha256(b"abc")), digest(b"abc", None).hex);
     }
 
     #[test]

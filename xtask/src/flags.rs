@@ -57,6 +57,8 @@ pub struct Test {
     pub kvm: bool,
     /// VMs run at the same time (1 or 2; default 2).
     pub jobs: usize,
+    /// Seconds of fuzzing per target after the corpus replay (0: neither).
+    pub fuzz_seconds: u64,
 }
 
 /// Flags of `demo`.
@@ -96,7 +98,7 @@ pub struct Fuzz {
 
 /// The usage text printed by `help` and on usage errors.
 pub const USAGE: &str = "usage: cargo xtask <test|demo|images|ground-truth|deps|tidy|help> [flags]
-  test [--no-vm | --vm-only] [--generations bookworm,trixie,sid] [--only NAME,...] [--kvm] [--jobs 1|2]
+  test [--no-vm | --vm-only] [--generations bookworm,trixie,sid] [--only NAME,...] [--kvm] [--jobs 1|2] [--fuzz-seconds N]
   demo [--generation bookworm] [--kvm]
   images [--generations ...]
   ground-truth [--generations ...] [--boots hostile,table32,table32over,large200k,large1m] [--kvm]
@@ -149,6 +151,7 @@ pub fn parse(args: &[String]) -> Result<Cmd> {
             let mut t = Test {
                 generations: default_generations(),
                 jobs: 2,
+                fuzz_seconds: 10,
                 ..Test::default()
             };
             while let Some(a) = it.next() {
@@ -158,6 +161,15 @@ pub fn parse(args: &[String]) -> Result<Cmd> {
                     "--kvm" => t.kvm = true,
                     "--generations" => t.generations = list(&value(a, &mut it)?),
                     "--only" => t.only = list(&value(a, &mut it)?),
+                    "--fuzz-seconds" => {
+                        let v = value(a, &mut it)?;
+                        t.fuzz_seconds = v.parse().map_err(|_| {
+                            anyhow::anyhow!(
+                                "--fuzz-seconds takes seconds, not '{}'",
+                                v.escape_debug()
+                            )
+                        })?;
+                    }
                     "--jobs" => {
                         t.jobs = match value(a, &mut it)?.as_str() {
                             "1" => 1,

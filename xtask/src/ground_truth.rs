@@ -497,7 +497,14 @@ fn classify(
     let value = &rest[eq + 1..];
     v["name_hex"] = json!(hex(name));
     let expected: Option<Vec<u8>> = if kind == "binary" {
-        util::base64_lenient(value)
+        // Both alphabets: what any systemd version imports decodes here.
+        vmcreds_common::base64::decode_systemd(
+            value,
+            vmcreds_common::base64::Alphabet::StandardAndUrlSafe,
+            0,
+        )
+        .ok()
+        .map(|v| v.expose().to_vec())
     } else {
         Some(value.to_vec())
     };

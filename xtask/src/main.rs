@@ -13,6 +13,7 @@ mod flags;
 mod fuzz;
 mod ground_truth;
 mod image;
+mod leak;
 mod probe;
 mod scenarios;
 mod test;

@@ -30,9 +30,12 @@ use serde_json::Value;
 
 use crate::flags::Test;
 use crate::image::{self, BaseImage, Kernel, Overlay};
+use crate::leak;
 use crate::scenarios::{self, Expect, Feature, Guest, Scenario, Source};
 use crate::util::{self, mkdirp};
 use crate::vm::{self, Guarded, VmSpec};
+use vmcreds_common::name::{CredentialName, NameRule};
+use vmcreds_common::oem::{self, Encoding};
 
 /// How one (scenario, generation) run ended.
 #[derive(Debug, Clone)]
@@ -131,6 +134,24 @@ pub fn run(root: &Path, flags: &Test) -> Result<ExitCode> {
             util::secs(t.elapsed())
         ));
         failed |= !st.success();
+    }
+
+    if flags.vm_only || flags.fuzz_seconds == 0 {
+        lines.push("SKIP   fuzz smoke".into());
+    } else {
+        let t = Instant::now();
+        let r = crate::fuzz::run(root, flags.fuzz_seconds, &[], false);
+        lines.push(format!(
+            "{:<6} fuzz: corpus replay + {} s per target ({}){}",
+            if r.is_ok() { "PASS" } else { "FAIL" },
+            flags.fuzz_seconds,
+            util::secs(t.elapsed()),
+            r.as_ref()
+                .err()
+                .map(|e| format!(": {e:#}"))
+                .unwrap_or_default()
+        ));
+        failed |= r.is_err();
     }
 
     if !flags.no_vm {
@@ -386,7 +407,7 @@ fn run_one(env: &Env, s: &Scenario, generation: &str, base: Option<&BaseImage>) 
     let creds = dir.join("credentials");
     write_credentials(s, &creds)?;
     let manifest = dir.join("manifest.json");
-    match &s.expect {
+    let outcome = match &s.expect {
         Expect::HostRefuses(text) => host_refuses(env, s, &dir, &creds, &manifest, text),
         Expect::Verdict {
             host_exit,
@@ -439,6 +460,33 @@ fn run_one(env: &Env, s: &Scenario, generation: &str, base: Option<&BaseImage>) 
             };
             boot_and_collect(env, s, &spec, &creds, &manifest, &exp).map(|(o, _)| o)
         }
+    }?;
+    Ok(with_leak_scan(outcome, s, &dir))
+}
+
+/// Fails a run whose artifacts hold any of its secrets (raw, base64 or hex),
+/// outside the intended delivery: see `leak.rs`.
+fn with_leak_scan(outcome: Outcome, s: &Scenario, dir: &Path) -> Outcome {
+    let secrets: Vec<&[u8]> = s
+        .sources
+        .iter()
+        .filter_map(|src| match src {
+            Source::Load { data, .. } => Some(data.as_slice()),
+            _ => None,
+        })
+        .chain(s.fw_cfg.iter().map(|(_, data)| data.as_slice()))
+        .collect();
+    let findings = leak::scan_run_dir(dir, &secrets);
+    match (findings.is_empty(), outcome) {
+        (true, o) => o,
+        (false, Outcome::Fail(m)) => {
+            Outcome::Fail(format!("{m}; secret leak: {}", findings.join("; ")))
+        }
+        (false, _) => Outcome::Fail(format!(
+            "secret leak: {} (logs in {})",
+            findings.join("; "),
+            dir.display()
+        )),
     }
 }
 
@@ -606,15 +654,16 @@ fn by_hand_command(
     let mut c = Command::new("qemu-system-x86_64");
     c.args(spec.qemu_args());
     for (i, src) in s.sources.iter().enumerate() {
+        // The same encoding vmcreds-host uses (common's), written by hand
+        // because the host refuses -M microvm.
+        let encode = |name: &str, value: &[u8], encoding| -> Result<Vec<u8>> {
+            let name = CredentialName::parse(name, NameRule::Systemd)?;
+            Ok(oem::encode(&name, value, encoding)?.expose().to_vec())
+        };
         let string = match src {
-            Source::Load { name, data, .. } => {
-                format!(
-                    "io.systemd.credential.binary:{name}={}",
-                    util::base64_encode(data)
-                )
-            }
-            Source::Set(n, v) => format!("io.systemd.credential:{n}={v}"),
-            Source::Oem(o) => o.clone(),
+            Source::Load { name, data, .. } => encode(name, data, Encoding::Binary)?,
+            Source::Set(n, v) => encode(n, v.as_bytes(), Encoding::Text)?,
+            Source::Oem(o) => o.clone().into_bytes(),
         };
         let f = dir.join(format!("oem-{i}"));
         fs::write(&f, string)?;
