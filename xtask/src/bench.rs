@@ -10,6 +10,10 @@
 //!    versus `sha256sum` of 256 MiB (target ≥ 1.5 GB/s).
 //! 3. The static guest binary's size (target ≤ 1 MB) and a check's peak RSS
 //!    (target ≤ 4 MiB + payload), from `/usr/bin/time -f %M`.
+//! 4. In real guests (the `reference` scenario, TCG): `vmcreds-check.service`'s
+//!    activation time as systemd recorded it, and `vmcreds-guest check` beside
+//!    `systemd-creds --system list` run the same way by the probe (`--no-vm`
+//!    skips this part).
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -30,7 +34,7 @@ const VALUE_BYTES: usize = 150;
 const RUNS: usize = 200;
 
 /// Runs every benchmark and prints the table.
-pub fn run(root: &Path) -> Result<ExitCode> {
+pub fn run(root: &Path, vm: bool) -> Result<ExitCode> {
     crate::deps::ensure(false)?;
     for tool in ["dmidecode", "sha256sum"] {
         if !crate::util::have(tool) {
@@ -98,6 +102,9 @@ pub fn run(root: &Path) -> Result<ExitCode> {
     println!(
         "| peak RSS of a check | {rss_kib} KiB (payload {payload_kib} KiB) | | | ≤ 4096 KiB + payload |"
     );
+    if vm {
+        in_guests(root)?;
+    }
     println!();
     println!(
         "tree: {}  dump: {}",
@@ -105,6 +112,88 @@ pub fn run(root: &Path) -> Result<ExitCode> {
         tree.dump.display()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// Part 4: boots the reference scenario per generation and reads the probe's
+/// `timing` section.
+fn in_guests(root: &Path) -> Result<()> {
+    let env = crate::test::prepare(root, false)?;
+    println!();
+    println!("| in a TCG guest (reference scenario) | `vmcreds-check.service` activation | `vmcreds-guest check`, median of 5 | `systemd-creds --system list`, median of 5 |");
+    println!("|---|---|---|---|");
+    for generation in ["bookworm", "trixie"] {
+        let (outcome, dir) = crate::test::run_scenario(&env, "reference", generation)?;
+        if !matches!(outcome, crate::test::Outcome::Pass) {
+            bail!(
+                "reference scenario on {generation} did not pass; logs in {}",
+                dir.display()
+            );
+        }
+        let probe = fs::read(dir.join("probe.log"))?;
+        let sections = crate::vm::probe_sections(&probe);
+        let timing = sections
+            .iter()
+            .find(|(n, _)| n == "timing")
+            .map(|(_, l)| l.clone())
+            .with_context(|| format!("no timing section in {}", dir.join("probe.log").display()))?;
+        let t = parse_timing(&timing)?;
+        println!(
+            "| {generation} | {:.1} ms | {:.1} ms | {:.1} ms |",
+            t.activation_us as f64 / 1e3,
+            t.check_us as f64 / 1e3,
+            t.creds_list_us as f64 / 1e3
+        );
+    }
+    Ok(())
+}
+
+/// What the probe's `timing` section says, in microseconds.
+#[derive(Debug, PartialEq)]
+struct Timing {
+    activation_us: u64,
+    check_us: u64,
+    creds_list_us: u64,
+}
+
+fn parse_timing(lines: &[String]) -> Result<Timing> {
+    let field = |key: &str| -> Option<u64> {
+        lines
+            .iter()
+            .find_map(|l| l.strip_prefix(key)?.strip_prefix('=')?.trim().parse().ok())
+    };
+    let (start, end) = match (
+        field("InactiveExitTimestampMonotonic"),
+        field("ActiveEnterTimestampMonotonic"),
+    ) {
+        (Some(s), Some(e)) if e >= s && s > 0 => (s, e),
+        _ => bail!("the probe recorded no activation timestamps: {lines:?}"),
+    };
+    let mut list = Vec::new();
+    let mut check = Vec::new();
+    for l in lines {
+        let mut w = l.split_whitespace();
+        if w.next() != Some("run") {
+            continue;
+        }
+        let a = w.next().and_then(|v| v.parse::<u64>().ok());
+        let b = w.next().and_then(|v| v.parse::<u64>().ok());
+        if let (Some(a), Some(b)) = (a, b) {
+            list.push(a);
+            check.push(b);
+        }
+    }
+    if list.is_empty() {
+        bail!("the probe recorded no timed runs: {lines:?}");
+    }
+    let median = |v: &mut Vec<u64>| {
+        v.sort_unstable();
+        v[v.len() / 2]
+    };
+    Ok(Timing {
+        activation_us: end - start,
+        check_us: median(&mut check),
+        creds_list_us: median(&mut list),
+    })
 }
 
 struct Tree {
@@ -315,6 +404,30 @@ fn cpu_model() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn test_parse_timing() {
+        let lines: Vec<String> = [
+            "InactiveExitTimestampMonotonic=1000000",
+            "ActiveEnterTimestampMonotonic=1250000",
+            "run 30000 9000",
+            "run 20000 7000",
+            "run 40000 8000",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        assert_eq!(
+            parse_timing(&lines).unwrap(),
+            Timing {
+                activation_us: 250_000,
+                check_us: 8000,
+                creds_list_us: 30000
+            }
+        );
+        assert!(parse_timing(&lines[2..]).is_err(), "no timestamps");
+        assert!(parse_timing(&lines[..2]).is_err(), "no runs");
+    }
 
     #[test]
     fn test_entry_point_checksums_to_zero() {

@@ -34,8 +34,11 @@ pub enum Cmd {
     Deps,
     /// `tidy`.
     Tidy,
-    /// `bench`.
-    Bench,
+    /// `bench` (`--no-vm`: skip the in-guest part).
+    Bench {
+        /// Boot guests for the in-guest figures.
+        vm: bool,
+    },
     /// `fuzz`.
     Fuzz(Fuzz),
     /// `help`.
@@ -104,7 +107,7 @@ pub const USAGE: &str = "usage: cargo xtask <test|demo|images|ground-truth|deps|
   ground-truth [--generations ...] [--boots hostile,table32,table32over,large200k,large1m] [--kvm]
   deps
   tidy
-  bench
+  bench [--no-vm]
   fuzz [--time SECONDS] [--target NAME,...] [--keep]";
 
 fn list(v: &str) -> Vec<String> {
@@ -230,7 +233,11 @@ pub fn parse(args: &[String]) -> Result<Cmd> {
         }
         "deps" if rest.is_empty() => Ok(Cmd::Deps),
         "tidy" if rest.is_empty() => Ok(Cmd::Tidy),
-        "bench" if rest.is_empty() => Ok(Cmd::Bench),
+        "bench" => match rest {
+            [] => Ok(Cmd::Bench { vm: true }),
+            [f] if f == "--no-vm" => Ok(Cmd::Bench { vm: false }),
+            _ => bail!("bench takes only --no-vm\n{USAGE}"),
+        },
         "fuzz" => {
             let mut f = Fuzz {
                 seconds: 60,

@@ -76,7 +76,7 @@ fn run() -> Result<ExitCode> {
             tidy::run(&root)?;
             Ok(ExitCode::SUCCESS)
         }
-        flags::Cmd::Bench => bench::run(&root),
+        flags::Cmd::Bench { vm } => bench::run(&root, vm),
         flags::Cmd::Fuzz(f) => {
             fuzz::run(&root, f.seconds, &f.only, f.keep)?;
             Ok(ExitCode::SUCCESS)

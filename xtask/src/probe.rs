@@ -61,6 +61,16 @@ journalctl -b -o cat --no-pager 2>/dev/null | grep -aiE 'credential|OEM string|s
 if [ -f /etc/vmcreds-test/check.args ]; then
   echo "@@SECTION check-unit"; systemctl show -p ActiveState,Result,ExecMainStatus vmcreds-check.service 2>&1
   echo "@@SECTION check-unit-journal"; journalctl -b -o cat --no-pager -u vmcreds-check.service 2>&1 | tail -n 60
+  # For `cargo xtask bench`: the unit's activation time as systemd recorded
+  # it, and `systemd-creds --system list` beside a check run the same way
+  # (wall time in microseconds, five runs each; no --report-to).
+  echo "@@SECTION timing"
+  systemctl show -p InactiveExitTimestampMonotonic,ActiveEnterTimestampMonotonic vmcreds-check.service 2>&1
+  for i in 1 2 3 4 5; do
+    t0=$(date +%s%N); systemd-creds --system list >/dev/null 2>&1; t1=$(date +%s%N)
+    /usr/local/bin/vmcreds-guest check --json >/dev/null 2>&1; t2=$(date +%s%N)
+    echo "run $(( (t1 - t0) / 1000 )) $(( (t2 - t1) / 1000 ))"
+  done
 fi
 if [ -x /etc/vmcreds-test/run.sh ]; then
   echo "@@SECTION run"

@@ -247,6 +247,7 @@ fn run_vms(root: &Path, flags: &Test) -> Result<(Vec<String>, bool)> {
                         Outcome::Pending(why.into())
                     }
                     _ => run_one(&env, &s, &g, base)
+                        .map(|(o, _)| o)
                         .unwrap_or_else(|e| Outcome::Fail(format!("{e:#}"))),
                 };
                 let d = t.elapsed();
@@ -398,12 +399,28 @@ pub fn overlay(env: &Env, s: &Scenario, guest: Guest) -> Result<Overlay> {
     Ok(o)
 }
 
-fn run_one(env: &Env, s: &Scenario, generation: &str, base: Option<&BaseImage>) -> Result<Outcome> {
+/// Runs the boot scenario `name` on `generation` once; returns its outcome
+/// and run directory (for `cargo xtask bench`, which reads the probe).
+pub fn run_scenario(env: &Env, name: &str, generation: &str) -> Result<(Outcome, PathBuf)> {
+    let s = scenarios::all()
+        .into_iter()
+        .find(|s| s.name == name)
+        .with_context(|| format!("no scenario named {name}"))?;
+    let base = image::systemd_base(&env.root, generation)?;
+    run_one(env, &s, generation, Some(&base))
+}
+
+fn run_one(
+    env: &Env,
+    s: &Scenario,
+    generation: &str,
+    base: Option<&BaseImage>,
+) -> Result<(Outcome, PathBuf)> {
+    let dir = run_dir(&env.root, s.name, generation)?;
     let missing = env.features.missing(s.needs);
     if !missing.is_empty() {
-        return Ok(Outcome::Pending(format!("binaries lack {missing:?}")));
+        return Ok((Outcome::Pending(format!("binaries lack {missing:?}")), dir));
     }
-    let dir = run_dir(&env.root, s.name, generation)?;
     let creds = dir.join("credentials");
     write_credentials(s, &creds)?;
     let manifest = dir.join("manifest.json");
@@ -461,7 +478,7 @@ fn run_one(env: &Env, s: &Scenario, generation: &str, base: Option<&BaseImage>) 
             boot_and_collect(env, s, &spec, &creds, &manifest, &exp).map(|(o, _)| o)
         }
     }?;
-    Ok(with_leak_scan(outcome, s, &dir))
+    Ok((with_leak_scan(outcome, s, &dir), dir))
 }
 
 /// Fails a run whose artifacts hold any of its secrets (raw, base64 or hex),
