@@ -682,17 +682,8 @@ fn reference_scenario_json_format() {
     assert_no_canary_but_delivery("stdout", &o.stdout);
 }
 
-/// Runs a refused argv-mode command: exit 2, nothing on stdout, no manifest
-/// left behind, no canary in the message; returns stderr.
 fn refused(t: &TestDir, creds: &Path, extra: &[&str]) -> String {
-    let m = t.join("refused-manifest.json");
-    let o = run(ch_cmd(t, creds).args(extra).arg("--manifest-out").arg(&m));
-    let err = stderr(&o);
-    assert_eq!(code(&o), 2, "{extra:?}: {err}");
-    assert!(o.stdout.is_empty(), "{extra:?}: stdout not empty");
-    assert!(!m.exists(), "{extra:?}: manifest written");
-    assert_no_canary("stderr", &o.stderr);
-    err
+    common::reference::refused(t, ch_cmd(t, creds), extra)
 }
 
 #[test]

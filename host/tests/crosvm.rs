@@ -108,14 +108,7 @@ fn reference_scenario_oem_strings_words() {
 }
 
 fn refused(t: &TestDir, creds: &Path, extra: &[&str]) -> String {
-    let m = t.join("refused-manifest.json");
-    let o = run(crosvm(t, creds).args(extra).arg("--manifest-out").arg(&m));
-    let err = stderr(&o);
-    assert_eq!(code(&o), 2, "{extra:?}: {err}");
-    assert!(o.stdout.is_empty(), "{extra:?}: stdout");
-    assert!(!m.exists(), "{extra:?}: manifest written");
-    assert_no_canary("stderr", &o.stderr);
-    err
+    common::reference::refused(t, crosvm(t, creds), extra)
 }
 
 #[test]

@@ -4,8 +4,9 @@
 //! form of them leaks except where a target's delivery *is* its base64.
 
 use std::path::PathBuf;
+use std::process::Command;
 
-use super::{Canary, TestDir};
+use super::{code, run, stderr, Canary, TestDir};
 
 pub const API_KEY: &[u8] = b"CANARY-api-key-7f3e9a1c\n";
 pub const DB_PASSWORD: &[u8] = b"CANARY-db,pass]word\"=\0binary\xff";
@@ -61,4 +62,18 @@ pub fn setup_creds(t: &TestDir) -> PathBuf {
     t.write("credentials/host-db-password", DB_PASSWORD);
     t.write("credentials/host-jwt-secret", JWT_SECRET);
     dir
+}
+
+/// Runs a command that must be refused: exit 2, nothing on stdout, no
+/// manifest left behind (`--manifest-out` is added), no canary in the
+/// message. Returns stderr.
+pub fn refused(t: &TestDir, mut cmd: Command, extra: &[&str]) -> String {
+    let m = t.join("refused-manifest.json");
+    let o = run(cmd.args(extra).arg("--manifest-out").arg(&m));
+    let err = stderr(&o);
+    assert_eq!(code(&o), 2, "{extra:?}: {err}");
+    assert!(o.stdout.is_empty(), "{extra:?}: stdout not empty");
+    assert!(!m.exists(), "{extra:?}: manifest written");
+    assert_no_canary("stderr", &o.stderr);
+    err
 }
