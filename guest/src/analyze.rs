@@ -2,6 +2,7 @@
 //! expected, combined into one `vmcreds.report/1` document. No value is ever
 //! copied into the report: names, sizes, digests and reasons only.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 
 use vmcreds_common::digest::{digest, Nonce};
@@ -248,19 +249,24 @@ pub fn analyze(
 
     // Rows: SMBIOS names in order, then imported files, then expectations.
     let mut rows: Vec<Row<'_>> = Vec::new();
+    let mut row_of: HashMap<String, usize> = HashMap::new();
     for s in &p.strings {
         let Some(n) = &s.name else { continue };
-        match rows.iter_mut().find(|r| &r.name == n) {
-            Some(r) => r.strings.push(s),
-            None => rows.push(Row {
-                name: n.clone(),
-                strings: vec![s],
-            }),
+        match row_of.get(n) {
+            Some(&i) => rows[i].strings.push(s),
+            None => {
+                row_of.insert(n.clone(), rows.len());
+                rows.push(Row {
+                    name: n.clone(),
+                    strings: vec![s],
+                });
+            }
         }
     }
     if let Some(l) = &listing {
         for f in &l.files {
-            if !rows.iter().any(|r| r.name == f.name) {
+            if !row_of.contains_key(&f.name) {
+                row_of.insert(f.name.clone(), rows.len());
                 rows.push(Row {
                     name: f.name.clone(),
                     strings: Vec::new(),
@@ -275,7 +281,8 @@ pub fn analyze(
     }
     extra.extend(exp.expects.iter().map(|e| e.name.clone()));
     for n in extra {
-        if !rows.iter().any(|r| r.name == n) {
+        if !row_of.contains_key(&n) {
+            row_of.insert(n.clone(), rows.len());
             rows.push(Row {
                 name: n,
                 strings: Vec::new(),

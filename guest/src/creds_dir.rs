@@ -14,6 +14,8 @@ use vmcreds_common::digest::{Hasher, Nonce};
 use vmcreds_common::escape::escape_name;
 use vmcreds_common::report::SystemdView;
 
+use zeroize::Zeroize;
+
 use crate::sysfs::{ReadError, Root};
 
 /// Where PID 1 puts system credentials.
@@ -68,7 +70,11 @@ pub struct Listing {
 impl Listing {
     /// The entry named `name`.
     pub fn get(&self, name: &str) -> Option<&Imported> {
-        self.files.iter().find(|f| f.name == name)
+        // `files` is sorted by name (read_dir).
+        self.files
+            .binary_search_by(|f| f.name.as_str().cmp(name))
+            .ok()
+            .map(|i| &self.files[i])
     }
 
     /// The report's view of `name` (present or not).
@@ -181,6 +187,8 @@ pub fn read_dir(
         Err(e) => return Err(ReadError::new(dir, e)),
     };
     let mut files = Vec::new();
+    // One read buffer for every file, wiped (as far as it was used) at the end.
+    let mut buf = ReadBuffer::default();
     for ent in rd {
         let ent = ent.map_err(|e| ReadError::new(dir, e))?;
         let raw = ent.file_name();
@@ -189,7 +197,7 @@ pub fn read_dir(
         let kind = match open_regular(&path) {
             Ok(Ok(f)) => {
                 let meta = f.metadata().map_err(|e| ReadError::new(&path, e))?;
-                let digest = hash(f, nonce).map_err(|e| ReadError::new(&path, e))?;
+                let digest = buf.hash(f, nonce).map_err(|e| ReadError::new(&path, e))?;
                 Kind::Regular {
                     bytes: meta.len(),
                     mode: meta.mode() & 0o7777,
@@ -211,20 +219,44 @@ pub fn read_dir(
     }))
 }
 
-fn hash(mut f: File, nonce: Option<&Nonce>) -> io::Result<vmcreds_common::Digest> {
-    let mut h = Hasher::new(nonce);
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        match f.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => h.update(&buf[..n]),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
+/// A read buffer for credential files, grown to the largest file seen (at
+/// most 64 KiB) and wiped on drop, as far as it was used: it held credential
+/// bytes. (Allocating and wiping 64 KiB per file cost more than everything
+/// else a 255-credential check does.)
+#[derive(Default)]
+struct ReadBuffer {
+    buf: Vec<u8>,
+}
+
+impl ReadBuffer {
+    const MAX: usize = 64 * 1024;
+
+    fn hash(&mut self, mut f: File, nonce: Option<&Nonce>) -> io::Result<vmcreds_common::Digest> {
+        let want = f
+            .metadata()
+            .map(|m| (m.len() as usize).saturating_add(1))
+            .unwrap_or(Self::MAX)
+            .clamp(512, Self::MAX);
+        if self.buf.len() < want {
+            self.buf.resize(want, 0);
         }
+        let mut h = Hasher::new(nonce);
+        loop {
+            match f.read(&mut self.buf) {
+                Ok(0) => break,
+                Ok(n) => h.update(&self.buf[..n]),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(h.finish())
     }
-    // The buffer held credential bytes.
-    buf.iter_mut().for_each(|b| *b = 0);
-    Ok(h.finish())
+}
+
+impl Drop for ReadBuffer {
+    fn drop(&mut self) {
+        self.buf.zeroize();
+    }
 }
 
 /// One line of `/proc/self/mountinfo`: mount point, filesystem type, options.
