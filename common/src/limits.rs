@@ -52,10 +52,6 @@ pub const REPORT_SIZE_MAX: usize = 4 * 1024 * 1024;
 /// Largest manifest document accepted (from a file or the guest credential).
 pub const MANIFEST_SIZE_MAX: usize = CREDENTIAL_SIZE_MAX;
 
-/// About how many non-empty credentials fit the `@system` tmpfs
-/// (`size=1M` charged in 4 KiB pages; reference §1.5, inferred).
-pub const TMPFS_PAGE_CREDENTIALS: usize = 256;
-
 /// systemd reads at most this many bytes of one raw Type 11 entry and
 /// silently cuts the rest (`sizeof(dmi_field_header) + CREDENTIALS_TOTAL_SIZE_MAX`,
 /// the `sizeof` being a pointer's). A structure must stay within it, or its

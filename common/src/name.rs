@@ -150,11 +150,6 @@ impl CredentialName {
     pub fn as_str(&self) -> &str {
         &self.0
     }
-
-    /// True when every byte is in the portable set.
-    pub fn is_portable(&self) -> bool {
-        self.0.bytes().all(is_portable_byte)
-    }
 }
 
 impl TryFrom<String> for CredentialName {

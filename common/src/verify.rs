@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::manifest::Manifest;
-use crate::report::{render_table, Report, Status, VerdictResult};
+use crate::report::{Report, Status, VerdictResult};
 
 /// Why a report cannot be checked against a manifest at all.
 #[derive(Clone, Debug, PartialEq, Eq, Error)]
@@ -185,11 +185,6 @@ pub fn verify(manifest: &Manifest, report: &Report) -> Result<HostVerdict, Verif
         rows,
         guest_summary: report.verdict.summary.clone(),
     })
-}
-
-/// The guest's table, for a host that wants to show what the guest saw.
-pub fn guest_table(report: &Report) -> String {
-    render_table(report)
 }
 
 #[cfg(test)]
