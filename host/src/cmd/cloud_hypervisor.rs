@@ -14,7 +14,6 @@
 //! anyone who can connect: the socket must be private (0600, the VM's user).
 
 use std::collections::HashSet;
-use std::io::Write as _;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
@@ -25,7 +24,7 @@ use anyhow::Context as _;
 use vmcreds_common::limits::Budget;
 use vmcreds_common::Secret;
 
-use super::{load_plan, write_manifest_out};
+use super::{load_plan, print_delivery, remove_manifest_out, write_manifest_out};
 use crate::api_client;
 use crate::cli::{ChFormat, CloudHypervisorArgs, SourceArgs, SourceSpec};
 use crate::plan::OemString;
@@ -110,22 +109,8 @@ fn run_argv(args: &CloudHypervisorArgs) -> anyhow::Result<ExitCode> {
     if args.format != ChFormat::Json {
         eprintln!("vmcreds-host: warning: {}", target::ARGV_WARNING);
     }
-    let res = std::io::stdout()
-        .write_all(out.expose())
-        .and_then(|()| std::io::stdout().flush())
-        .context("cannot write to stdout");
-    if res.is_err() {
-        remove_manifest_out(&args.sources);
-    }
-    res?;
+    print_delivery(&args.sources, &out)?;
     Ok(ExitCode::SUCCESS)
-}
-
-fn remove_manifest_out(sources: &SourceArgs) {
-    if let Some(path) = &sources.manifest_out {
-        // Nothing half-done: the manifest of a VM that never started goes too.
-        let _ = std::fs::remove_file(path);
-    }
 }
 
 /// Warns when the API socket can be reached by other users.

@@ -2,15 +2,13 @@
 //! arguments, one per line. crosvm has no file or fd input for SMBIOS, so the
 //! credentials end up on its argv; a warning says so once on stderr.
 
-use std::io::Write as _;
 use std::process::ExitCode;
 
-use anyhow::Context as _;
 use vmcreds_common::limits::Budget;
 use vmcreds_common::Secret;
 
 use super::cloud_hypervisor::{is_public, public_names};
-use super::{load_plan, write_manifest_out};
+use super::{load_plan, print_delivery, write_manifest_out};
 use crate::cli::CrosvmArgs;
 use crate::target::crosvm as target;
 
@@ -31,15 +29,6 @@ pub fn run(args: CrosvmArgs) -> anyhow::Result<ExitCode> {
     write_manifest_out(&args.sources, &plan)?;
     drop(plan);
     eprintln!("vmcreds-host: warning: {}", target::ARGV_WARNING);
-    let res = std::io::stdout()
-        .write_all(out.expose())
-        .and_then(|()| std::io::stdout().flush())
-        .context("cannot write to stdout");
-    if res.is_err() {
-        if let Some(path) = &args.sources.manifest_out {
-            let _ = std::fs::remove_file(path);
-        }
-    }
-    res?;
+    print_delivery(&args.sources, &out)?;
     Ok(ExitCode::SUCCESS)
 }

@@ -69,6 +69,28 @@ pub fn write_manifest_out(sources: &SourceArgs, plan: &Plan) -> anyhow::Result<(
     Ok(())
 }
 
+/// Removes `--manifest-out` again, if given: nothing half-done, the manifest
+/// of a VM that never started goes too.
+pub fn remove_manifest_out(sources: &SourceArgs) {
+    if let Some(path) = &sources.manifest_out {
+        let _ = std::fs::remove_file(path);
+    }
+}
+
+/// Writes a delivery that is printed (argv words, an env line) to stdout;
+/// if that fails, the manifest written for it is removed.
+pub fn print_delivery(sources: &SourceArgs, out: &vmcreds_common::Secret) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let res = std::io::stdout()
+        .write_all(out.expose())
+        .and_then(|()| std::io::stdout().flush())
+        .context("cannot write to stdout");
+    if res.is_err() {
+        remove_manifest_out(sources);
+    }
+    res
+}
+
 /// [`write_atomic_private`] with the path in the error.
 pub fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     write_atomic_private(path, bytes).with_context(|| format!("cannot write {}", path.display()))

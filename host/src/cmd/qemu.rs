@@ -22,7 +22,7 @@ use std::process::{Command, ExitCode};
 use anyhow::Context as _;
 use vmcreds_common::limits::Budget;
 
-use super::{load_plan, write_manifest_out};
+use super::{load_plan, remove_manifest_out, write_manifest_out};
 use crate::cli::QemuArgs;
 use crate::target::qemu::{self as target, Delivery, Qemu, QemuError};
 
@@ -58,10 +58,7 @@ pub fn run(args: QemuArgs) -> anyhow::Result<ExitCode> {
         exec(&args, delivery)
     };
     if result.is_err() {
-        if let Some(path) = &args.sources.manifest_out {
-            // Nothing half-done: the manifest of a VM that never started goes too.
-            let _ = std::fs::remove_file(path);
-        }
+        remove_manifest_out(&args.sources);
     }
     result
 }
