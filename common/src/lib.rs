@@ -9,7 +9,7 @@
 //! - [`oem`]: encoding a credential into an OEM string and classifying an OEM string
 //!   the way systemd's `parse_smbios_strings()` does;
 //! - [`type11`]: the Type 11 structure (build and parse raw entries);
-//! - [`limits`]: systemd's, SMBIOS's and each hypervisor's limits, and budgets;
+//! - [`limits`]: systemd's and SMBIOS's limits;
 //! - [`predict`]: what systemd will import from a set of Type 11 entries;
 //! - [`digest`], [`secret`]: digests (sha256, hmac-sha256) and the redacted byte type;
 //! - [`manifest`], [`report`], [`verify`]: the JSON documents and the host-side check.

@@ -10,6 +10,20 @@ use thiserror::Error;
 use crate::manifest::Manifest;
 use crate::report::{Report, Status, VerdictResult};
 
+/// The schema of the host's verdict document (`collect --json`, `verify --json`).
+pub const VERDICT_SCHEMA: &str = "vmcreds.verdict/1";
+
+/// The host's verdict document: the verdict and the report it judged.
+#[derive(Clone, Debug, Serialize)]
+pub struct VerdictDocument<'a> {
+    /// Always [`VERDICT_SCHEMA`].
+    pub schema: &'static str,
+    /// The host's verdict.
+    pub verdict: &'a HostVerdict,
+    /// The guest's report.
+    pub report: &'a Report,
+}
+
 /// Why a report cannot be checked against a manifest at all.
 #[derive(Clone, Debug, PartialEq, Eq, Error)]
 pub enum VerifyError {

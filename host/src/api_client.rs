@@ -47,6 +47,15 @@ pub enum ApiError {
     Malformed(String),
 }
 
+impl crate::exit::Classify for ApiError {
+    fn exit(&self) -> crate::exit::Exit {
+        match self {
+            ApiError::Write(_) | ApiError::Read(_) => crate::exit::Exit::Io,
+            _ => crate::exit::Exit::Refused,
+        }
+    }
+}
+
 /// Result alias.
 pub type Result<T> = std::result::Result<T, ApiError>;
 

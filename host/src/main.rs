@@ -1,7 +1,20 @@
 //! The `vmcreds-host` binary: a thin shell around the `vmcreds_host` library.
+//! It alone turns an [`Exit`] into a number.
 
 use std::io::Write as _;
 use std::process::ExitCode;
+
+use vmcreds_host::Exit;
+
+fn code(e: Exit) -> ExitCode {
+    ExitCode::from(match e {
+        Exit::Success => 0,
+        Exit::Failed => 1,
+        Exit::Refused => 2,
+        Exit::Io => 3,
+        Exit::Child(status) => status,
+    })
+}
 
 fn main() -> ExitCode {
     // Everything this process creates (files, sockets) is private.
@@ -10,27 +23,22 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
-            return ExitCode::from(if e.use_stderr() {
-                vmcreds_host::EXIT_REFUSED
+            return code(if e.use_stderr() {
+                Exit::Refused
             } else {
-                0
+                Exit::Success
             });
         }
     };
     match vmcreds_host::run(cli) {
-        Ok(code) => code,
-        Err(err) => {
-            if is_broken_pipe(&err) {
-                return ExitCode::SUCCESS;
-            }
-            let _ = writeln!(std::io::stderr(), "vmcreds-host: error: {err:#}");
-            ExitCode::from(vmcreds_host::exit_code_for(&err))
+        Ok(exit) => code(exit),
+        Err(failure) => {
+            let _ = writeln!(
+                std::io::stderr(),
+                "vmcreds-host: error: {:#}",
+                failure.error()
+            );
+            code(failure.exit())
         }
     }
-}
-
-fn is_broken_pipe(err: &anyhow::Error) -> bool {
-    err.chain()
-        .filter_map(|e| e.downcast_ref::<std::io::Error>())
-        .any(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
 }

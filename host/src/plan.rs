@@ -6,21 +6,23 @@
 //! naming both sources; `vmcreds.manifest` reserved while the manifest is
 //! injected; text encoding refused for values with NUL; the manifest injected
 //! first (compact JSON) as the binary credential `vmcreds.manifest` keyed with
-//! a fresh 32-byte nonce; `--oem` strings that parse as credentials recorded in the manifest,
-//! and those systemd would refuse passed through with a warning; the target's
-//! budget checked with [`limits::check_budget`].
+//! a fresh 32-byte nonce; raw strings (`--oem`, a VmConfig's own strings) that
+//! parse as credentials recorded in the manifest, and those systemd would
+//! refuse passed through with a warning; the target's [`Budget`] checked
+//! once, over everything that will be in the structure.
 
 use std::collections::HashMap;
 
 use thiserror::Error;
 use vmcreds_common::digest::{Nonce, NONCE_LEN};
-use vmcreds_common::limits::{self, Budget, LimitError, Usage};
 use vmcreds_common::manifest::{Manifest, MANIFEST_CREDENTIAL};
 use vmcreds_common::name::NameError;
 use vmcreds_common::oem::{self, EncodeError, Encoding, Parsed};
-use vmcreds_common::systemd::Behaviour;
+use vmcreds_common::systemd::{Behaviour, FIRST_SMBIOS_IMPORT};
 use vmcreds_common::{CredentialName, NameRule, Secret};
 
+use crate::exit::{Classify, Exit};
+use crate::hv::{Budget, BudgetError, Usage};
 use crate::source::{Loaded, Origin};
 
 /// The generator string written into manifests.
@@ -42,14 +44,29 @@ pub struct PlanOptions {
 /// One OEM string to deliver.
 #[derive(Debug)]
 pub struct OemString {
-    /// What it is, for messages: `credential "NAME"` or `--oem #N`.
+    /// What it is, for messages: `credential "NAME"`, `--oem #N`, …
     pub label: String,
     /// The credential name, when it is a credential string.
     pub name: Option<CredentialName>,
-    /// Whether it came from `--oem` (non-secret, passed as is).
+    /// Given as is by the user (`--oem`, a VmConfig's own string), not built
+    /// by vmcreds-host from a name and a value.
     pub raw: bool,
+    /// Whether the value is public (`--set`, `--oem`, the manifest): only
+    /// then may a message locate a character in it.
+    pub public: bool,
+    /// Bytes before the value (prefix, name, `=`); 0 for raw strings. A
+    /// character before this offset is part of the name and may always be
+    /// located.
+    pub value_offset: usize,
     /// The string (it holds a value, hence a [`Secret`]).
     pub bytes: Secret,
+}
+
+impl OemString {
+    /// Whether a message may name the character at byte `offset`.
+    pub fn may_locate(&self, offset: usize) -> bool {
+        self.public || offset < self.value_offset
+    }
 }
 
 /// A validated plan.
@@ -104,12 +121,15 @@ pub enum PlanError {
         #[source]
         source: EncodeError,
     },
-    /// An empty `--oem`.
-    #[error("--oem #{index} is empty; QEMU drops empty OEM strings (leaving a wrong count) and cloud-hypervisor ends its table early")]
+    /// An empty raw string.
+    #[error("{origin} is empty; QEMU drops empty OEM strings (leaving a wrong count) and cloud-hypervisor ends its table early")]
     EmptyOem {
-        /// Position of the flag.
-        index: usize,
+        /// Where it came from.
+        origin: String,
     },
+    /// `--guest-systemd` below the first version that imports SMBIOS.
+    #[error("--guest-systemd {0}: systemd imports SMBIOS credentials only from version {FIRST_SMBIOS_IMPORT} on; in such a guest run vmcreds-guest import instead")]
+    GuestTooOld(u32),
     /// Over a limit of systemd or the target.
     #[error("the credentials do not fit the {target} target")]
     Limit {
@@ -117,11 +137,20 @@ pub enum PlanError {
         target: &'static str,
         /// The limit and by how much.
         #[source]
-        source: LimitError,
+        source: BudgetError,
     },
     /// No randomness for the nonce.
     #[error("cannot draw a random nonce: {0}")]
     Random(String),
+}
+
+impl Classify for PlanError {
+    fn exit(&self) -> Exit {
+        match self {
+            PlanError::Random(_) => Exit::Io,
+            _ => Exit::Refused,
+        }
+    }
 }
 
 /// Draws a fresh nonce from the OS.
@@ -129,6 +158,155 @@ pub fn fresh_nonce() -> Result<Nonce, PlanError> {
     let mut bytes = [0u8; NONCE_LEN];
     getrandom::fill(&mut bytes).map_err(|e| PlanError::Random(e.to_string()))?;
     Ok(Nonce::from_bytes(bytes))
+}
+
+/// The plan while it is being built.
+struct Builder {
+    opts: PlanOptions,
+    manifest: Manifest,
+    strings: Vec<OemString>,
+    warnings: Vec<String>,
+    /// Name → the source that gave it first.
+    seen: HashMap<String, String>,
+    /// (name, decoded size) of every credential, for systemd's limits.
+    decoded: Vec<(String, usize)>,
+}
+
+impl Builder {
+    /// Records credential `name` (from `origin`) with its decoded `value`:
+    /// reserved name and duplicate checks, the manifest entry, the size.
+    fn record(
+        &mut self,
+        name: &CredentialName,
+        value: &[u8],
+        encoding: Encoding,
+        origin: &str,
+    ) -> Result<(), PlanError> {
+        if self.opts.manifest && name.as_str() == MANIFEST_CREDENTIAL {
+            return Err(PlanError::Reserved {
+                origin: origin.to_owned(),
+            });
+        }
+        if let Some(first) = self.seen.get(name.as_str()) {
+            return Err(PlanError::Duplicate {
+                name: name.to_string(),
+                first: first.clone(),
+                second: origin.to_owned(),
+            });
+        }
+        self.seen.insert(name.to_string(), origin.to_owned());
+        self.manifest.push(name.clone(), value, encoding);
+        self.decoded.push((name.to_string(), value.len()));
+        Ok(())
+    }
+
+    /// A named value: validated, encoded, recorded.
+    fn credential(&mut self, name: &str, origin: &Origin, value: &Secret) -> Result<(), PlanError> {
+        let label = origin.to_string();
+        let cn = CredentialName::parse(name, self.opts.rule).map_err(|source| PlanError::Name {
+            origin: label.clone(),
+            source,
+        })?;
+        let bytes = oem::encode(&cn, value.expose(), self.opts.encoding).map_err(|source| {
+            PlanError::Encode {
+                origin: label.clone(),
+                source,
+            }
+        })?;
+        self.record(&cn, value.expose(), self.opts.encoding, &label)?;
+        self.strings.push(OemString {
+            label: format!("credential \"{cn}\""),
+            value_offset: oem::encoded_len(&cn, 0, self.opts.encoding),
+            name: Some(cn),
+            raw: false,
+            public: origin.is_public(),
+            bytes,
+        });
+        Ok(())
+    }
+
+    /// A raw string: passed as is; recorded when it is a credential, with a
+    /// warning when some systemd would ignore it.
+    fn raw(&mut self, origin: &Origin, string: String) -> Result<(), PlanError> {
+        let label = origin.to_string();
+        if string.is_empty() {
+            return Err(PlanError::EmptyOem { origin: label });
+        }
+        let mut name = None;
+        match oem::parse(string.as_bytes(), &Behaviour::newest()) {
+            Parsed::NotCredential => {}
+            Parsed::Rejected { name: n, reason, .. } => self.warnings.push(format!(
+                "{label}: systemd will ignore this credential string{}: {reason}; passing it through as asked",
+                n.map(|n| format!(" (\"{n}\")")).unwrap_or_default()
+            )),
+            Parsed::Credential {
+                name: cn,
+                encoding,
+                value,
+            } => {
+                if let Parsed::Rejected { reason, .. } =
+                    oem::parse(string.as_bytes(), &Behaviour::of(FIRST_SMBIOS_IMPORT))
+                {
+                    self.warnings.push(format!(
+                        "{label}: systemd {FIRST_SMBIOS_IMPORT} will ignore credential \"{cn}\": {reason} (newer systemd accepts it)"
+                    ));
+                }
+                self.record(&cn, value.expose(), encoding, &label)?;
+                name = Some(cn);
+            }
+        }
+        self.strings.push(OemString {
+            label,
+            name,
+            raw: true,
+            public: origin.is_public(),
+            value_offset: 0,
+            bytes: Secret::new(string.into_bytes()),
+        });
+        Ok(())
+    }
+
+    /// Puts the manifest first and checks the whole set against the budget.
+    fn finish(mut self) -> Result<Plan, PlanError> {
+        if self.opts.manifest {
+            let cn = CredentialName::parse(MANIFEST_CREDENTIAL, NameRule::Portable)
+                .expect("reserved name is portable");
+            let json = self.manifest.to_json_compact();
+            self.decoded
+                .insert(0, (MANIFEST_CREDENTIAL.to_owned(), json.len()));
+            let bytes = oem::encode(&cn, json.as_bytes(), Encoding::Binary)
+                .expect("binary encoding takes any bytes");
+            self.strings.insert(
+                0,
+                OemString {
+                    label: format!("credential \"{MANIFEST_CREDENTIAL}\""),
+                    value_offset: oem::encoded_len(&cn, 0, Encoding::Binary),
+                    name: Some(cn),
+                    raw: false,
+                    public: true,
+                    bytes,
+                },
+            );
+        }
+        let lens: Vec<usize> = self.strings.iter().map(|s| s.bytes.len()).collect();
+        let decoded: Vec<(&str, usize)> =
+            self.decoded.iter().map(|(n, s)| (n.as_str(), *s)).collect();
+        let usage = self
+            .opts
+            .budget
+            .check(&lens, &decoded)
+            .map_err(|source| PlanError::Limit {
+                target: self.opts.budget.target,
+                source,
+            })?;
+        Ok(Plan {
+            strings: self.strings,
+            manifest: self.manifest,
+            manifest_injected: self.opts.manifest,
+            usage,
+            warnings: self.warnings,
+        })
+    }
 }
 
 impl Plan {
@@ -148,21 +326,13 @@ impl Plan {
         opts: PlanOptions,
         nonce: Option<Nonce>,
     ) -> Result<Plan, PlanError> {
-        let mut manifest = Manifest::new(nonce, GENERATOR);
-        let mut strings = Vec::new();
-        let mut warnings = Vec::new();
-        let mut seen: HashMap<String, String> = HashMap::new();
-        let mut decoded: Vec<(String, usize)> = Vec::new();
-        let mut check_dup = |name: &str, origin: String| -> Result<(), PlanError> {
-            if let Some(first) = seen.get(name) {
-                return Err(PlanError::Duplicate {
-                    name: name.to_owned(),
-                    first: first.clone(),
-                    second: origin,
-                });
-            }
-            seen.insert(name.to_owned(), origin);
-            Ok(())
+        let mut b = Builder {
+            opts,
+            manifest: Manifest::new(nonce, GENERATOR),
+            strings: Vec::new(),
+            warnings: Vec::new(),
+            seen: HashMap::new(),
+            decoded: Vec::new(),
         };
         for item in loaded {
             match item {
@@ -170,120 +340,18 @@ impl Plan {
                     name,
                     origin,
                     value,
-                } => {
-                    let cn = CredentialName::parse(&name, opts.rule).map_err(|source| {
-                        PlanError::Name {
-                            origin: origin.to_string(),
-                            source,
-                        }
-                    })?;
-                    if opts.manifest && cn.as_str() == MANIFEST_CREDENTIAL {
-                        return Err(PlanError::Reserved {
-                            origin: origin.to_string(),
-                        });
-                    }
-                    check_dup(cn.as_str(), origin.to_string())?;
-                    let bytes =
-                        oem::encode(&cn, value.expose(), opts.encoding).map_err(|source| {
-                            PlanError::Encode {
-                                origin: origin.to_string(),
-                                source,
-                            }
-                        })?;
-                    manifest.push(cn.clone(), value.expose(), opts.encoding);
-                    decoded.push((cn.to_string(), value.len()));
-                    strings.push(OemString {
-                        label: format!("credential \"{cn}\""),
-                        name: Some(cn),
-                        raw: false,
-                        bytes,
-                    });
-                }
-                Loaded::Oem { index, string } => {
-                    if string.is_empty() {
-                        return Err(PlanError::EmptyOem { index });
-                    }
-                    let origin = Origin::Oem { index }.to_string();
-                    let newest = oem::parse(string.as_bytes(), &Behaviour::newest());
-                    let oldest = oem::parse(
-                        string.as_bytes(),
-                        &Behaviour::of(vmcreds_common::systemd::FIRST_SMBIOS_IMPORT),
-                    );
-                    let mut name = None;
-                    match newest {
-                        Parsed::NotCredential => {}
-                        Parsed::Rejected { name: n, reason, .. } => warnings.push(format!(
-                            "{origin}: systemd will ignore this credential string{}: {reason}; passing it through as asked",
-                            n.map(|n| format!(" (\"{n}\")")).unwrap_or_default()
-                        )),
-                        Parsed::Credential {
-                            name: cn,
-                            encoding,
-                            value,
-                        } => {
-                            if let Parsed::Rejected { reason, .. } = &oldest {
-                                warnings.push(format!(
-                                    "{origin}: systemd {} will ignore credential \"{cn}\": {reason} (newer systemd accepts it)",
-                                    vmcreds_common::systemd::FIRST_SMBIOS_IMPORT
-                                ));
-                            }
-                            if opts.manifest && cn.as_str() == MANIFEST_CREDENTIAL {
-                                return Err(PlanError::Reserved { origin });
-                            }
-                            check_dup(cn.as_str(), origin.clone())?;
-                            manifest.push(cn.clone(), value.expose(), encoding);
-                            decoded.push((cn.to_string(), value.len()));
-                            name = Some(cn);
-                        }
-                    }
-                    strings.push(OemString {
-                        label: origin,
-                        name,
-                        raw: true,
-                        bytes: Secret::new(string.into_bytes()),
-                    });
-                }
+                } => b.credential(&name, &origin, &value)?,
+                Loaded::Oem { origin, string } => b.raw(&origin, string)?,
             }
         }
-        if opts.manifest {
-            let cn = CredentialName::parse(MANIFEST_CREDENTIAL, NameRule::Portable)
-                .expect("reserved name is portable");
-            let json = manifest.to_json_compact();
-            decoded.insert(0, (MANIFEST_CREDENTIAL.to_owned(), json.len()));
-            let bytes = oem::encode(&cn, json.as_bytes(), Encoding::Binary)
-                .expect("binary encoding takes any bytes");
-            strings.insert(
-                0,
-                OemString {
-                    label: format!("credential \"{MANIFEST_CREDENTIAL}\""),
-                    name: Some(cn),
-                    raw: false,
-                    bytes,
-                },
-            );
-        }
-        let lens: Vec<usize> = strings.iter().map(|s| s.bytes.len()).collect();
-        let decoded_refs: Vec<(&str, usize)> =
-            decoded.iter().map(|(n, s)| (n.as_str(), *s)).collect();
-        let usage = limits::check_budget(&opts.budget, &lens, &decoded_refs).map_err(|source| {
-            PlanError::Limit {
-                target: opts.budget.target,
-                source,
-            }
-        })?;
-        Ok(Plan {
-            strings,
-            manifest,
-            manifest_injected: opts.manifest,
-            usage,
-            warnings,
-        })
+        b.finish()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::hv::qemu;
     use vmcreds_common::limits::{CREDENTIALS_TOTAL_SIZE_MAX, CREDENTIAL_SIZE_MAX};
     use vmcreds_common::manifest::MANIFEST_SCHEMA;
 
@@ -292,17 +360,12 @@ mod tests {
             rule: NameRule::Portable,
             encoding: Encoding::Binary,
             manifest: true,
-            budget: Budget::QEMU_32,
+            budget: qemu::BUDGET_32,
         }
     }
 
     /// systemd's limits and 255 strings, no table limit.
-    const UNBOUNDED_TABLE: Budget = Budget {
-        target: "test",
-        max_strings: vmcreds_common::limits::TYPE11_MAX_STRINGS,
-        max_type11_bytes: None,
-        table_rule: "",
-    };
+    const UNBOUNDED_TABLE: Budget = Budget::ANY_TARGET;
 
     fn cred(name: &str, value: &[u8]) -> Loaded {
         Loaded::Credential {
@@ -314,7 +377,7 @@ mod tests {
 
     fn oem_s(i: usize, s: &str) -> Loaded {
         Loaded::Oem {
-            index: i,
+            origin: Origin::Oem { index: i },
             string: s.into(),
         }
     }
@@ -460,7 +523,7 @@ mod tests {
         assert!(p.warnings[1].contains("systemd 252"));
         assert!(matches!(
             Plan::build(vec![oem_s(1, "")], opts()),
-            Err(PlanError::EmptyOem { index: 1 })
+            Err(PlanError::EmptyOem { .. })
         ));
     }
 
@@ -496,7 +559,7 @@ mod tests {
             vec![cred("A", &half), cred("B", &half)],
             PlanOptions {
                 manifest: false,
-                budget: Budget::QEMU_64,
+                budget: qemu::BUDGET_64,
                 ..opts()
             },
         )
@@ -509,14 +572,16 @@ mod tests {
             PlanOptions {
                 manifest: false,
                 encoding: Encoding::Text,
-                budget: Budget::QEMU_64,
+                budget: qemu::BUDGET_64,
                 ..opts()
             },
         );
         assert!(matches!(
             e,
             Err(PlanError::Limit {
-                source: LimitError::CredentialTooLarge { .. },
+                source: BudgetError::Systemd(
+                    vmcreds_common::limits::LimitError::CredentialTooLarge { .. }
+                ),
                 ..
             })
         ));
@@ -526,7 +591,7 @@ mod tests {
         assert!(matches!(
             e,
             PlanError::Limit {
-                source: LimitError::TableTooLarge { .. },
+                source: BudgetError::TableTooLarge { .. },
                 ..
             }
         ));
@@ -550,7 +615,7 @@ mod tests {
         assert!(matches!(
             Plan::build(many, opts()),
             Err(PlanError::Limit {
-                source: LimitError::TooManyStrings { actual: 256, .. },
+                source: BudgetError::TooManyStrings { actual: 256, .. },
                 ..
             })
         ));

@@ -18,7 +18,7 @@
 use std::fmt;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read};
-use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use thiserror::Error;
@@ -26,7 +26,10 @@ use vmcreds_common::escape::escape_name;
 use vmcreds_common::limits::CREDENTIAL_SIZE_MAX;
 use vmcreds_common::Secret;
 
+use vmcreds_os::kind::FileKind;
+
 use crate::cli::SourceSpec;
+use crate::exit::{Classify, Exit};
 
 /// The environment variable systemd sets for `LoadCredential=`.
 pub const CREDENTIALS_DIRECTORY: &str = "CREDENTIALS_DIRECTORY";
@@ -58,6 +61,23 @@ pub enum Origin {
         /// Position among the `--oem` flags.
         index: usize,
     },
+    /// A string already in a cloud-hypervisor VmConfig's
+    /// `platform.oem_strings` (API mode).
+    VmConfig {
+        /// The VmConfig file, for messages.
+        file: String,
+        /// Position in the array (0-based, as JSON counts).
+        index: usize,
+    },
+}
+
+impl Origin {
+    /// Whether values from here are public: `--set` and `--oem` are on
+    /// vmcreds-host's own argv already; files and VmConfig strings may hold
+    /// secrets.
+    pub fn is_public(&self) -> bool {
+        matches!(self, Origin::Set { .. } | Origin::Oem { .. })
+    }
 }
 
 impl fmt::Display for Origin {
@@ -81,6 +101,9 @@ impl fmt::Display for Origin {
             }
             Origin::Set { name } => write!(f, "--set \"{}\"", escape_name(name.as_bytes())),
             Origin::Oem { index } => write!(f, "--oem #{index}"),
+            Origin::VmConfig { file, index } => {
+                write!(f, "--vm-config {file}: platform.oem_strings[{index}]")
+            }
         }
     }
 }
@@ -97,10 +120,10 @@ pub enum Loaded {
         /// The value.
         value: Secret,
     },
-    /// A raw OEM string.
+    /// A raw OEM string, passed as given.
     Oem {
-        /// Position among the `--oem` flags (1-based).
-        index: usize,
+        /// Where it came from.
+        origin: Origin,
         /// The string as given.
         string: String,
     },
@@ -200,7 +223,7 @@ pub enum SourceError {
         /// The entry, escaped.
         entry: String,
         /// Its type.
-        kind: &'static str,
+        kind: FileKind,
     },
     /// A file name that is not UTF-8 (so not a valid credential name).
     #[error("--load-dir {}: file name \"{entry}\" is not valid UTF-8, so it cannot be a credential name", dir.display())]
@@ -216,6 +239,17 @@ pub enum SourceError {
         /// The directory.
         dir: PathBuf,
     },
+}
+
+impl Classify for SourceError {
+    fn exit(&self) -> Exit {
+        match self {
+            SourceError::Open { .. } | SourceError::Read { .. } | SourceError::ReadDir { .. } => {
+                Exit::Io
+            }
+            _ => Exit::Refused,
+        }
+    }
 }
 
 /// Result alias for sources.
@@ -260,7 +294,7 @@ pub fn load_all(specs: &[SourceSpec], credentials_directory: Option<&Path>) -> R
             SourceSpec::Oem(s) => {
                 oem_index += 1;
                 out.push(Loaded::Oem {
-                    index: oem_index,
+                    origin: Origin::Oem { index: oem_index },
                     string: s.clone(),
                 });
             }
@@ -365,7 +399,7 @@ fn load_dir(dir: &Path) -> Result<Vec<Loaded>> {
             return Err(SourceError::NotRegular {
                 dir: dir.to_owned(),
                 entry: escaped,
-                kind: kind_name(&kind),
+                kind: FileKind::of(kind),
             });
         }
         let Some(name) = file_name.to_str() else {
@@ -408,7 +442,7 @@ fn load_dir(dir: &Path) -> Result<Vec<Loaded>> {
             return Err(SourceError::NotRegular {
                 dir: dir.to_owned(),
                 entry: escape_name(name.as_bytes()),
-                kind: kind_name(&meta.file_type()),
+                kind: FileKind::of(meta.file_type()),
             });
         }
         let value = read_open(&name, &path, file)?;
@@ -422,24 +456,6 @@ fn load_dir(dir: &Path) -> Result<Vec<Loaded>> {
         });
     }
     Ok(out)
-}
-
-fn kind_name(t: &std::fs::FileType) -> &'static str {
-    if t.is_dir() {
-        "directory"
-    } else if t.is_fifo() {
-        "FIFO"
-    } else if t.is_socket() {
-        "socket"
-    } else if t.is_char_device() {
-        "character device"
-    } else if t.is_block_device() {
-        "block device"
-    } else if t.is_symlink() {
-        "symbolic link"
-    } else {
-        "special file"
-    }
 }
 
 #[cfg(test)]
@@ -474,7 +490,9 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        assert!(matches!(&loaded[2], Loaded::Oem { index: 1, string } if string == "raw"));
+        assert!(
+            matches!(&loaded[2], Loaded::Oem { origin: Origin::Oem { index: 1 }, string } if string == "raw")
+        );
     }
 
     #[test]
@@ -545,7 +563,7 @@ mod tests {
         assert!(matches!(
             load_all(&[SourceSpec::LoadDir(d.path().into())], None),
             Err(SourceError::NotRegular {
-                kind: "directory",
+                kind: FileKind::Directory,
                 ..
             })
         ));

@@ -29,14 +29,13 @@ use common::reference::{
 use common::{code, run, stderr, stdout, TestDir};
 use proptest::prelude::*;
 use serde_json::{json, Value};
-use vmcreds_common::limits::Budget;
 use vmcreds_common::manifest::Manifest;
 use vmcreds_common::oem::{self, Encoding, Parsed};
 use vmcreds_common::systemd::Behaviour;
 use vmcreds_common::{NameRule, Secret};
+use vmcreds_host::hv::cloud_hypervisor::{self as ch, PlatformKeys};
 use vmcreds_host::plan::{Plan, PlanOptions};
 use vmcreds_host::source::{Loaded, Origin};
-use vmcreds_host::target::cloud_hypervisor::{self as ch, PlatformKeys};
 
 /// Ports of cloud-hypervisor's `option_parser/src/lib.rs`: the two
 /// generations reference `hypervisors.md` §3.2 describes (v26–v47, v48+),
@@ -381,7 +380,7 @@ fn opts(encoding: Encoding, manifest: bool) -> PlanOptions {
         rule: NameRule::Portable,
         encoding,
         manifest,
-        budget: Budget::CLOUD_HYPERVISOR,
+        budget: ch::BUDGET,
     }
 }
 
@@ -424,7 +423,7 @@ proptest! {
             });
         }
         for (i, s) in oems.iter().enumerate() {
-            loaded.push(Loaded::Oem { index: i + 1, string: s.clone() });
+            loaded.push(Loaded::Oem { origin: Origin::Oem { index: i + 1 }, string: s.clone() });
         }
         let encoding = if text { Encoding::Text } else { Encoding::Binary };
         // systemd's name rule (--allow-any-name): names may hold , [ ] " and spaces.
@@ -435,7 +434,7 @@ proptest! {
         };
         let keys_args: Vec<String> = serial.iter().map(|s| format!("serial_number={s}")).collect();
         let keys = PlatformKeys::parse(&keys_args).unwrap();
-        match ch::check_strings(&plan, |_| true) {
+        match ch::check_strings(&plan) {
             Ok(checked) => {
                 let value = ch::platform_value(&checked, &keys);
                 let value = std::str::from_utf8(value.expose()).unwrap();
@@ -474,7 +473,7 @@ proptest! {
             value: Secret::new(v.clone()),
         }).collect();
         let plan = Plan::build(loaded, opts(Encoding::Binary, true)).unwrap();
-        let checked = ch::check_strings(&plan, |_| false).unwrap();
+        let checked = ch::check_strings(&plan).unwrap();
         prop_assert!(ch::check_env_safe(&checked, &PlatformKeys::default()).is_ok());
         let value = ch::platform_value(&checked, &PlatformKeys::default());
         let value = std::str::from_utf8(value.expose()).unwrap();
@@ -1007,25 +1006,21 @@ fn api_mode_creates_then_boots() {
         .iter()
         .map(|s| s.as_str().unwrap().to_owned())
         .collect();
-    assert_eq!(strings[0], NOTIFY);
-    let mut delivered = strings[1..].to_vec();
-    delivered.push(strings[0].clone());
-    // check_delivered expects the manifest first and the notify string last;
-    // the manifest here does not list the string that was already in the file.
+    // The manifest first, then the file's own string, then ours. The file's
+    // string went through the plan too: it is in the manifest, which the
+    // guest can then verify it against.
     let m_doc = Manifest::from_json(&std::fs::read(&m).unwrap()).unwrap();
-    assert_eq!(m_doc.credentials.len(), 5);
-    assert!(m_doc.get("vmm.notify_socket").is_none());
-    assert_eq!(delivered.len(), 7);
-    for (s, (name, value)) in delivered[1..].iter().zip(expected_after_manifest()) {
-        match (name, oem::parse(s.as_bytes(), &Behaviour::newest())) {
-            (None, _) => assert_eq!(s.as_bytes(), &value[..]),
-            (Some(n), Parsed::Credential { name, value: v, .. }) => {
-                assert_eq!(name.as_str(), n);
-                assert!(v.expose() == &value[..], "value of {n} differs");
-            }
-            (Some(n), _) => panic!("{n} not delivered as a credential"),
-        }
-    }
+    assert_eq!(strings[1], NOTIFY);
+    assert_eq!(
+        m_doc.credentials.len(),
+        6,
+        "5 credentials + the file's vmm.notify_socket"
+    );
+    assert!(m_doc.get("vmm.notify_socket").is_some());
+    let mut delivered = vec![strings[0].clone()];
+    delivered.extend(strings[2..].iter().cloned());
+    delivered.push(strings[1].clone());
+    check_delivered(&delivered, &m);
     // The VmConfig file is never modified.
     assert_eq!(std::fs::read(&config).unwrap(), VM_CONFIG.as_bytes());
 }
@@ -1085,9 +1080,9 @@ fn api_mode_input_errors_send_nothing() {
         &[],
     );
     assert!(
-        err.contains("oem_strings[0]")
-            && err.contains("\"API_KEY\"")
-            && err.contains("on the command line"),
+        err.contains("platform.oem_strings[0]")
+            && err.contains("\"API_KEY\" is given twice")
+            && err.contains("--load \"API_KEY\""),
         "{err}"
     );
     let err = api_refused(&t, r#"{"cpus":{}}"#, &[]);

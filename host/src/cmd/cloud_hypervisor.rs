@@ -6,29 +6,29 @@
 //! strings and the words as JSON). The credentials are then on
 //! cloud-hypervisor's argv, so `arg` and `env` warn once on stderr.
 //!
-//! API mode reads the VmConfig JSON (never writing it back), inserts the
-//! strings into `platform.oem_strings`, and sends `PUT /api/v1/vm.create`
-//! with it, then `PUT /api/v1/vm.boot`, over the unix socket. Every check
-//! happens before the socket is opened; a failed `vm.create` sends nothing
-//! more. `GET /api/v1/vm.info` returns the config, credentials included, to
-//! anyone who can connect: the socket must be private (0600, the VM's user).
+//! API mode reads the VmConfig JSON (never writing it back); its own
+//! `platform.oem_strings` enter the plan first, so duplicates and the budget
+//! are checked once over everything; the plan's strings replace
+//! `platform.oem_strings` in the `PUT /api/v1/vm.create` body, then
+//! `PUT /api/v1/vm.boot` follows, over the unix socket. Every check happens
+//! before the socket is opened; a failed `vm.create` sends nothing more.
+//! `GET /api/v1/vm.info` returns the config, credentials included, to anyone
+//! who can connect: the socket must be private (0600, the VM's user).
 
-use std::collections::HashSet;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
-use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::Context as _;
-use vmcreds_common::limits::Budget;
 use vmcreds_common::Secret;
+use vmcreds_os::bounded::read_bounded;
 
-use super::{load_plan, print_delivery, remove_manifest_out, write_manifest_out};
+use super::{load_plan, load_plan_with, print_delivery, ManifestOut};
 use crate::api_client;
-use crate::cli::{ChFormat, CloudHypervisorArgs, SourceArgs, SourceSpec};
-use crate::plan::OemString;
-use crate::target::cloud_hypervisor::{self as target, ChError, PlatformKeys};
+use crate::cli::{ChFormat, CloudHypervisorArgs};
+use crate::exit::{Classify, Exit, IoError, Result, Usage};
+use crate::hv::cloud_hypervisor::{self as hv, ChError, PlatformKeys};
+use crate::show_path;
 
 /// Most bytes of a VmConfig file.
 pub const VM_CONFIG_MAX: usize = 4 * 1024 * 1024;
@@ -37,46 +37,27 @@ pub const VM_CONFIG_MAX: usize = 4 * 1024 * 1024;
 pub const API_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Runs `cloud-hypervisor`.
-pub fn run(args: CloudHypervisorArgs) -> anyhow::Result<ExitCode> {
+pub fn run(args: CloudHypervisorArgs) -> Result<Exit> {
     match (&args.api_socket, &args.vm_config) {
         (Some(socket), Some(config)) => run_api(&args, socket, config),
         _ => run_argv(&args),
     }
 }
 
-/// The names whose values are public (`--set`): messages may locate a
-/// character in them. `--oem` strings are public too.
-pub fn public_names(sources: &SourceArgs) -> HashSet<String> {
-    sources
-        .ordered
-        .iter()
-        .filter_map(|s| match s {
-            SourceSpec::Set(arg) => arg.split_once('=').map(|(n, _)| n.to_owned()),
-            _ => None,
-        })
-        .collect()
-}
-
-/// A predicate over plan strings built from [`public_names`].
-pub fn is_public(names: &HashSet<String>) -> impl Fn(&OemString) -> bool + '_ {
-    move |s: &OemString| s.raw || s.name.as_ref().is_some_and(|n| names.contains(n.as_str()))
-}
-
 fn warn_arch() {
-    if !target::host_builds_smbios() {
-        eprintln!("vmcreds-host: warning: {}", target::AARCH64_WARNING);
+    if !hv::host_builds_smbios() {
+        eprintln!("vmcreds-host: warning: {}", hv::AARCH64_WARNING);
     }
 }
 
-fn run_argv(args: &CloudHypervisorArgs) -> anyhow::Result<ExitCode> {
+fn run_argv(args: &CloudHypervisorArgs) -> Result<Exit> {
     let keys = PlatformKeys::parse(&args.platform_key)?;
-    let plan = load_plan(&args.sources, Budget::CLOUD_HYPERVISOR)?;
-    let names = public_names(&args.sources);
-    let checked = target::check_strings(&plan, is_public(&names))?;
+    let plan = load_plan(&args.sources, hv::BUDGET)?;
+    let checked = hv::check_strings(&plan)?;
     if args.format == ChFormat::Env {
-        target::check_env_safe(&checked, &keys)?;
+        hv::check_env_safe(&checked, &keys)?;
     }
-    let value = target::platform_value(&checked, &keys);
+    let value = hv::platform_value(&checked, &keys);
     let out = match args.format {
         ChFormat::Arg => {
             let mut o = Secret::new(Vec::with_capacity(value.len() + 12));
@@ -87,7 +68,7 @@ fn run_argv(args: &CloudHypervisorArgs) -> anyhow::Result<ExitCode> {
         }
         ChFormat::Env => {
             let mut o = Secret::new(Vec::with_capacity(value.len() + 24));
-            o.extend_from_slice(target::ENV_VAR.as_bytes());
+            o.extend_from_slice(hv::ENV_VAR.as_bytes());
             o.extend_from_slice(b"=");
             o.extend_from_slice(value.expose());
             o.extend_from_slice(b"\n");
@@ -100,17 +81,16 @@ fn run_argv(args: &CloudHypervisorArgs) -> anyhow::Result<ExitCode> {
             );
             o
         }
-        ChFormat::Json => target::json_document(&checked, &keys, &value),
+        ChFormat::Json => hv::json_document(&checked, &keys, &value),
     };
     drop(checked);
     warn_arch();
-    write_manifest_out(&args.sources, &plan)?;
+    let manifest = ManifestOut::write(&args.sources, &plan)?;
     drop(plan);
     if args.format != ChFormat::Json {
-        eprintln!("vmcreds-host: warning: {}", target::ARGV_WARNING);
+        eprintln!("vmcreds-host: warning: {}", hv::ARGV_WARNING);
     }
-    print_delivery(&args.sources, &out)?;
-    Ok(ExitCode::SUCCESS)
+    print_delivery(&out, manifest)
 }
 
 /// Warns when the API socket can be reached by other users.
@@ -121,50 +101,53 @@ fn check_socket_mode(socket: &Path) {
     if meta.file_type().is_socket() && meta.permissions().mode() & 0o077 != 0 {
         eprintln!(
             "vmcreds-host: warning: {} has mode {:04o}; anyone who can connect to it can read the credentials back with GET /api/v1/vm.info; make it 0600, owned by the VM's user",
-            socket.display(),
+            show_path(socket),
             meta.permissions().mode() & 0o7777
         );
     }
 }
 
-fn run_api(args: &CloudHypervisorArgs, socket: &Path, config: &Path) -> anyhow::Result<ExitCode> {
+fn run_api(args: &CloudHypervisorArgs, socket: &Path, config: &Path) -> Result<Exit> {
     if !args.platform_key.is_empty() {
         return Err(ChError::KeyInApiMode.into());
     }
     if args.format != ChFormat::Arg {
-        anyhow::bail!(
+        return Err(Usage(
             "--format is for the --platform value (argv mode); API mode prints nothing to pass on"
-        );
+                .into(),
+        )
+        .into());
     }
-    let plan = load_plan(&args.sources, Budget::CLOUD_HYPERVISOR)?;
-    let bytes = crate::fsutil::read_bounded(config, VM_CONFIG_MAX)
-        .with_context(|| format!("cannot read --vm-config {}", config.display()))?;
-    if bytes.len() > VM_CONFIG_MAX {
-        anyhow::bail!(
-            "--vm-config {}: over {VM_CONFIG_MAX} bytes, more than any VmConfig",
-            config.display()
-        );
+    let file = show_path(config);
+    let bytes = std::fs::File::open(config)
+        .and_then(|f| read_bounded(f, VM_CONFIG_MAX))
+        .map_err(|e| IoError::new(format!("cannot read --vm-config {file}"), e))?;
+    if bytes.over_bound {
+        return Err(ChError::VmConfig {
+            file,
+            problem: format!("over {VM_CONFIG_MAX} bytes, more than any VmConfig"),
+        }
+        .into());
     }
-    let merged = target::merge_vm_config(&bytes, &config.display().to_string(), &plan)?;
+    let mut vm = hv::read_vm_config(&bytes.bytes, &file)?;
     drop(bytes);
-    let needles = target::redaction_needles(&plan);
+    let existing = std::mem::take(&mut vm.existing);
+    let from_file = existing.len();
+    let plan = load_plan_with(&args.sources, hv::BUDGET, existing)?;
+    let body = vm.into_body(&plan)?;
+    let needles = hv::redaction_needles(&plan);
     warn_arch();
-    write_manifest_out(&args.sources, &plan)?;
-    let strings = plan.strings.len();
+    let manifest = ManifestOut::write(&args.sources, &plan)?;
+    let total = plan.strings.len();
     drop(plan);
-    let result = send(socket, &merged.body, &needles);
-    drop(merged.body);
-    if result.is_err() {
-        remove_manifest_out(&args.sources);
-    }
-    result?;
+    send(socket, &body, &needles)?;
+    manifest.commit();
     eprintln!(
-        "vmcreds-host: created and booted the VM through {} with {} OEM strings ({strings} from vmcreds-host, {} already in the VmConfig)",
-        socket.display(),
-        merged.total,
-        merged.existing
+        "vmcreds-host: created and booted the VM through {} with {total} OEM strings ({} from vmcreds-host, {from_file} already in the VmConfig)",
+        show_path(socket),
+        total - from_file,
     );
-    Ok(ExitCode::SUCCESS)
+    Ok(Exit::Success)
 }
 
 /// A non-2xx answer.
@@ -188,45 +171,50 @@ pub struct HttpError {
     pub after: &'static str,
 }
 
-fn put(
-    socket: &Path,
-    path: &'static str,
-    body: Option<&[u8]>,
-) -> anyhow::Result<api_client::Response> {
-    let mut stream = UnixStream::connect(socket).with_context(|| {
-        format!(
-            "cannot connect to cloud-hypervisor's API socket {} (is cloud-hypervisor running with --api-socket?)",
-            socket.display()
+impl Classify for HttpError {
+    fn exit(&self) -> Exit {
+        Exit::Refused
+    }
+}
+
+fn put(socket: &Path, path: &'static str, body: Option<&[u8]>) -> Result<api_client::Response> {
+    let mut stream = UnixStream::connect(socket).map_err(|e| {
+        IoError::new(
+            format!(
+                "cannot connect to cloud-hypervisor's API socket {} (is cloud-hypervisor running with --api-socket?)",
+                show_path(socket)
+            ),
+            e,
         )
     })?;
     stream
         .set_read_timeout(Some(API_TIMEOUT))
         .and_then(|()| stream.set_write_timeout(Some(API_TIMEOUT)))
-        .with_context(|| format!("cannot set timeouts on {}", socket.display()))?;
-    api_client::request(&mut stream, "PUT", path, body).with_context(|| {
-        format!(
+        .map_err(|e| IoError::new(format!("cannot set timeouts on {}", show_path(socket)), e))?;
+    api_client::request(&mut stream, "PUT", path, body).map_err(|e| {
+        crate::exit::Failure::from(e).context(format!(
             "PUT {path} on cloud-hypervisor's API socket {}",
-            socket.display()
-        )
+            show_path(socket)
+        ))
     })
 }
 
-fn send(socket: &Path, body: &Secret, needles: &[Secret]) -> anyhow::Result<()> {
+fn send(socket: &Path, body: &Secret, needles: &[Secret]) -> Result<()> {
     check_socket_mode(socket);
     let fail = |path, r: api_client::Response, after| HttpError {
         path,
-        socket: socket.display().to_string(),
+        socket: show_path(socket),
         status: r.status,
         reason: r.reason.clone(),
-        body: target::quote_body(&r.body, needles),
+        body: hv::quote_body(&r.body, needles),
         after,
     };
     let r = put(socket, "/api/v1/vm.create", Some(body.expose()))?;
     if !r.is_success() {
         return Err(fail("/api/v1/vm.create", r, "; vm.boot was not sent").into());
     }
-    let r = put(socket, "/api/v1/vm.boot", None)
-        .context("the VM was created but not booted (ch-remote delete removes it)")?;
+    const CREATED: &str = "the VM was created but not booted (ch-remote delete removes it)";
+    let r = put(socket, "/api/v1/vm.boot", None).map_err(|f| f.context(CREATED))?;
     if !r.is_success() {
         return Err(fail(
             "/api/v1/vm.boot",
@@ -236,22 +224,4 @@ fn send(socket: &Path, body: &Secret, needles: &[Secret]) -> anyhow::Result<()> 
         .into());
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn test_public_names_are_set_only() {
-        let s = SourceArgs {
-            ordered: vec![
-                SourceSpec::Set("ENVIRONMENT=test".into()),
-                SourceSpec::Load("API_KEY:host-api-key".into()),
-            ],
-            ..SourceArgs::default()
-        };
-        let n = public_names(&s);
-        assert!(n.contains("ENVIRONMENT") && !n.contains("API_KEY"));
-    }
 }

@@ -21,10 +21,8 @@ use std::io::{self, Read};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use anyhow::Context as _;
 use thiserror::Error;
 use vmcreds_common::limits::REPORT_SIZE_MAX;
 use vmcreds_common::report::Report;
@@ -32,9 +30,9 @@ use vmcreds_common::report::Report;
 use super::verify::{output, read_manifest};
 use super::write_private;
 use crate::cli::CollectArgs;
+use crate::exit::{self, Classify, Exit, ResultExt};
 
-/// Why no report was received. Variants with an `io::Error` source exit 3,
-/// the others 2.
+/// Why no report was received.
 #[derive(Debug, Error)]
 pub enum CollectError {
     /// `--listen` is not `unix:PATH`.
@@ -68,9 +66,6 @@ pub enum CollectError {
         secs: u64,
         /// Bytes received.
         bytes: usize,
-        /// `TimedOut`.
-        #[source]
-        source: io::Error,
     },
     /// Accepting or reading failed.
     #[error("cannot receive the report")]
@@ -98,6 +93,18 @@ pub enum CollectError {
         /// Bytes received.
         bytes: usize,
     },
+}
+
+impl Classify for CollectError {
+    fn exit(&self) -> Exit {
+        match self {
+            // Nothing arrived that could be verified: "could not receive".
+            CollectError::Bind { .. } | CollectError::Timeout { .. } | CollectError::Io(_) => {
+                Exit::Io
+            }
+            _ => Exit::Refused,
+        }
+    }
 }
 
 /// Parses `unix:PATH`.
@@ -161,7 +168,7 @@ impl Listener {
     pub fn receive(&self, timeout: Duration) -> Result<Vec<u8>, CollectError> {
         let deadline = Instant::now() + timeout;
         let stream = accept_by(&self.listener, deadline, timeout)?;
-        read_document(stream, deadline, timeout)
+        read_socket_document(stream, deadline, timeout)
     }
 }
 
@@ -229,7 +236,6 @@ fn timeout_err(timeout: Duration, bytes: usize) -> CollectError {
     CollectError::Timeout {
         secs: timeout.as_secs(),
         bytes,
-        source: io::Error::from(io::ErrorKind::TimedOut),
     }
 }
 
@@ -279,7 +285,7 @@ pub fn complete_document(buf: &[u8]) -> Result<Option<usize>, serde_json::Error>
     }
 }
 
-fn read_document(
+fn read_socket_document(
     mut stream: UnixStream,
     deadline: Instant,
     timeout: Duration,
@@ -334,7 +340,7 @@ fn read_document(
 }
 
 /// Runs `collect`.
-pub fn run(args: CollectArgs) -> anyhow::Result<ExitCode> {
+pub fn run(args: CollectArgs) -> exit::Result<Exit> {
     let listener = match (Listener::inherited()?, &args.listen) {
         (Some(l), _) => {
             eprintln!(

@@ -3,30 +3,16 @@
 //! `--no-manifest`), and only systemd's own limits are checked (no target),
 //! including the guest's read window (`--guest-systemd`).
 
-use std::io::Write as _;
-use std::process::ExitCode;
-
-use anyhow::Context as _;
-use vmcreds_common::limits::{Budget, TYPE11_MAX_STRINGS};
-
-use super::{load_plan, write_manifest_out};
+use super::{load_plan, ManifestOut};
 use crate::cli::ManifestArgs;
-
-/// No hypervisor's table limit: only systemd's (the guest's read window, per
-/// credential, total) and SMBIOS's 255 strings.
-const ANY_TARGET: Budget = Budget {
-    target: "SMBIOS",
-    max_strings: TYPE11_MAX_STRINGS,
-    max_type11_bytes: None,
-    table_rule: "",
-};
+use crate::exit::{self, Exit, Result};
+use crate::hv::Budget;
 
 /// Runs `manifest`.
-pub fn run(args: ManifestArgs) -> anyhow::Result<ExitCode> {
-    let plan = load_plan(&args.sources, ANY_TARGET)?;
-    write_manifest_out(&args.sources, &plan)?;
-    std::io::stdout()
-        .write_all(plan.manifest.to_json().as_bytes())
-        .context("cannot write to stdout")?;
-    Ok(ExitCode::SUCCESS)
+pub fn run(args: ManifestArgs) -> Result<Exit> {
+    let plan = load_plan(&args.sources, Budget::ANY_TARGET)?;
+    let manifest = ManifestOut::write(&args.sources, &plan)?;
+    exit::write_stdout(plan.manifest.to_json().as_bytes())?;
+    manifest.commit();
+    Ok(Exit::Success)
 }

@@ -1,19 +1,18 @@
-//! One file per subcommand; each `run` returns the exit code or an error that
-//! `main` prints once.
+//! One file per subcommand; each `run` returns the [`Exit`] or a
+//! [`crate::exit::Failure`] that `main` prints once.
 
 use std::path::Path;
-use std::process::ExitCode;
 
-use anyhow::Context as _;
-use vmcreds_common::limits::Budget;
 use vmcreds_common::oem::Encoding;
 use vmcreds_common::systemd::{Behaviour, FIRST_SMBIOS_IMPORT};
 use vmcreds_common::NameRule;
+use vmcreds_os::private::write_atomic_private;
 
 use crate::cli::{EncodingArg, SourceArgs};
-use crate::fsutil::write_atomic_private;
-use crate::plan::{Plan, PlanOptions};
-use crate::source::{self, CREDENTIALS_DIRECTORY};
+use crate::exit::{self, IoError, Result};
+use crate::hv::Budget;
+use crate::plan::{Plan, PlanError, PlanOptions};
+use crate::source::{self, Loaded, CREDENTIALS_DIRECTORY};
 
 pub mod cloud_hypervisor;
 pub mod collect;
@@ -23,22 +22,25 @@ pub mod qemu;
 pub mod refused;
 pub mod verify;
 
-/// Exit code: verification failed.
-pub const EXIT_FAILED: u8 = 1;
+pub use crate::exit::Exit;
 
 /// Loads the sources and validates them into a plan for `budget`, narrowed to
 /// what the oldest guest systemd (`--guest-systemd`) reads, printing the
 /// plan's warnings on stderr.
-pub fn load_plan(sources: &SourceArgs, budget: Budget) -> anyhow::Result<Plan> {
+pub fn load_plan(sources: &SourceArgs, budget: Budget) -> Result<Plan> {
+    load_plan_with(sources, budget, Vec::new())
+}
+
+/// [`load_plan`] with raw strings that come before the sources (a VmConfig's
+/// own `platform.oem_strings`).
+pub fn load_plan_with(sources: &SourceArgs, budget: Budget, first: Vec<Loaded>) -> Result<Plan> {
     if sources.guest_systemd < FIRST_SMBIOS_IMPORT {
-        anyhow::bail!(
-            "--guest-systemd {}: systemd imports SMBIOS credentials only from version {FIRST_SMBIOS_IMPORT} on; in such a guest run vmcreds-guest import instead",
-            sources.guest_systemd
-        );
+        return Err(PlanError::GuestTooOld(sources.guest_systemd).into());
     }
     let budget = budget.for_guest(&Behaviour::of(sources.guest_systemd));
     let cred_dir = std::env::var_os(CREDENTIALS_DIRECTORY).map(std::path::PathBuf::from);
-    let loaded = source::load_all(&sources.ordered, cred_dir.as_deref())?;
+    let mut loaded = first;
+    loaded.extend(source::load_all(&sources.ordered, cred_dir.as_deref())?);
     let plan = Plan::build(
         loaded,
         PlanOptions {
@@ -61,42 +63,48 @@ pub fn load_plan(sources: &SourceArgs, budget: Budget) -> anyhow::Result<Plan> {
     Ok(plan)
 }
 
-/// Writes the plan's manifest to `--manifest-out`, if given (0600, atomically).
-pub fn write_manifest_out(sources: &SourceArgs, plan: &Plan) -> anyhow::Result<()> {
-    if let Some(path) = &sources.manifest_out {
-        write_private(path, plan.manifest.to_json().as_bytes())?;
-    }
-    Ok(())
+/// `--manifest-out FILE`, written once the plan exists. Dropped without
+/// [`ManifestOut::commit`] (the delivery failed), it removes the file again:
+/// the manifest of a VM that never started does not stay behind.
+#[derive(Debug)]
+pub struct ManifestOut<'a> {
+    path: Option<&'a Path>,
 }
 
-/// Removes `--manifest-out` again, if given: nothing half-done, the manifest
-/// of a VM that never started goes too.
-pub fn remove_manifest_out(sources: &SourceArgs) {
-    if let Some(path) = &sources.manifest_out {
-        let _ = std::fs::remove_file(path);
+impl<'a> ManifestOut<'a> {
+    /// Writes the plan's manifest to `--manifest-out`, if given (0600, atomically).
+    pub fn write(sources: &'a SourceArgs, plan: &Plan) -> Result<ManifestOut<'a>> {
+        let path = sources.manifest_out.as_deref();
+        if let Some(p) = path {
+            write_private(p, plan.manifest.to_json().as_bytes())?;
+        }
+        Ok(ManifestOut { path })
+    }
+
+    /// The delivery happened: keep the file.
+    pub fn commit(mut self) {
+        self.path = None;
     }
 }
 
-/// Writes a delivery that is printed (argv words, an env line) to stdout;
-/// if that fails, the manifest written for it is removed.
-pub fn print_delivery(sources: &SourceArgs, out: &vmcreds_common::Secret) -> anyhow::Result<()> {
-    use std::io::Write as _;
-    let res = std::io::stdout()
-        .write_all(out.expose())
-        .and_then(|()| std::io::stdout().flush())
-        .context("cannot write to stdout");
-    if res.is_err() {
-        remove_manifest_out(sources);
+impl Drop for ManifestOut<'_> {
+    fn drop(&mut self) {
+        if let Some(p) = self.path {
+            let _ = std::fs::remove_file(p);
+        }
     }
-    res
+}
+
+/// Prints a delivery (argv words, an env line); the manifest written for it
+/// is kept only if that worked.
+pub fn print_delivery(out: &vmcreds_common::Secret, manifest: ManifestOut<'_>) -> Result<Exit> {
+    exit::write_stdout(out.expose())?;
+    manifest.commit();
+    Ok(Exit::Success)
 }
 
 /// [`write_atomic_private`] with the path in the error.
-pub fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    write_atomic_private(path, bytes).with_context(|| format!("cannot write {}", path.display()))
-}
-
-/// An exit code.
-pub fn code(c: u8) -> ExitCode {
-    ExitCode::from(c)
+pub fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_atomic_private(path, bytes)
+        .map_err(|e| IoError::new(format!("cannot write {}", crate::show_path(path)), e).into())
 }

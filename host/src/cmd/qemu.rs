@@ -14,72 +14,71 @@
 //!   and keeps the files; the caller removes the directory (named on stderr)
 //!   once QEMU has started.
 
-use std::io::Write as _;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::process::{Command, ExitCode};
+use std::process::Command;
 
-use anyhow::Context as _;
-use vmcreds_common::limits::Budget;
-
-use super::{load_plan, remove_manifest_out, write_manifest_out};
+use super::{load_plan, ManifestOut};
 use crate::cli::QemuArgs;
-use crate::target::qemu::{self as target, Delivery, Qemu, QemuError};
+use crate::exit::{self, Exit, IoError, Result};
+use crate::hv::qemu::{self as hv, Delivery, Qemu, QemuError};
+use crate::show_path;
 
 /// Runs `qemu`.
-pub fn run(args: QemuArgs) -> anyhow::Result<ExitCode> {
+pub fn run(args: QemuArgs) -> Result<Exit> {
     let qemu = if args.command.is_empty() {
         if args.runtime_dir.is_none() {
             return Err(QemuError::PrintMemfd.into());
         }
         Qemu {
-            budget: Budget::QEMU_32,
+            budget: hv::BUDGET_32,
         }
     } else {
         Qemu::inspect(&args.command)?
     };
     let plan = load_plan(&args.sources, qemu.budget)?;
     let delivery = match &args.runtime_dir {
-        Some(dir) => target::deliver_files(&plan, dir).with_context(|| {
-            format!(
-                "cannot create the private credential files under {}",
-                dir.display()
+        Some(dir) => hv::deliver_files(&plan, dir).map_err(|e| {
+            IoError::new(
+                format!(
+                    "cannot create the private credential files under {}",
+                    show_path(dir)
+                ),
+                e,
             )
         })?,
-        None => target::deliver_memfd(&plan).context("cannot create a sealed memfd")?,
+        None => {
+            hv::deliver_memfd(&plan).map_err(|e| IoError::new("cannot create a sealed memfd", e))?
+        }
     };
-    write_manifest_out(&args.sources, &plan)?;
+    let manifest = ManifestOut::write(&args.sources, &plan)?;
     drop(plan);
-    let result = if args.command.is_empty() {
-        print_args(delivery)
+    if args.command.is_empty() {
+        print_args(delivery)?;
+        manifest.commit();
+        Ok(Exit::Success)
     } else if args.runtime_dir.is_some() {
-        run_child(&args, delivery)
+        run_child(&args, delivery, manifest)
     } else {
         exec(&args, delivery)
-    };
-    if result.is_err() {
-        remove_manifest_out(&args.sources);
     }
-    result
 }
 
-fn print_args(delivery: Delivery) -> anyhow::Result<ExitCode> {
+fn print_args(delivery: Delivery) -> Result<()> {
     let mut out = Vec::new();
     for a in &delivery.args {
         out.extend_from_slice(a.as_bytes());
         out.push(b'\n');
     }
-    std::io::stdout()
-        .write_all(&out)
-        .context("cannot write to stdout")?;
+    exit::write_stdout(&out)?;
     if let Some(dir) = delivery.dir {
         let kept = dir.keep();
         eprintln!(
             "vmcreds-host: the files stay in {} for QEMU to read at start-up; remove the directory once QEMU has started",
-            kept.display()
+            show_path(&kept)
         );
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }
 
 fn command(args: &QemuArgs, delivery: &Delivery) -> Command {
@@ -88,24 +87,37 @@ fn command(args: &QemuArgs, delivery: &Delivery) -> Command {
     c
 }
 
-fn exec(args: &QemuArgs, delivery: Delivery) -> anyhow::Result<ExitCode> {
-    // The memfds are not close-on-exec: QEMU inherits them and opens
-    // /dev/fd/N at start-up. exec only returns on failure.
-    let err = command(args, &delivery).exec();
-    drop(delivery);
-    Err(err).with_context(|| format!("cannot execute {}", args.command[0].to_string_lossy()))
+fn cannot_execute(args: &QemuArgs, e: std::io::Error) -> IoError {
+    IoError::new(
+        format!(
+            "cannot execute {}",
+            show_path(std::path::Path::new(&args.command[0]))
+        ),
+        e,
+    )
 }
 
-fn run_child(args: &QemuArgs, delivery: Delivery) -> anyhow::Result<ExitCode> {
+/// Execs QEMU; it returns only on failure, and then the manifest (not
+/// committed) is removed with the delivery.
+fn exec(args: &QemuArgs, delivery: Delivery) -> Result<Exit> {
+    // The memfds are not close-on-exec: QEMU inherits them and opens
+    // /dev/fd/N at start-up.
+    let err = command(args, &delivery).exec();
+    drop(delivery);
+    Err(cannot_execute(args, err).into())
+}
+
+fn run_child(args: &QemuArgs, delivery: Delivery, manifest: ManifestOut<'_>) -> Result<Exit> {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
     // Registered before the spawn, so a stop request in between is not lost
     // with the files still on disk.
     let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])
-        .context("cannot install signal handlers")?;
+        .map_err(|e| IoError::new("cannot install signal handlers", e))?;
     let handle = signals.handle();
     let mut child = command(args, &delivery)
         .spawn()
-        .with_context(|| format!("cannot execute {}", args.command[0].to_string_lossy()))?;
+        .map_err(|e| cannot_execute(args, e))?;
+    manifest.commit();
     let pid = rustix::process::Pid::from_child(&child);
     let forwarder = std::thread::spawn(move || {
         for sig in signals.forever() {
@@ -121,11 +133,11 @@ fn run_child(args: &QemuArgs, delivery: Delivery) -> anyhow::Result<ExitCode> {
     handle.close();
     let _ = forwarder.join();
     drop(delivery); // removes the files and the directory
-    let status = status.context("cannot wait for the QEMU process")?;
+    let status = status.map_err(|e| IoError::new("cannot wait for the QEMU process", e))?;
     let code = match (status.code(), status.signal()) {
         (Some(c), _) => c.clamp(0, 255) as u8,
         (None, Some(s)) => (128 + s).clamp(0, 255) as u8,
         _ => 1,
     };
-    Ok(ExitCode::from(code))
+    Ok(Exit::Child(code))
 }

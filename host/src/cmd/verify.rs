@@ -1,66 +1,51 @@
 //! `vmcreds-host verify --manifest M --report R [--json]`, and the verdict
 //! output shared with `collect`.
 
-use std::io::Write as _;
 use std::path::Path;
-use std::process::ExitCode;
 
-use anyhow::Context as _;
-use serde::Serialize;
 use vmcreds_common::limits::{MANIFEST_SIZE_MAX, REPORT_SIZE_MAX};
 use vmcreds_common::manifest::Manifest;
 use vmcreds_common::report::{render_table, Report};
-use vmcreds_common::verify::{verify, HostVerdict};
+use vmcreds_common::verify::{verify, VerdictDocument, VERDICT_SCHEMA};
+use vmcreds_os::bounded::read_bounded;
 
-use super::{code, EXIT_FAILED};
 use crate::cli::VerifyArgs;
-use crate::fsutil::read_bounded;
+use crate::exit::{self, Exit, IoError, Result, ResultExt, Usage};
+use crate::show_path;
 
-/// Schema of the `--json` output.
-pub const VERDICT_SCHEMA: &str = "vmcreds.verdict/1";
-
-/// The `--json` document.
-#[derive(Debug, Serialize)]
-pub struct VerdictDoc<'a> {
-    /// Always [`VERDICT_SCHEMA`].
-    pub schema: &'static str,
-    /// The host's verdict.
-    pub verdict: &'a HostVerdict,
-    /// The guest's report.
-    pub report: &'a Report,
-}
-
-/// Reads a document of at most `max` bytes, refusing a larger one without
-/// reading all of it.
-fn read_document(path: &Path, max: usize, what: &str) -> anyhow::Result<Vec<u8>> {
-    let bytes = read_bounded(path, max)
-        .with_context(|| format!("cannot read the {what} {}", path.display()))?;
-    if bytes.len() > max {
-        anyhow::bail!(
+/// Reads a document file of at most `max` bytes, refusing a larger one
+/// without reading all of it.
+fn read_file_document(path: &Path, max: usize, what: &str) -> Result<Vec<u8>> {
+    let b = std::fs::File::open(path)
+        .and_then(|f| read_bounded(f, max))
+        .map_err(|e| IoError::new(format!("cannot read the {what} {}", show_path(path)), e))?;
+    if b.over_bound {
+        return Err(Usage(format!(
             "the {what} {} is larger than the {max} bytes a {what} can be",
-            path.display()
-        );
+            show_path(path)
+        ))
+        .into());
     }
-    Ok(bytes)
+    Ok(b.bytes)
 }
 
 /// Reads and validates a manifest file.
-pub fn read_manifest(path: &Path) -> anyhow::Result<Manifest> {
-    let bytes = read_document(path, MANIFEST_SIZE_MAX, "manifest")?;
-    Manifest::from_json(&bytes).with_context(|| format!("manifest {}", path.display()))
+pub fn read_manifest(path: &Path) -> Result<Manifest> {
+    let bytes = read_file_document(path, MANIFEST_SIZE_MAX, "manifest")?;
+    Manifest::from_json(&bytes).with_context(|| format!("manifest {}", show_path(path)))
 }
 
 /// Verifies `report` against `manifest` and prints the guest's table and the
 /// host's verdict (or the JSON document); exit 0 verified, 1 failed.
-pub fn output(manifest: &Manifest, report: &Report, json: bool) -> anyhow::Result<ExitCode> {
+pub fn output(manifest: &Manifest, report: &Report, json: bool) -> Result<Exit> {
     let verdict = verify(manifest, report)?;
     let text = if json {
-        let mut s = serde_json::to_string_pretty(&VerdictDoc {
+        let mut s = serde_json::to_string_pretty(&VerdictDocument {
             schema: VERDICT_SCHEMA,
             verdict: &verdict,
             report,
         })
-        .context("cannot serialise the verdict")?;
+        .expect("the verdict serialises");
         s.push('\n');
         s
     } else {
@@ -70,21 +55,19 @@ pub fn output(manifest: &Manifest, report: &Report, json: bool) -> anyhow::Resul
             verdict.render()
         )
     };
-    std::io::stdout()
-        .write_all(text.as_bytes())
-        .context("cannot write to stdout")?;
+    exit::write_stdout(text.as_bytes())?;
     Ok(if verdict.ok() {
-        ExitCode::SUCCESS
+        Exit::Success
     } else {
-        code(EXIT_FAILED)
+        Exit::Failed
     })
 }
 
 /// Runs `verify`.
-pub fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
+pub fn run(args: VerifyArgs) -> Result<Exit> {
     let manifest = read_manifest(&args.manifest)?;
-    let bytes = read_document(&args.report, REPORT_SIZE_MAX, "report")?;
+    let bytes = read_file_document(&args.report, REPORT_SIZE_MAX, "report")?;
     let report =
-        Report::from_json(&bytes).with_context(|| format!("report {}", args.report.display()))?;
+        Report::from_json(&bytes).with_context(|| format!("report {}", show_path(&args.report)))?;
     output(&manifest, &report, args.json)
 }

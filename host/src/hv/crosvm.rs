@@ -5,14 +5,23 @@
 //!
 //! crosvm's `x86_64/src/smbios.rs` refuses more than 255 strings
 //! (`TooManyOemStrings`) and NUL (`StringHasNullCharacter`) but not an empty
-//! string; all three are checked here first, with the plan's
-//! [`Budget::CROSVM`] for sizes.
+//! string; all three are checked here first, with [`BUDGET`] for sizes.
 
 use thiserror::Error;
-use vmcreds_common::limits::{Budget, TYPE11_MAX_STRINGS};
+use vmcreds_common::limits::TYPE11_MAX_STRINGS;
 
-use super::{Target, TargetKind};
-use crate::plan::{OemString, Plan};
+use super::Budget;
+use crate::exit::{Classify, Exit};
+use crate::plan::Plan;
+
+/// crosvm (x86_64) places its tables at 0xF0000 with a 64-bit entry point,
+/// in the 64 KiB below 1 MiB; vmcreds keeps Type 11 under 60 KiB.
+pub const BUDGET: Budget = Budget {
+    target: "crosvm",
+    max_type11_bytes: Some(60 * 1024),
+    rule:
+        "crosvm keeps its SMBIOS tables in 64 KiB below 1 MiB; vmcreds keeps Type 11 under 60 KiB",
+};
 
 /// The crosvm option that takes one OEM string.
 pub const OEM_STRINGS_FLAG: &str = "--oem-strings";
@@ -74,37 +83,16 @@ pub enum CrosvmError {
     Nothing,
 }
 
-/// The crosvm target.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Crosvm;
-
-impl Target for Crosvm {
-    fn kind(&self) -> TargetKind {
-        TargetKind::Crosvm
+impl Classify for CrosvmError {
+    fn exit(&self) -> Exit {
+        Exit::Refused
     }
-    fn budget(&self) -> Budget {
-        Budget::CROSVM
-    }
-}
-
-fn value_start(s: &OemString) -> usize {
-    if s.raw || s.name.is_none() {
-        return s.bytes.len();
-    }
-    s.bytes
-        .expose()
-        .iter()
-        .position(|&b| b == b'=')
-        .map_or(s.bytes.len(), |i| i + 1)
 }
 
 /// Checks the plan's strings and returns the crosvm arguments
-/// (`--oem-strings`, STRING pairs). `public(s)` says whether a string's value
-/// may be located in a message.
-pub fn oem_args(
-    plan: &Plan,
-    public: impl Fn(&OemString) -> bool,
-) -> Result<Vec<&str>, CrosvmError> {
+/// (`--oem-strings`, STRING pairs). A character is located in a message only
+/// where [`crate::plan::OemString::may_locate`] allows.
+pub fn oem_args(plan: &Plan) -> Result<Vec<&str>, CrosvmError> {
     if plan.strings.is_empty() {
         return Err(CrosvmError::Nothing);
     }
@@ -128,7 +116,7 @@ pub fn oem_args(
             return Err(CrosvmError::NotUtf8 { label: label() });
         };
         if let Some((offset, _)) = text.char_indices().find(|(_, c)| c.is_control()) {
-            if public(s) || offset < value_start(s) {
+            if s.may_locate(offset) {
                 return Err(CrosvmError::Control {
                     label: label(),
                     offset,
@@ -160,7 +148,7 @@ mod tests {
                 rule: NameRule::Portable,
                 encoding,
                 manifest: false,
-                budget: Budget::CROSVM,
+                budget: BUDGET,
             },
         )
         .unwrap()
@@ -176,14 +164,14 @@ mod tests {
                     value: Secret::new(b"a,b]".to_vec()),
                 },
                 Loaded::Oem {
-                    index: 1,
+                    origin: Origin::Oem { index: 1 },
                     string: "x,[y]".into(),
                 },
             ],
             Encoding::Text,
         );
         assert_eq!(
-            oem_args(&p, |_| false).unwrap(),
+            oem_args(&p).unwrap(),
             vec![
                 "--oem-strings",
                 "io.systemd.credential:K=a,b]",
@@ -191,32 +179,36 @@ mod tests {
                 "x,[y]"
             ]
         );
-        let p = plan(
-            vec![Loaded::Credential {
-                name: "K".into(),
-                origin: Origin::Set { name: "K".into() },
-                value: Secret::new(b"a\nb".to_vec()),
-            }],
-            Encoding::Text,
-        );
+        let with_newline = |origin| {
+            plan(
+                vec![Loaded::Credential {
+                    name: "K".into(),
+                    origin,
+                    value: Secret::new(b"a\nb".to_vec()),
+                }],
+                Encoding::Text,
+            )
+        };
+        let secret = with_newline(Origin::Load {
+            name: "K".into(),
+            path: "/run/k".into(),
+        });
         assert!(matches!(
-            oem_args(&p, |_| false),
+            oem_args(&secret),
             Err(CrosvmError::ControlSecret { .. })
         ));
+        let public = with_newline(Origin::Set { name: "K".into() });
         assert!(matches!(
-            oem_args(&p, |_| true),
+            oem_args(&public),
             Err(CrosvmError::Control { offset: 25, .. })
         ));
         let p = plan(
             vec![Loaded::Oem {
-                index: 1,
+                origin: Origin::Oem { index: 1 },
                 string: "-x".into(),
             }],
             Encoding::Binary,
         );
-        assert!(matches!(
-            oem_args(&p, |_| true),
-            Err(CrosvmError::LeadingDash { .. })
-        ));
+        assert!(matches!(oem_args(&p), Err(CrosvmError::LeadingDash { .. })));
     }
 }

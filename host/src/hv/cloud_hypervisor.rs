@@ -19,21 +19,31 @@
 //! cloud-hypervisor itself checks nothing (`PlatformConfig::validate` ignores
 //! `oem_strings`; the table writer casts the count to `u8` and writes empty
 //! strings as a bare NUL), so the count, emptiness and size are checked here
-//! and by the plan's [`Budget::CLOUD_HYPERVISOR`].
+//! and by the plan against [`BUDGET`].
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 use serde_json::{Map, Value};
 use thiserror::Error;
 use vmcreds_common::escape::{escape_bytes, escape_name};
-use vmcreds_common::limits::{self, Budget, LimitError, TYPE11_MAX_STRINGS};
-use vmcreds_common::manifest::MANIFEST_CREDENTIAL;
 use vmcreds_common::oem::{self, Parsed};
 use vmcreds_common::systemd::Behaviour;
 use vmcreds_common::Secret;
 
-use super::{Target, TargetKind};
+use super::Budget;
+use crate::exit::{Classify, Exit};
 use crate::plan::{OemString, Plan};
+use crate::source::{Loaded, Origin};
+
+/// cloud-hypervisor places its tables in `0xF0000..0x100000` (64 KiB) after a
+/// 24-byte entry point, followed by the MP table, with no size check; beyond
+/// it they spill silently into RAM. vmcreds keeps Type 11 under 60 KiB
+/// (`hypervisors.md` §3.3).
+pub const BUDGET: Budget = Budget {
+    target: "cloud-hypervisor",
+    max_type11_bytes: Some(60 * 1024),
+    rule: "cloud-hypervisor keeps its SMBIOS tables in 64 KiB below 1 MiB without a size check; vmcreds keeps Type 11 under 60 KiB",
+};
 
 /// The `--platform` keys of `PlatformConfig::parse` (`vmm/src/config.rs`,
 /// reference §3.1); anything else is `OptionParserError::UnknownOption`.
@@ -166,38 +176,16 @@ pub enum ChError {
         /// What is wrong (never a value).
         problem: String,
     },
-    /// A string already in the VmConfig names a credential also given on the command line.
-    #[error("--vm-config {file}: platform.oem_strings[{index}] sets credential \"{name}\", which {other} sets too; systemd would keep the first and silently drop the other, so remove one")]
-    DuplicateInConfig {
-        /// The file.
-        file: String,
-        /// Position in the array.
-        index: usize,
-        /// The credential name (escaped).
-        name: String,
-        /// The other source.
-        other: String,
-    },
-    /// The strings together exceed a limit.
-    #[error("the credentials do not fit the cloud-hypervisor target")]
-    Limit(#[source] LimitError),
+}
+
+impl Classify for ChError {
+    fn exit(&self) -> Exit {
+        Exit::Refused
+    }
 }
 
 /// Result alias.
 pub type Result<T> = std::result::Result<T, ChError>;
-
-/// The cloud-hypervisor target.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct CloudHypervisor;
-
-impl Target for CloudHypervisor {
-    fn kind(&self) -> TargetKind {
-        TargetKind::CloudHypervisor
-    }
-    fn budget(&self) -> Budget {
-        Budget::CLOUD_HYPERVISOR
-    }
-}
 
 /// The warning printed when cloud-hypervisor cannot use the strings: it
 /// builds SMBIOS only on x86_64 and silently ignores `oem_strings` elsewhere.
@@ -250,40 +238,23 @@ pub fn first_not_env_safe(s: &str) -> Option<(usize, char)> {
         .find(|&(_, c)| !(c.is_ascii_alphanumeric() || ENV_SAFE_PUNCT.contains(c)))
 }
 
-/// Where the public part of a credential string ends: after `prefix NAME =`.
-fn public_len(s: &OemString) -> usize {
-    if s.raw || s.name.is_none() {
-        return s.bytes.len();
-    }
-    s.bytes
-        .expose()
-        .iter()
-        .position(|&b| b == b'=')
-        .map_or(s.bytes.len(), |i| i + 1)
-}
-
-/// One string checked for the command line, with whether its value is public.
+/// One string checked for the command line.
 #[derive(Debug)]
 pub struct Checked<'a> {
     /// The string.
     pub string: &'a OemString,
-    /// Whether the whole string is non-secret (an `--oem`, or a `--set` value).
-    pub public: bool,
 }
 
 /// Checks every plan string for the `--platform` value: non-empty, UTF-8, no
 /// `,` `[` `]` `"`, no control character, no leading or trailing whitespace.
-/// `public(s)` says whether a string's value may be described in a message.
-pub fn check_strings<'a>(
-    plan: &'a Plan,
-    public: impl Fn(&OemString) -> bool,
-) -> Result<Vec<Checked<'a>>> {
+/// A character is located in a message only where
+/// [`OemString::may_locate`] allows.
+pub fn check_strings(plan: &Plan) -> Result<Vec<Checked<'_>>> {
     if plan.strings.is_empty() {
         return Err(ChError::Nothing);
     }
     let mut out = Vec::with_capacity(plan.strings.len());
     for s in &plan.strings {
-        let pub_all = public(s);
         if s.bytes.is_empty() {
             return Err(ChError::Empty {
                 label: s.label.clone(),
@@ -295,15 +266,14 @@ pub fn check_strings<'a>(
             });
         };
         if let Some((offset, c)) = first_unsafe(text) {
-            let in_public = pub_all || offset < public_len(s);
-            if !in_public {
+            if !s.may_locate(offset) {
                 return Err(ChError::UnsafeSecret {
                     label: s.label.clone(),
                 });
             }
             let (why, fix) = if s.raw {
                 ("in the string", "; leave it out, or use API mode (--api-socket, --vm-config), which carries any string")
-            } else if offset < public_len(s) {
+            } else if offset < s.value_offset {
                 (
                     "in the credential name",
                     "; use a portable name ([A-Za-z0-9_.@+-])",
@@ -322,10 +292,7 @@ pub fn check_strings<'a>(
                 fix,
             });
         }
-        out.push(Checked {
-            string: s,
-            public: pub_all,
-        });
+        out.push(Checked { string: s });
     }
     Ok(out)
 }
@@ -335,7 +302,7 @@ pub fn check_env_safe(checked: &[Checked<'_>], keys: &PlatformKeys) -> Result<()
     for c in checked {
         let text = std::str::from_utf8(c.string.bytes.expose()).expect("checked UTF-8");
         if let Some((offset, ch)) = first_not_env_safe(text) {
-            if c.public || offset < public_len(c.string) {
+            if c.string.may_locate(offset) {
                 return Err(ChError::NotEnvSafe {
                     label: c.string.label.clone(),
                     what: describe(ch),
@@ -510,32 +477,26 @@ pub fn wipe_strings(v: &mut Value) {
     }
 }
 
-/// The result of merging the plan into a VmConfig.
+/// A VmConfig read for API mode: the document, and the strings already in
+/// its `platform.oem_strings`, which go into the plan as raw strings (so the
+/// plan checks duplicates and the budget over everything at once).
 #[derive(Debug)]
-pub struct Merged {
-    /// The `vm.create` body.
-    pub body: Secret,
-    /// Strings that were already in the file.
-    pub existing: usize,
-    /// All strings now in `platform.oem_strings`.
-    pub total: usize,
+pub struct VmConfig {
+    doc: Value,
+    /// The strings already in the file, as [`Loaded::Oem`] sources.
+    pub existing: Vec<Loaded>,
 }
 
-/// Inserts the plan's strings into `platform.oem_strings` of the VmConfig
-/// JSON `config` (read from `file`, named in messages): `platform` is created
-/// if absent; strings already there are kept first, checked to be non-empty
-/// strings, and refused if they set a credential the plan sets too; the
-/// whole list is checked against [`Budget::CLOUD_HYPERVISOR`]. The JSON needs
-/// `payload` (required by cloud-hypervisor's API).
-pub fn merge_vm_config(config: &[u8], file: &str, plan: &Plan) -> Result<Merged> {
+/// Reads a VmConfig JSON `config` (from `file`, named in messages): a JSON
+/// object with `payload` (cloud-hypervisor's vm.create requires it) whose
+/// `platform.oem_strings`, if present, is an array of non-empty strings
+/// without NUL.
+pub fn read_vm_config(config: &[u8], file: &str) -> Result<VmConfig> {
     let bad = |problem: String| ChError::VmConfig {
         file: file.to_owned(),
         problem,
     };
-    if plan.strings.is_empty() {
-        return Err(ChError::Nothing);
-    }
-    let mut doc: Value = serde_json::from_slice(config).map_err(|e| {
+    let doc: Value = serde_json::from_slice(config).map_err(|e| {
         bad(format!(
             "not valid JSON (line {}, column {})",
             e.line(),
@@ -543,7 +504,7 @@ pub fn merge_vm_config(config: &[u8], file: &str, plan: &Plan) -> Result<Merged>
         ))
     })?;
     let obj = doc
-        .as_object_mut()
+        .as_object()
         .ok_or_else(|| bad("the top level is not a JSON object (a VmConfig)".to_owned()))?;
     if !obj.contains_key("payload") {
         return Err(bad(
@@ -551,33 +512,21 @@ pub fn merge_vm_config(config: &[u8], file: &str, plan: &Plan) -> Result<Merged>
                 .to_owned(),
         ));
     }
-    let platform = obj
-        .entry("platform")
-        .or_insert_with(|| Value::Object(Map::new()));
-    if platform.is_null() {
-        *platform = Value::Object(Map::new());
-    }
-    let platform = platform
-        .as_object_mut()
-        .ok_or_else(|| bad("\"platform\" is not a JSON object".to_owned()))?;
-    let list = platform
-        .entry(OEM_STRINGS_KEY)
-        .or_insert_with(|| Value::Array(Vec::new()));
-    if list.is_null() {
-        *list = Value::Array(Vec::new());
-    }
-    let list = list
-        .as_array_mut()
-        .ok_or_else(|| bad("\"platform.oem_strings\" is not a JSON array".to_owned()))?;
-    let ours: HashMap<&str, &str> = plan
-        .strings
-        .iter()
-        .filter_map(|s| s.name.as_ref().map(|n| (n.as_str(), s.label.as_str())))
-        .collect();
-    let mut theirs: HashMap<String, usize> = HashMap::new();
-    let mut lens = Vec::new();
-    let mut decoded: Vec<(String, usize)> = Vec::new();
-    for (index, item) in list.iter().enumerate() {
+    let list = match obj.get("platform") {
+        None | Some(Value::Null) => None,
+        Some(Value::Object(p)) => match p.get(OEM_STRINGS_KEY) {
+            None | Some(Value::Null) => None,
+            Some(Value::Array(a)) => Some(a),
+            Some(_) => {
+                return Err(bad(
+                    "\"platform.oem_strings\" is not a JSON array".to_owned()
+                ))
+            }
+        },
+        Some(_) => return Err(bad("\"platform\" is not a JSON object".to_owned())),
+    };
+    let mut existing = Vec::new();
+    for (index, item) in list.into_iter().flatten().enumerate() {
         let Some(s) = item.as_str() else {
             return Err(bad(format!(
                 "platform.oem_strings[{index}] is not a string"
@@ -593,69 +542,48 @@ pub fn merge_vm_config(config: &[u8], file: &str, plan: &Plan) -> Result<Merged>
                 "platform.oem_strings[{index}] holds a NUL byte, which splits it into two strings in the table"
             )));
         }
-        let name = match oem::parse(s.as_bytes(), &Behaviour::newest()) {
-            Parsed::Credential { name, value, .. } => {
-                decoded.push((name.to_string(), value.len()));
-                Some(name.to_string())
-            }
-            Parsed::Rejected { name, .. } => name,
-            Parsed::NotCredential => None,
-        };
-        if let Some(name) = name {
-            let other = if let Some(label) = ours.get(name.as_str()) {
-                Some(format!("{label} on the command line"))
-            } else if name == MANIFEST_CREDENTIAL && plan.manifest_injected {
-                Some("the manifest vmcreds-host injects".to_owned())
-            } else {
-                theirs
-                    .get(&name)
-                    .map(|i| format!("platform.oem_strings[{i}]"))
-            };
-            if let Some(other) = other {
-                return Err(ChError::DuplicateInConfig {
-                    file: file.to_owned(),
-                    index,
-                    name: escape_name(name.as_bytes()),
-                    other,
+        existing.push(Loaded::Oem {
+            origin: Origin::VmConfig {
+                file: file.to_owned(),
+                index,
+            },
+            string: s.to_owned(),
+        });
+    }
+    Ok(VmConfig { doc, existing })
+}
+
+impl VmConfig {
+    /// The `vm.create` body: the document with `platform.oem_strings`
+    /// replaced by the plan's strings (which begin with the file's own, in
+    /// their order, after the injected manifest). The copy of the document
+    /// held here is wiped.
+    pub fn into_body(mut self, plan: &Plan) -> Result<Secret> {
+        let mut list = Vec::with_capacity(plan.strings.len());
+        for s in &plan.strings {
+            // API mode carries any bytes JSON can; an OEM string is a C string.
+            let Ok(text) = std::str::from_utf8(s.bytes.expose()) else {
+                return Err(ChError::NotUtf8 {
+                    label: s.label.clone(),
                 });
-            }
-            theirs.insert(name, index);
+            };
+            list.push(Value::String(text.to_owned()));
         }
-        lens.push(s.len());
+        let obj = self.doc.as_object_mut().expect("checked to be an object");
+        let platform = obj
+            .entry("platform")
+            .or_insert_with(|| Value::Object(Map::new()));
+        if platform.is_null() {
+            *platform = Value::Object(Map::new());
+        }
+        let platform = platform.as_object_mut().expect("checked to be an object");
+        if let Some(mut old) = platform.insert(OEM_STRINGS_KEY.to_owned(), Value::Array(list)) {
+            wipe_strings(&mut old);
+        }
+        let body = serde_json::to_vec(&self.doc).expect("a JSON value serializes");
+        wipe_strings(&mut self.doc);
+        Ok(Secret::new(body))
     }
-    let existing = list.len();
-    for s in &plan.strings {
-        lens.push(s.bytes.len());
-    }
-    // The plan checked its own strings; check everything together.
-    let manifest_json = plan.manifest.to_json();
-    if plan.manifest_injected {
-        decoded.push((MANIFEST_CREDENTIAL.to_owned(), manifest_json.len()));
-    }
-    for e in &plan.manifest.credentials {
-        decoded.push((e.name.to_string(), e.bytes as usize));
-    }
-    let decoded_refs: Vec<(&str, usize)> = decoded.iter().map(|(n, s)| (n.as_str(), *s)).collect();
-    limits::check_budget(&Budget::CLOUD_HYPERVISOR, &lens, &decoded_refs)
-        .map_err(ChError::Limit)?;
-    debug_assert!(lens.len() <= TYPE11_MAX_STRINGS);
-    for s in &plan.strings {
-        // API mode carries any bytes JSON can; an OEM string is a C string.
-        let Ok(text) = std::str::from_utf8(s.bytes.expose()) else {
-            return Err(ChError::NotUtf8 {
-                label: s.label.clone(),
-            });
-        };
-        list.push(Value::String(text.to_owned()));
-    }
-    let total = list.len();
-    let body = serde_json::to_vec(&doc).expect("a JSON value serializes");
-    wipe_strings(&mut doc);
-    Ok(Merged {
-        body: Secret::new(body),
-        existing,
-        total,
-    })
 }
 
 /// Byte strings to blank out of anything cloud-hypervisor sends back: for
@@ -731,25 +659,40 @@ pub fn quote_body(body: &[u8], needles: &[Secret]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::PlanOptions;
-    use crate::source::{Loaded, Origin};
+    use crate::plan::{PlanError, PlanOptions};
     use vmcreds_common::oem::Encoding;
     use vmcreds_common::NameRule;
 
-    fn plan_of(items: Vec<Loaded>, encoding: Encoding) -> Plan {
+    fn try_plan(items: Vec<Loaded>, encoding: Encoding) -> std::result::Result<Plan, PlanError> {
         Plan::build(
             items,
             PlanOptions {
                 rule: NameRule::Systemd,
                 encoding,
                 manifest: false,
-                budget: Budget::CLOUD_HYPERVISOR,
+                budget: BUDGET,
             },
         )
-        .unwrap()
     }
 
+    fn plan_of(items: Vec<Loaded>, encoding: Encoding) -> Plan {
+        try_plan(items, encoding).unwrap()
+    }
+
+    /// A secret from a file.
     fn cred(name: &str, value: &[u8]) -> Loaded {
+        Loaded::Credential {
+            name: name.into(),
+            origin: Origin::Load {
+                name: name.into(),
+                path: "/run/secret".into(),
+            },
+            value: Secret::new(value.to_vec()),
+        }
+    }
+
+    /// A public `--set` value.
+    fn set(name: &str, value: &[u8]) -> Loaded {
         Loaded::Credential {
             name: name.into(),
             origin: Origin::Set { name: name.into() },
@@ -771,18 +714,19 @@ mod tests {
     #[test]
     fn test_secret_value_not_described() {
         let p = plan_of(vec![cred("K", b"CANARY,x")], Encoding::Text);
-        let e = check_strings(&p, |_| false).unwrap_err();
+        let e = check_strings(&p).unwrap_err();
         assert_eq!(
             e,
             ChError::UnsafeSecret {
                 label: "credential \"K\"".into()
             }
         );
-        let e = check_strings(&p, |_| true).unwrap_err();
+        let p = plan_of(vec![set("K", b"CANARY,x")], Encoding::Text);
+        let e = check_strings(&p).unwrap_err();
         assert!(matches!(e, ChError::Unsafe { offset: 30, .. }), "{e}");
         // A bad name is always described.
         let p = plan_of(vec![cred("A,B", b"v")], Encoding::Binary);
-        let e = check_strings(&p, |_| false).unwrap_err();
+        let e = check_strings(&p).unwrap_err();
         assert!(e.to_string().contains("in the credential name"), "{e}");
     }
 
@@ -831,43 +775,62 @@ mod tests {
         assert_eq!(q.matches("[REDACTED]").count(), 2);
     }
 
+    fn body_of(cfg: &[u8], extra: Vec<Loaded>) -> std::result::Result<Value, String> {
+        let vm = read_vm_config(cfg, "c.json").map_err(|e| e.to_string())?;
+        let mut items = vm
+            .existing
+            .iter()
+            .map(|l| match l {
+                Loaded::Oem { origin, string } => Loaded::Oem {
+                    origin: origin.clone(),
+                    string: string.clone(),
+                },
+                Loaded::Credential { .. } => unreachable!("a VmConfig gives raw strings"),
+            })
+            .collect::<Vec<_>>();
+        items.extend(extra);
+        let plan = try_plan(items, Encoding::Binary)
+            .map_err(|e| format!("{:#}", anyhow::Error::new(e)))?;
+        let body = vm.into_body(&plan).map_err(|e| e.to_string())?;
+        Ok(serde_json::from_slice(body.expose()).unwrap())
+    }
+
     #[test]
     fn test_merge_keeps_and_refuses_duplicates() {
-        let p = plan_of(vec![cred("K", b"v")], Encoding::Binary);
         let cfg = br#"{"payload":{"kernel":"/k"},"cpus":{"boot_vcpus":2},"platform":{"serial_number":"s","oem_strings":["hello"]}}"#;
-        let m = merge_vm_config(cfg, "c.json", &p).unwrap();
-        let v: Value = serde_json::from_slice(m.body.expose()).unwrap();
+        let v = body_of(cfg, vec![cred("K", b"v")]).unwrap();
         assert_eq!(v["cpus"]["boot_vcpus"], 2);
         assert_eq!(v["platform"]["serial_number"], "s");
         assert_eq!(
             v["platform"]["oem_strings"],
             serde_json::json!(["hello", "io.systemd.credential.binary:K=dg=="])
         );
-        assert_eq!((m.existing, m.total), (1, 2));
+        // The plan refuses a name the file and the command line both set, naming both.
         let dup = br#"{"payload":{},"platform":{"oem_strings":["io.systemd.credential:K=x"]}}"#;
-        assert!(matches!(
-            merge_vm_config(dup, "c.json", &p),
-            Err(ChError::DuplicateInConfig { index: 0, .. })
-        ));
+        let e = body_of(dup, vec![cred("K", b"v")]).unwrap_err();
+        assert!(
+            e.contains("\"K\" is given twice") && e.contains("c.json: platform.oem_strings[0]"),
+            "{e}"
+        );
         for bad in [
             &b"[]"[..],
             b"{}",
             b"{\"payload\":{},\"platform\":[]}",
             b"{\"payload\":{},\"platform\":{\"oem_strings\":[1]}}",
             b"{\"payload\":{},\"platform\":{\"oem_strings\":[\"\"]}}",
+            b"{\"payload\":{},\"platform\":{\"oem_strings\":{}}}",
             b"not json",
         ] {
             assert!(
-                matches!(
-                    merge_vm_config(bad, "c.json", &p),
-                    Err(ChError::VmConfig { .. })
-                ),
+                matches!(read_vm_config(bad, "c.json"), Err(ChError::VmConfig { .. })),
                 "{}",
                 String::from_utf8_lossy(bad)
             );
         }
-        let none = br#"{"payload":{"kernel":"/k"}}"#;
-        let m = merge_vm_config(none, "c.json", &p).unwrap();
-        assert_eq!((m.existing, m.total), (0, 1));
+        let v = body_of(br#"{"payload":{"kernel":"/k"}}"#, vec![cred("K", b"v")]).unwrap();
+        assert_eq!(
+            v["platform"]["oem_strings"],
+            serde_json::json!(["io.systemd.credential.binary:K=dg=="])
+        );
     }
 }

@@ -1,0 +1,193 @@
+//! How a command ends. Every error type says its [`Exit`] ([`Classify`]);
+//! a [`Failure`] carries the error to `main` together with that exit, and
+//! `main` alone turns an exit into a number.
+
+use std::fmt::Display;
+use std::io;
+
+use thiserror::Error;
+
+/// The outcome of a command.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Exit {
+    /// Done; for `collect` and `verify`: every credential arrived whole.
+    Success,
+    /// Verification failed.
+    Failed,
+    /// A usage error or a refused input (name, duplicate, limit, a refused
+    /// target or machine type, a malformed, oversized or foreign document).
+    Refused,
+    /// Something could not be read, written, executed or connected to.
+    Io,
+    /// The hypervisor vmcreds-host ran as its child ended with this status
+    /// (128 + the signal if a signal killed it), passed through.
+    Child(u8),
+}
+
+/// An error that knows which exit it means.
+pub trait Classify {
+    /// The exit this error ends the process with.
+    fn exit(&self) -> Exit;
+}
+
+/// An error on its way to `main`: the chain to print once, and its exit.
+#[derive(Debug)]
+pub struct Failure {
+    exit: Exit,
+    error: anyhow::Error,
+}
+
+impl Failure {
+    /// A failure with an explicit exit.
+    pub fn new(exit: Exit, error: impl Into<anyhow::Error>) -> Failure {
+        Failure {
+            exit,
+            error: error.into(),
+        }
+    }
+
+    /// The exit it ends the process with.
+    pub fn exit(&self) -> Exit {
+        self.exit
+    }
+
+    /// The error chain, for printing.
+    pub fn error(&self) -> &anyhow::Error {
+        &self.error
+    }
+
+    /// Adds context to the message; the exit stays.
+    pub fn context<C: Display + Send + Sync + 'static>(self, context: C) -> Failure {
+        Failure {
+            exit: self.exit,
+            error: self.error.context(context),
+        }
+    }
+}
+
+impl<E> From<E> for Failure
+where
+    E: Classify + std::error::Error + Send + Sync + 'static,
+{
+    fn from(e: E) -> Failure {
+        Failure {
+            exit: e.exit(),
+            error: anyhow::Error::new(e),
+        }
+    }
+}
+
+/// Result of a command.
+pub type Result<T> = std::result::Result<T, Failure>;
+
+/// Context on results whose error knows its exit.
+pub trait ResultExt<T> {
+    /// Adds context; the exit stays the error's.
+    fn context<C: Display + Send + Sync + 'static>(self, context: C) -> Result<T>;
+    /// Adds lazily built context; the exit stays the error's.
+    fn with_context<C: Display + Send + Sync + 'static, F: FnOnce() -> C>(self, f: F) -> Result<T>;
+}
+
+impl<T, E: Into<Failure>> ResultExt<T> for std::result::Result<T, E> {
+    fn context<C: Display + Send + Sync + 'static>(self, context: C) -> Result<T> {
+        self.map_err(|e| e.into().context(context))
+    }
+
+    fn with_context<C: Display + Send + Sync + 'static, F: FnOnce() -> C>(self, f: F) -> Result<T> {
+        self.map_err(|e| e.into().context(f()))
+    }
+}
+
+/// An operating-system failure not covered by a more specific error: what
+/// was being done, and the cause with its errno (exit 3).
+#[derive(Debug, Error)]
+#[error("{what}")]
+pub struct IoError {
+    /// What was being done, with the path if there is one.
+    pub what: String,
+    /// The cause.
+    #[source]
+    pub source: io::Error,
+}
+
+impl IoError {
+    /// Wraps `source` with a description of what failed.
+    pub fn new(what: impl Into<String>, source: io::Error) -> IoError {
+        IoError {
+            what: what.into(),
+            source,
+        }
+    }
+}
+
+impl Classify for IoError {
+    fn exit(&self) -> Exit {
+        Exit::Io
+    }
+}
+
+// The documents' errors, from vmcreds-common: a malformed, oversized or
+// foreign document is refused input.
+impl Classify for vmcreds_common::report::ReportError {
+    fn exit(&self) -> Exit {
+        Exit::Refused
+    }
+}
+
+impl Classify for vmcreds_common::manifest::ManifestError {
+    fn exit(&self) -> Exit {
+        Exit::Refused
+    }
+}
+
+impl Classify for vmcreds_common::verify::VerifyError {
+    fn exit(&self) -> Exit {
+        Exit::Refused
+    }
+}
+
+/// A usage error found after argument parsing (exit 2), for the few checks
+/// clap cannot express.
+#[derive(Debug, Error)]
+#[error("{0}")]
+pub struct Usage(pub String);
+
+impl Classify for Usage {
+    fn exit(&self) -> Exit {
+        Exit::Refused
+    }
+}
+
+/// Writes all of `bytes` to stdout and flushes. A closed pipe (`| head`) is
+/// not an error: the reader has what it wanted.
+pub fn write_stdout(bytes: &[u8]) -> Result<()> {
+    use std::io::Write as _;
+    let mut out = io::stdout().lock();
+    match out.write_all(bytes).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != io::ErrorKind::BrokenPipe => {
+            Err(IoError::new("cannot write to stdout", e).into())
+        }
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_context_keeps_the_exit() {
+        let r: std::result::Result<(), IoError> = Err(IoError::new(
+            "cannot open x",
+            io::ErrorKind::NotFound.into(),
+        ));
+        let f = r.context("loading the plan").unwrap_err();
+        assert_eq!(f.exit(), Exit::Io);
+        assert_eq!(
+            format!("{:#}", f.error()),
+            "loading the plan: cannot open x: entity not found"
+        );
+        let f = Failure::from(Usage("bad".into())).context("outer");
+        assert_eq!(f.exit(), Exit::Refused);
+    }
+}

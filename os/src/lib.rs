@@ -1,0 +1,26 @@
+//! The Linux file-system primitives `vmcreds-host` and `vmcreds-guest` share.
+//!
+//! - [`private`]: files only their owner can read, written atomically and
+//!   never through a symbolic link;
+//! - [`bounded`]: reads that never keep more than a caller's bound;
+//! - [`kind`]: one naming of file types for messages.
+//!
+//! Format rules live in `vmcreds-common` (which does no I/O); this crate
+//! knows nothing about credentials.
+
+#![deny(missing_docs)]
+
+#[cfg(not(target_os = "linux"))]
+compile_error!("vmcreds-os uses Linux system calls and runs only on Linux");
+
+pub mod bounded;
+pub mod kind;
+pub mod private;
+
+/// A path for a message: every byte outside printable ASCII (and `\` and
+/// `"`) escaped as `\xNN`, so a path an operator or a hostile tree chose can
+/// never put control sequences into a terminal or a journal.
+pub fn show_path(p: &std::path::Path) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    vmcreds_common::escape::escape_bytes(p.as_os_str().as_bytes(), 4096)
+}
