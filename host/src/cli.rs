@@ -196,6 +196,33 @@ pub struct CloudHypervisorArgs {
     /// API mode: the VmConfig JSON to create the VM from (OEM strings are merged in).
     #[arg(long, value_name = "FILE", requires = "api_socket")]
     pub vm_config: Option<PathBuf>,
+    /// fw_cfg mode: write each credential as a 0400 file in a fresh 0700
+    /// directory under --runtime-dir and print one `--fw-cfg-config items=[...]`
+    /// (paths only on argv; needs a cloud-hypervisor built with its fw_cfg
+    /// feature, and qemu_fw_cfg in the guest).
+    #[arg(long, requires = "runtime_dir", conflicts_with_all = ["api_socket", "platform_key"])]
+    pub fw_cfg: bool,
+    /// fw_cfg mode: where the private directory of credential files is made
+    /// (absolute; kept for cloud-hypervisor to read: remove it when the VM stops).
+    #[arg(long, value_name = "DIR", requires = "fw_cfg")]
+    pub runtime_dir: Option<PathBuf>,
+    /// The cloud-hypervisor binary the output is for: its --version (and,
+    /// with --fw-cfg, its fw_cfg feature) is checked before anything is written.
+    #[arg(long, value_name = "PATH", conflicts_with = "cloud_hypervisor_version")]
+    pub cloud_hypervisor: Option<PathBuf>,
+    /// The cloud-hypervisor release the output is for (e.g. v52.0), when the
+    /// binary is not at hand: --platform keys it lacks are refused.
+    #[arg(long, value_name = "VERSION", value_parser = parse_ch_version)]
+    pub cloud_hypervisor_version: Option<crate::hv::cloud_hypervisor::Version>,
+}
+
+fn parse_ch_version(s: &str) -> Result<crate::hv::cloud_hypervisor::Version, String> {
+    s.parse().map_err(|()| {
+        format!(
+            "expected a release such as v53.0, not \"{}\"",
+            vmcreds_common::escape::escape_name(s.as_bytes())
+        )
+    })
 }
 
 /// `crosvm` arguments.

@@ -27,7 +27,8 @@ use super::{load_plan, load_plan_with, print_delivery, ManifestOut};
 use crate::api_client;
 use crate::cli::{ChFormat, CloudHypervisorArgs};
 use crate::exit::{Classify, Exit, IoError, Result, Usage};
-use crate::hv::cloud_hypervisor::{self as hv, ChError, PlatformKeys};
+use crate::hv::cloud_hypervisor::{self as hv, Binary, BinaryError, ChError, PlatformKeys};
+use crate::hv::fw_cfg;
 use crate::show_path;
 
 /// Most bytes of a VmConfig file.
@@ -38,10 +39,39 @@ pub const API_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Runs `cloud-hypervisor`.
 pub fn run(args: CloudHypervisorArgs) -> Result<Exit> {
-    match (&args.api_socket, &args.vm_config) {
-        (Some(socket), Some(config)) => run_api(&args, socket, config),
-        _ => run_argv(&args),
+    let binary = binary(&args)?;
+    match (&args.api_socket, &args.vm_config, &args.runtime_dir) {
+        (Some(socket), Some(config), _) => {
+            check(&binary, Binary::check_oem_strings)?;
+            run_api(&args, socket, config)
+        }
+        (_, _, Some(dir)) if args.fw_cfg => {
+            check(&binary, Binary::check_fw_cfg)?;
+            run_fw_cfg(&args, dir)
+        }
+        _ => run_argv(&args, binary.as_ref()),
     }
+}
+
+/// The cloud-hypervisor in use, when the user named it.
+fn binary(args: &CloudHypervisorArgs) -> Result<Option<Binary>> {
+    Ok(
+        match (&args.cloud_hypervisor, args.cloud_hypervisor_version) {
+            (Some(path), _) => Some(Binary::inspect(path, args.fw_cfg)?),
+            (None, Some(v)) => Some(Binary::stated(v)),
+            (None, None) => None,
+        },
+    )
+}
+
+fn check(
+    binary: &Option<Binary>,
+    what: fn(&Binary) -> std::result::Result<(), BinaryError>,
+) -> Result<()> {
+    if let Some(b) = binary {
+        what(b)?;
+    }
+    Ok(())
 }
 
 fn warn_arch() {
@@ -50,8 +80,12 @@ fn warn_arch() {
     }
 }
 
-fn run_argv(args: &CloudHypervisorArgs) -> Result<Exit> {
+fn run_argv(args: &CloudHypervisorArgs, binary: Option<&Binary>) -> Result<Exit> {
     let keys = PlatformKeys::parse(&args.platform_key)?;
+    if let Some(b) = binary {
+        b.check_oem_strings()?;
+        keys.check_version(b)?;
+    }
     let plan = load_plan(&args.sources, hv::BUDGET)?;
     let checked = hv::check_strings(&plan)?;
     if args.format == ChFormat::Env {
@@ -146,6 +180,48 @@ fn run_api(args: &CloudHypervisorArgs, socket: &Path, config: &Path) -> Result<E
         "vmcreds-host: created and booted the VM through {} with {total} OEM strings ({} from vmcreds-host, {from_file} already in the VmConfig)",
         show_path(socket),
         total - from_file,
+    );
+    Ok(Exit::Success)
+}
+
+/// fw_cfg mode: the credential files, and one `--fw-cfg-config` line.
+fn run_fw_cfg(args: &CloudHypervisorArgs, dir: &Path) -> Result<Exit> {
+    if args.format != ChFormat::Arg {
+        return Err(Usage(
+            "--format is for the --platform value; fw_cfg mode prints one --fw-cfg-config line"
+                .into(),
+        )
+        .into());
+    }
+    fw_cfg::check_runtime_dir(dir)?;
+    let plan = load_plan(&args.sources, fw_cfg::BUDGET)?;
+    let items = fw_cfg::items(&plan)?;
+    let delivery = fw_cfg::write_files(&items, dir).map_err(|e| {
+        IoError::new(
+            format!(
+                "cannot create the private credential files under {}",
+                show_path(dir)
+            ),
+            e,
+        )
+    })?;
+    drop(items);
+    let manifest = ManifestOut::write(&args.sources, &plan)?;
+    drop(plan);
+    // The line is safe to splice unquoted into a shell command: the names
+    // and the directory were checked, the rest is ours.
+    let line = format!(
+        "{} {}\n",
+        fw_cfg::CH_FLAG,
+        fw_cfg::ch_value(&delivery.files)
+    );
+    crate::exit::write_stdout(line.as_bytes())?;
+    manifest.commit();
+    let n = delivery.files.len();
+    let kept = delivery.dir.keep();
+    eprintln!(
+        "vmcreds-host: {n} credential file(s) in {} (files 0400, directory 0700) for cloud-hypervisor to read; remove the directory when the VM stops (a systemd RuntimeDirectory= does); cloud-hypervisor needs its fw_cfg cargo feature, the guest qemu_fw_cfg (systemd loads it only with libkmod in the guest, or build it in)",
+        show_path(&kept)
     );
     Ok(Exit::Success)
 }

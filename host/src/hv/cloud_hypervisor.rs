@@ -41,33 +41,277 @@ use crate::source::{Loaded, Origin};
 /// (`hypervisors.md` §3.3).
 pub const BUDGET: Budget = Budget {
     target: "cloud-hypervisor",
+    smbios: true,
     max_type11_bytes: Some(60 * 1024),
     rule: "cloud-hypervisor keeps its SMBIOS tables in 64 KiB below 1 MiB without a size check; vmcreds keeps Type 11 under 60 KiB",
 };
 
+/// A cloud-hypervisor release, as its `--version` names it (`v53.0`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Version {
+    /// Major number (cloud-hypervisor counts releases here).
+    pub major: u32,
+    /// Minor number.
+    pub minor: u32,
+}
+
+impl Version {
+    /// `vMAJOR.MINOR`.
+    pub const fn new(major: u32, minor: u32) -> Version {
+        Version { major, minor }
+    }
+
+    /// Finds the first `vNN.M` (or `NN.M`) in `text`, e.g. the output of
+    /// `cloud-hypervisor --version`: `cloud-hypervisor v53.0`.
+    pub fn find(text: &str) -> Option<Version> {
+        text.split(|c: char| c.is_whitespace() || c == '-')
+            .find_map(|w| w.parse().ok())
+    }
+}
+
+impl std::str::FromStr for Version {
+    type Err = ();
+
+    /// `v53.0`, `53.0` or `53`.
+    fn from_str(s: &str) -> std::result::Result<Version, ()> {
+        let s = s.strip_prefix('v').unwrap_or(s);
+        let (major, minor) = s.split_once('.').unwrap_or((s, "0"));
+        let num = |t: &str| {
+            (!t.is_empty() && t.len() <= 6 && t.bytes().all(|b| b.is_ascii_digit()))
+                .then(|| t.parse().ok())
+                .flatten()
+                .ok_or(())
+        };
+        Ok(Version {
+            major: num(major)?,
+            minor: num(minor)?,
+        })
+    }
+}
+
+impl std::fmt::Display for Version {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "v{}.{}", self.major, self.minor)
+    }
+}
+
+/// The first release with `oem_strings` (commit `57e9b801`, 2022-08).
+pub const FIRST_OEM_STRINGS: Version = Version::new(26, 0);
+
+/// The first release with the fw_cfg device (cargo feature `fw_cfg`).
+pub const FIRST_FW_CFG: Version = Version::new(48, 0);
+
 /// The `--platform` keys of `PlatformConfig::parse` (`vmm/src/config.rs`,
-/// reference §3.1); anything else is `OptionParserError::UnknownOption`.
-pub const PLATFORM_KEYS: &[&str] = &[
-    "num_pci_segments",
-    "iommu_segments",
-    "iommu_address_width",
-    "serial_number",
-    "uuid",
-    "oem_strings",
-    "iommufd",
-    "iommufd_fd",
-    "vfio_p2p_dma",
-    "system_manufacturer",
-    "system_product_name",
-    "system_version",
-    "system_serial_number",
-    "system_uuid",
-    "system_sku_number",
-    "system_family",
-    "chassis_asset_tag",
-    "tdx",
-    "sev_snp",
+/// reference §3.1) and the first release that has each; anything else is
+/// `OptionParserError::UnknownOption`, which stops cloud-hypervisor at
+/// start. `None`: present in every release vmcreds-host supports
+/// (since [`FIRST_OEM_STRINGS`]). From the reference: the `system_*` keys,
+/// `chassis_asset_tag` and `iommufd_fd` came with v53.0 (`063caca4a`),
+/// `iommufd` and `vfio_p2p_dma` with v52.0.
+pub const PLATFORM_KEYS: &[(&str, Option<Version>)] = &[
+    ("num_pci_segments", None),
+    ("iommu_segments", None),
+    ("iommu_address_width", None),
+    ("serial_number", None),
+    ("uuid", None),
+    ("oem_strings", None),
+    ("tdx", None),
+    ("sev_snp", None),
+    ("iommufd", Some(Version::new(52, 0))),
+    ("vfio_p2p_dma", Some(Version::new(52, 0))),
+    ("iommufd_fd", Some(Version::new(53, 0))),
+    ("system_manufacturer", Some(Version::new(53, 0))),
+    ("system_product_name", Some(Version::new(53, 0))),
+    ("system_version", Some(Version::new(53, 0))),
+    ("system_serial_number", Some(Version::new(53, 0))),
+    ("system_uuid", Some(Version::new(53, 0))),
+    ("system_sku_number", Some(Version::new(53, 0))),
+    ("system_family", Some(Version::new(53, 0))),
+    ("chassis_asset_tag", Some(Version::new(53, 0))),
 ];
+
+/// The cloud-hypervisor in use, as far as vmcreds-host knows it: from
+/// `--cloud-hypervisor PATH` (asked) or `--cloud-hypervisor-version V`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Binary {
+    /// How it was named, for messages: the path, or the flag.
+    pub source: String,
+    /// Its release.
+    pub version: Version,
+    /// Whether it has `--fw-cfg-config` (built with the `fw_cfg` feature);
+    /// `None` when nobody asked the binary.
+    pub fw_cfg: Option<bool>,
+}
+
+/// Why the cloud-hypervisor in use cannot take the delivery.
+#[derive(Debug, Error)]
+pub enum BinaryError {
+    /// The binary could not be run.
+    #[error("cannot run {path} --version")]
+    Run {
+        /// The binary.
+        path: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// It printed no version.
+    #[error("{path} --version printed no cloud-hypervisor version (it said \"{said}\"); is it cloud-hypervisor?")]
+    NoVersion {
+        /// The binary.
+        path: String,
+        /// The first line it printed, escaped and cut.
+        said: String,
+    },
+    /// Older than what the delivery needs.
+    #[error("{binary} is cloud-hypervisor {version}; {what} needs {need} or newer")]
+    TooOld {
+        /// Which binary.
+        binary: String,
+        /// Its release.
+        version: Version,
+        /// What needs more.
+        what: &'static str,
+        /// The first release that has it.
+        need: Version,
+    },
+    /// Built without the `fw_cfg` cargo feature.
+    #[error("{binary} (cloud-hypervisor {version}) was built without its fw_cfg cargo feature: it has no --fw-cfg-config; build it with `--features fw_cfg` (in Nix, an override of cloud-hypervisor with buildFeatures = [ \"fw_cfg\" ]), or deliver over SMBIOS (--platform, or API mode)")]
+    NoFwCfg {
+        /// Which binary.
+        binary: String,
+        /// Its release.
+        version: Version,
+    },
+}
+
+impl Classify for BinaryError {
+    fn exit(&self) -> Exit {
+        match self {
+            BinaryError::Run { .. } => Exit::Io,
+            _ => Exit::Refused,
+        }
+    }
+}
+
+/// How long `cloud-hypervisor --version` / `--help` may take.
+const ASK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Runs `path arg` and returns its stdout, killing it after [`ASK_TIMEOUT`].
+fn ask(path: &std::path::Path, arg: &str) -> std::io::Result<Vec<u8>> {
+    use std::io::Read as _;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(path)
+        .arg(arg)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let mut out = child.stdout.take().expect("piped stdout");
+    let reader = std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = out.by_ref().take(1 << 20).read_to_end(&mut buf);
+        buf
+    });
+    let deadline = std::time::Instant::now() + ASK_TIMEOUT;
+    loop {
+        if child.try_wait()?.is_some() {
+            break;
+        }
+        if std::time::Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("no answer within {} s", ASK_TIMEOUT.as_secs()),
+            ));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    Ok(reader.join().unwrap_or_default())
+}
+
+impl Binary {
+    /// Asks the binary at `path` for its version (and, with `fw_cfg`,
+    /// whether it has `--fw-cfg-config`).
+    pub fn inspect(
+        path: &std::path::Path,
+        fw_cfg: bool,
+    ) -> std::result::Result<Binary, BinaryError> {
+        let shown = crate::show_path(path);
+        let run_err = |source| BinaryError::Run {
+            path: shown.clone(),
+            source,
+        };
+        let out = ask(path, "--version").map_err(run_err)?;
+        let text = String::from_utf8_lossy(&out);
+        let first = text.lines().next().unwrap_or_default();
+        let version = Version::find(first).ok_or_else(|| BinaryError::NoVersion {
+            path: shown.clone(),
+            said: escape_bytes(first.as_bytes(), 80),
+        })?;
+        let fw_cfg = if fw_cfg {
+            let help = ask(path, "--help").map_err(run_err)?;
+            Some(
+                help.windows(b"--fw-cfg-config".len())
+                    .any(|w| w == b"--fw-cfg-config"),
+            )
+        } else {
+            None
+        };
+        Ok(Binary {
+            source: shown,
+            version,
+            fw_cfg,
+        })
+    }
+
+    /// A release stated with `--cloud-hypervisor-version`.
+    pub fn stated(version: Version) -> Binary {
+        Binary {
+            source: format!("--cloud-hypervisor-version {version}"),
+            version,
+            fw_cfg: None,
+        }
+    }
+
+    /// Refuses a release without `oem_strings`.
+    pub fn check_oem_strings(&self) -> std::result::Result<(), BinaryError> {
+        self.at_least(FIRST_OEM_STRINGS, "--platform oem_strings")
+    }
+
+    /// Refuses a release or a build without fw_cfg.
+    pub fn check_fw_cfg(&self) -> std::result::Result<(), BinaryError> {
+        self.at_least(FIRST_FW_CFG, "--fw-cfg-config")?;
+        if self.fw_cfg == Some(false) {
+            return Err(BinaryError::NoFwCfg {
+                binary: self.source.clone(),
+                version: self.version,
+            });
+        }
+        Ok(())
+    }
+
+    fn at_least(&self, need: Version, what: &'static str) -> std::result::Result<(), BinaryError> {
+        if self.version < need {
+            return Err(BinaryError::TooOld {
+                binary: self.source.clone(),
+                version: self.version,
+                what,
+                need,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// The first release that has `--platform` key `k`, if it is a key at all.
+pub fn platform_key_since(k: &str) -> Option<Option<Version>> {
+    PLATFORM_KEYS
+        .iter()
+        .find(|(name, _)| *name == k)
+        .map(|(_, v)| *v)
+}
 
 /// The key vmcreds-host fills itself.
 pub const OEM_STRINGS_KEY: &str = "oem_strings";
@@ -129,10 +373,22 @@ pub enum ChError {
     #[error("--platform-key \"{0}\": expected K=V")]
     KeySyntax(String),
     /// A key cloud-hypervisor does not know.
-    #[error("--platform-key \"{key}\": cloud-hypervisor has no --platform key of that name (it would fail with UnknownOption); known keys: {}", PLATFORM_KEYS.join(", "))]
+    #[error("--platform-key \"{key}\": cloud-hypervisor has no --platform key of that name (it would fail with UnknownOption); known keys: {}", PLATFORM_KEYS.iter().map(|(k, _)| *k).collect::<Vec<_>>().join(", "))]
     UnknownKey {
         /// The key, escaped.
         key: String,
+    },
+    /// A key the cloud-hypervisor in use is too old for.
+    #[error("--platform-key \"{key}\": {binary} is cloud-hypervisor {version}, which has no --platform key {key} (it came with {since}) and would fail with UnknownOption; upgrade cloud-hypervisor or leave the key out")]
+    KeyTooNew {
+        /// The key.
+        key: String,
+        /// The first release with it.
+        since: Version,
+        /// The release in use.
+        version: Version,
+        /// Which binary (or `--cloud-hypervisor-version`).
+        binary: String,
     },
     /// `oem_strings` given as a platform key.
     #[error("--platform-key oem_strings: vmcreds-host builds oem_strings itself; pass extra strings with --oem STRING")]
@@ -346,6 +602,23 @@ fn is_integer_list(v: &str) -> bool {
 }
 
 impl PlatformKeys {
+    /// Refuses keys the cloud-hypervisor in use is too old for.
+    pub fn check_version(&self, binary: &Binary) -> Result<()> {
+        for (k, _) in &self.0 {
+            if let Some(Some(since)) = platform_key_since(k) {
+                if binary.version < since {
+                    return Err(ChError::KeyTooNew {
+                        key: k.clone(),
+                        since,
+                        version: binary.version,
+                        binary: binary.source.clone(),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Parses `K=V` arguments: K must be a cloud-hypervisor platform key other
     /// than `oem_strings`, given once; V non-empty, without `,` `[` `]` `"`,
     /// control characters or outer whitespace (except an integer list
@@ -360,7 +633,7 @@ impl PlatformKeys {
             if k == OEM_STRINGS_KEY {
                 return Err(ChError::OemStringsKey);
             }
-            if !PLATFORM_KEYS.contains(&k) {
+            if platform_key_since(k).is_none() {
                 return Err(ChError::UnknownKey {
                     key: escape_name(k.as_bytes()),
                 });
@@ -728,6 +1001,55 @@ mod tests {
         let p = plan_of(vec![cred("A,B", b"v")], Encoding::Binary);
         let e = check_strings(&p).unwrap_err();
         assert!(e.to_string().contains("in the credential name"), "{e}");
+    }
+
+    #[test]
+    fn test_versions() {
+        assert_eq!(
+            Version::find("cloud-hypervisor v53.0"),
+            Some(Version::new(53, 0))
+        );
+        assert_eq!(
+            Version::find("cloud-hypervisor v48.1-12-gdeadbeef"),
+            Some(Version::new(48, 1))
+        );
+        assert_eq!(Version::find("cloud-hypervisor"), None);
+        assert_eq!("52".parse(), Ok(Version::new(52, 0)));
+        assert_eq!("v52.1".parse(), Ok(Version::new(52, 1)));
+        assert!("v5x".parse::<Version>().is_err());
+        assert!(Version::new(52, 1) < Version::new(53, 0));
+        let keys =
+            PlatformKeys::parse(&["system_family=x".into(), "serial_number=y".into()]).unwrap();
+        assert!(keys
+            .check_version(&Binary::stated(Version::new(53, 0)))
+            .is_ok());
+        let e = keys
+            .check_version(&Binary::stated(Version::new(52, 0)))
+            .unwrap_err();
+        assert!(
+            matches!(&e, ChError::KeyTooNew { key, since, .. } if key == "system_family" && *since == Version::new(53, 0)),
+            "{e}"
+        );
+        assert!(
+            e.to_string().contains("--cloud-hypervisor-version v52.0"),
+            "{e}"
+        );
+        let old = Binary::stated(Version::new(47, 0));
+        assert!(old.check_oem_strings().is_ok());
+        assert!(
+            matches!(old.check_fw_cfg(), Err(BinaryError::TooOld { need, .. }) if need == FIRST_FW_CFG)
+        );
+        let no_feature = Binary {
+            fw_cfg: Some(false),
+            ..Binary::stated(Version::new(53, 0))
+        };
+        assert!(matches!(
+            no_feature.check_fw_cfg(),
+            Err(BinaryError::NoFwCfg { .. })
+        ));
+        assert!(Binary::stated(Version::new(25, 0))
+            .check_oem_strings()
+            .is_err());
     }
 
     #[test]

@@ -18,6 +18,7 @@ use crate::plan::Plan;
 /// in the 64 KiB below 1 MiB; vmcreds keeps Type 11 under 60 KiB.
 pub const BUDGET: Budget = Budget {
     target: "crosvm",
+    smbios: true,
     max_type11_bytes: Some(60 * 1024),
     rule:
         "crosvm keeps its SMBIOS tables in 64 KiB below 1 MiB; vmcreds keeps Type 11 under 60 KiB",

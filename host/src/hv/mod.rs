@@ -8,14 +8,19 @@ use vmcreds_common::systemd::Behaviour;
 
 pub mod cloud_hypervisor;
 pub mod crosvm;
+pub mod fw_cfg;
 pub mod qemu;
 pub mod refused;
 
-/// What one target can carry in its one Type 11 structure.
+/// What one target can carry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Budget {
     /// Name of the target, for messages.
     pub target: &'static str,
+    /// Whether the strings travel in one SMBIOS Type 11 structure (at most
+    /// 255 strings, read by systemd within its read window); fw_cfg items
+    /// do not.
+    pub smbios: bool,
     /// Most bytes of the Type 11 structure (header, strings, NULs), if bounded.
     pub max_type11_bytes: Option<usize>,
     /// Why `max_type11_bytes` is what it is, for messages.
@@ -74,6 +79,7 @@ impl Budget {
     /// strings (for `vmcreds-host manifest`).
     pub const ANY_TARGET: Budget = Budget {
         target: "SMBIOS",
+        smbios: true,
         max_type11_bytes: None,
         rule: "",
     };
@@ -81,6 +87,9 @@ impl Budget {
     /// This budget, narrowed to what the oldest guest systemd reads of one
     /// raw entry ([`Behaviour::raw_read_max`]).
     pub fn for_guest(mut self, guest: &Behaviour) -> Budget {
+        if !self.smbios {
+            return self;
+        }
         let cap = guest.raw_read_max;
         if !matches!(self.max_type11_bytes, Some(m) if m <= cap) {
             self.max_type11_bytes = Some(cap);
@@ -102,6 +111,13 @@ impl Budget {
         decoded: &[(&str, usize)],
     ) -> Result<Usage, BudgetError> {
         let decoded_total = limits::check_credential_sizes(decoded)?;
+        if !self.smbios {
+            return Ok(Usage {
+                strings: string_lens.len(),
+                type11_bytes: 0,
+                decoded_total,
+            });
+        }
         if string_lens.len() > TYPE11_MAX_STRINGS {
             return Err(BudgetError::TooManyStrings {
                 target: self.target,

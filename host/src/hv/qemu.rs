@@ -26,6 +26,7 @@ pub const OTHER_STRUCTURES_RESERVE: usize = 8 * 1024;
 /// falling back): the whole table ≤ 65 535 bytes.
 pub const BUDGET_32: Budget = Budget {
     target: "qemu",
+    smbios: true,
     max_type11_bytes: Some(SMBIOS21_TABLE_MAX - OTHER_STRUCTURES_RESERVE),
     rule: "a 32-bit SMBIOS entry point limits all tables to 65535 bytes (8 KiB kept for QEMU's other structures); smbios-entry-point-type=64 does not lift it with SeaBIOS",
 };
@@ -37,6 +38,7 @@ pub const BUDGET_32: Budget = Budget {
 /// arrived as 45 bytes. (OVMF not measured.)
 pub const BUDGET_64: Budget = Budget {
     target: "qemu",
+    smbios: true,
     max_type11_bytes: Some(SMBIOS21_TABLE_MAX - OTHER_STRUCTURES_RESERVE),
     rule: "QEMU with SeaBIOS cuts the SMBIOS tables at 64 KiB even with smbios-entry-point-type=64 (measured on QEMU 7.2: the guest's entry arrives silently cut); 8 KiB kept for QEMU's other structures",
 };
