@@ -168,7 +168,7 @@ fn fw_cfg_refusals_write_nothing() {
     let refused = |extra: &[&str], runtime: &Path| {
         let err = common::reference::refused(&t, fw_cmd(&t, &creds, runtime), extra);
         assert_eq!(
-            std::fs::read_dir(&t.join("run")).unwrap().count(),
+            std::fs::read_dir(t.join("run")).unwrap().count(),
             0,
             "nothing written: {err}"
         );
