@@ -12,7 +12,9 @@
 //! - [`limits`]: systemd's and SMBIOS's limits;
 //! - [`predict`]: what systemd will import from a set of Type 11 entries;
 //! - [`digest`], [`secret`]: digests (sha256, hmac-sha256) and the redacted byte type;
-//! - [`manifest`], [`report`], [`verify`]: the JSON documents and the host-side check.
+//! - [`manifest`], [`report`]: the JSON documents; [`render`]: their tables for people;
+//! - [`check`]: the guest's check (observation + expectations → report), and
+//!   [`verify`]: the host's (manifest + report → verdict), both pure functions.
 //!
 //! The crate does no process, file or network I/O.
 
@@ -20,13 +22,16 @@
 #![forbid(unsafe_code)]
 
 pub mod base64;
+pub mod check;
 pub mod digest;
 pub mod escape;
+pub mod file_kind;
 pub mod limits;
 pub mod manifest;
 pub mod name;
 pub mod oem;
 pub mod predict;
+pub mod render;
 pub mod report;
 pub mod secret;
 pub mod systemd;

@@ -59,7 +59,58 @@ pub enum Outcome {
     Imported,
 }
 
+/// [`Outcome`] without its details: the closed set `vmcreds-guest list`
+/// prints.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OutcomeKind {
+    /// Not a credential string.
+    NotCredential,
+    /// Refused with a warning.
+    Rejected,
+    /// Over 1 MiB decoded.
+    TooLarge,
+    /// Over the 1 MiB total.
+    OverTotal,
+    /// Another string or fw_cfg won.
+    Shadowed,
+    /// Imported.
+    Imported,
+}
+
+impl OutcomeKind {
+    /// The JSON and display text.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OutcomeKind::NotCredential => "not_credential",
+            OutcomeKind::Rejected => "rejected",
+            OutcomeKind::TooLarge => "too_large",
+            OutcomeKind::OverTotal => "over_total",
+            OutcomeKind::Shadowed => "shadowed",
+            OutcomeKind::Imported => "imported",
+        }
+    }
+}
+
+impl std::fmt::Display for OutcomeKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 impl Outcome {
+    /// Which kind of outcome this is.
+    pub fn kind(&self) -> OutcomeKind {
+        match self {
+            Outcome::NotCredential => OutcomeKind::NotCredential,
+            Outcome::Rejected(_) => OutcomeKind::Rejected,
+            Outcome::TooLarge { .. } => OutcomeKind::TooLarge,
+            Outcome::OverTotal { .. } => OutcomeKind::OverTotal,
+            Outcome::Shadowed(_) => OutcomeKind::Shadowed,
+            Outcome::Imported => OutcomeKind::Imported,
+        }
+    }
+
     /// A one-line reason, never containing a value.
     pub fn reason(&self) -> Option<String> {
         match self {

@@ -12,6 +12,196 @@ use crate::oem::Encoding;
 /// The schema name and version.
 pub const REPORT_SCHEMA: &str = "vmcreds.report/1";
 
+/// Writes `as_str` for `Display`.
+macro_rules! display_as_str {
+    ($($t:ty),*) => {$(
+        impl std::fmt::Display for $t {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    )*};
+}
+
+/// The kind of SMBIOS entry point.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EntryPointKind {
+    /// `_SM_` (SMBIOS 2.x): a u16 table length.
+    #[serde(rename = "32-bit")]
+    Bits32,
+    /// `_SM3_` (SMBIOS 3.x): a u32 maximum table size.
+    #[serde(rename = "64-bit")]
+    Bits64,
+    /// `_DMI_` alone (before SMBIOS 2.1).
+    #[serde(rename = "legacy")]
+    Legacy,
+}
+
+impl EntryPointKind {
+    /// The JSON and display text.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EntryPointKind::Bits32 => "32-bit",
+            EntryPointKind::Bits64 => "64-bit",
+            EntryPointKind::Legacy => "legacy",
+        }
+    }
+}
+
+/// Which of systemd's silent preconditions a [`Precondition`] is about.
+/// Reports from a newer guest may name ones this version does not know;
+/// they are kept as [`PreconditionId::Other`].
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PreconditionId {
+    /// systemd is new enough to import SMBIOS credentials (252).
+    SystemdVersion,
+    /// Not in a container (systemd imports nothing there).
+    NotContainer,
+    /// Not a confidential VM (systemd ≥ 254 imports nothing there).
+    NotConfidentialVm,
+    /// `systemd.import_credentials=` does not turn the import off.
+    ImportEnabled,
+    /// `/sys/firmware/dmi/entries` exists (dmi-sysfs).
+    DmiSysfs,
+    /// An SMBIOS Type 11 entry exists.
+    Type11Present,
+    /// A precondition this version does not know.
+    #[serde(untagged)]
+    Other(String),
+}
+
+impl PreconditionId {
+    /// The JSON and display text.
+    pub fn as_str(&self) -> &str {
+        match self {
+            PreconditionId::SystemdVersion => "systemd_version",
+            PreconditionId::NotContainer => "not_container",
+            PreconditionId::NotConfidentialVm => "not_confidential_vm",
+            PreconditionId::ImportEnabled => "import_enabled",
+            PreconditionId::DmiSysfs => "dmi_sysfs",
+            PreconditionId::Type11Present => "type11_present",
+            PreconditionId::Other(s) => s,
+        }
+    }
+}
+
+impl std::fmt::Display for PreconditionId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How safely a credential file is stored, as `systemd-creds list` judges it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Storage {
+    /// ramfs, or tmpfs with `noswap`: never written to swap.
+    Secure,
+    /// Any other file system (tmpfs without `noswap` may be swapped out).
+    Weak,
+    /// The file's mode gives group or others access, or the owner write or
+    /// execute (`(st_mode & 0377) != 0`).
+    Insecure,
+}
+
+impl Storage {
+    /// The JSON and display text.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Storage::Secure => "secure",
+            Storage::Weak => "weak",
+            Storage::Insecure => "insecure",
+        }
+    }
+
+    /// A file with `mode` on a file system judged `fs`.
+    pub fn of_file(mode: u32, fs: Storage) -> Storage {
+        if mode & 0o377 != 0 {
+            Storage::Insecure
+        } else {
+            fs
+        }
+    }
+}
+
+/// A file mode, written in reports as four octal digits (`"0400"`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FileMode(pub u32);
+
+impl std::fmt::Display for FileMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:04o}", self.0 & 0o7777)
+    }
+}
+
+impl Serialize for FileMode {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for FileMode {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        if s.is_empty() || s.len() > 6 {
+            return Err(serde::de::Error::custom("a file mode is 1-6 octal digits"));
+        }
+        u32::from_str_radix(&s, 8)
+            .map(FileMode)
+            .map_err(|_| serde::de::Error::custom("a file mode is octal digits"))
+    }
+}
+
+/// Where an expectation came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExpectationSource {
+    /// The manifest: the `vmcreds.manifest` credential, or `--manifest FILE`.
+    Manifest,
+    /// `--expect NAME[:BYTES]`.
+    Expect,
+}
+
+impl ExpectationSource {
+    /// The JSON and display text.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExpectationSource::Manifest => "manifest",
+            ExpectationSource::Expect => "expect",
+        }
+    }
+}
+
+/// Where systemd got a credential it imported.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CredentialSource {
+    /// An SMBIOS Type 11 string.
+    Smbios,
+    /// QEMU's fw_cfg (`opt/io.systemd.credentials/`).
+    FwCfg,
+    /// `systemd.set_credential[_binary]=` on the kernel command line.
+    KernelCmdline,
+    /// `/run/credentials/@initrd`, merged after switch-root.
+    Initrd,
+    /// Present, but none of the above explains it.
+    Unknown,
+}
+
+impl CredentialSource {
+    /// The JSON and display text.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CredentialSource::Smbios => "smbios",
+            CredentialSource::FwCfg => "fw_cfg",
+            CredentialSource::KernelCmdline => "kernel_cmdline",
+            CredentialSource::Initrd => "initrd",
+            CredentialSource::Unknown => "unknown",
+        }
+    }
+}
+
 /// The whole report.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Report {
@@ -41,8 +231,8 @@ pub struct Report {
 pub struct System {
     /// SMBIOS version from the entry point, e.g. `3.0.0`.
     pub smbios_version: Option<String>,
-    /// `32-bit` (`_SM_`) or `64-bit` (`_SM3_`).
-    pub entry_point: Option<String>,
+    /// `32-bit` (`_SM_`), `64-bit` (`_SM3_`) or `legacy` (`_DMI_`).
+    pub entry_point: Option<EntryPointKind>,
     /// Size of the whole structure table in bytes.
     pub table_bytes: Option<u64>,
     /// Type 1 manufacturer (escaped, at most 64 bytes), e.g. `QEMU`.
@@ -67,11 +257,22 @@ pub enum CheckState {
     Unknown,
 }
 
+impl CheckState {
+    /// The JSON and display text.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CheckState::Ok => "ok",
+            CheckState::Failed => "failed",
+            CheckState::Unknown => "unknown",
+        }
+    }
+}
+
 /// One silent precondition of systemd's import.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Precondition {
     /// Stable identifier, e.g. `not_container`, `import_enabled`, `dmi_sysfs`.
-    pub check: String,
+    pub check: PreconditionId,
     /// Its state.
     pub state: CheckState,
     /// What was seen, for people.
@@ -163,6 +364,18 @@ pub enum SmbiosStatus {
     Absent,
 }
 
+impl SmbiosStatus {
+    /// The JSON and display text.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SmbiosStatus::Importable => "importable",
+            SmbiosStatus::Rejected => "rejected",
+            SmbiosStatus::Shadowed => "shadowed",
+            SmbiosStatus::Absent => "absent",
+        }
+    }
+}
+
 /// What systemd imported under this name.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SystemdView {
@@ -173,10 +386,10 @@ pub struct SystemdView {
     /// Its digest.
     pub digest: Option<Digest>,
     /// Its mode, octal (`0400`).
-    pub mode: Option<String>,
+    pub mode: Option<FileMode>,
     /// `secure` (ramfs, or tmpfs with noswap), `weak` (other), `insecure`
     /// (group/other bits), as `systemd-creds list` says.
-    pub secure: Option<String>,
+    pub secure: Option<Storage>,
 }
 
 /// What was expected of a credential.
@@ -187,7 +400,7 @@ pub struct Expected {
     /// Expected digest, if known.
     pub digest: Option<Digest>,
     /// `manifest` (the `vmcreds.manifest` credential or `--manifest`) or `expect` (`--expect`).
-    pub from: String,
+    pub from: ExpectationSource,
 }
 
 /// The per-credential result.
@@ -206,6 +419,24 @@ pub enum Status {
     Unexpected,
 }
 
+impl Status {
+    /// The JSON and display text.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Ok => "ok",
+            Status::Missing => "missing",
+            Status::Mismatch => "mismatch",
+            Status::Rejected => "rejected",
+            Status::Unexpected => "unexpected",
+        }
+    }
+
+    /// Whether the credential failed (as opposed to ok or merely unexpected).
+    pub fn is_failure(self) -> bool {
+        !matches!(self, Status::Ok | Status::Unexpected)
+    }
+}
+
 /// One credential.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CredentialReport {
@@ -218,7 +449,7 @@ pub struct CredentialReport {
     /// How it was carried in SMBIOS.
     pub encoding: Option<Encoding>,
     /// Where systemd got it: `smbios`, `fw_cfg`, `kernel_cmdline`, `initrd` or `unknown`.
-    pub source: Option<String>,
+    pub source: Option<CredentialSource>,
     /// Its fate in SMBIOS.
     pub smbios: SmbiosStatus,
     /// What systemd imported.
@@ -262,6 +493,28 @@ pub enum VerdictResult {
     /// Nothing to check against, nothing failed.
     Unverified,
 }
+
+impl VerdictResult {
+    /// The JSON and display text.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VerdictResult::Verified => "verified",
+            VerdictResult::Failed => "failed",
+            VerdictResult::Unverified => "unverified",
+        }
+    }
+}
+
+display_as_str!(
+    EntryPointKind,
+    Storage,
+    ExpectationSource,
+    CredentialSource,
+    CheckState,
+    SmbiosStatus,
+    Status,
+    VerdictResult
+);
 
 /// Why a report document is refused.
 #[derive(Debug, Error)]
@@ -314,59 +567,6 @@ impl Report {
     }
 }
 
-/// The mark people look for: ✓ for ok, ✗ for a failure, ! for unexpected.
-pub fn status_mark(status: Status) -> &'static str {
-    match status {
-        Status::Ok => "✓",
-        Status::Unexpected => "!",
-        _ => "✗",
-    }
-}
-
-/// The per-credential table for people (`API_KEY  44 bytes  3f2a…  ✓`),
-/// followed by the verdict line. Never contains a value.
-pub fn render_table(report: &Report) -> String {
-    let width = report
-        .credentials
-        .iter()
-        .map(|c| c.name.len())
-        .max()
-        .unwrap_or(4)
-        .clamp(4, 40);
-    let mut out = String::new();
-    for c in &report.credentials {
-        let bytes = c
-            .systemd
-            .as_ref()
-            .and_then(|s| s.bytes)
-            .or(c.bytes)
-            .map(|b| format!("{b} bytes"))
-            .unwrap_or_else(|| "-".into());
-        let digest = c
-            .systemd
-            .as_ref()
-            .and_then(|s| s.digest.as_ref())
-            .or(c.digest.as_ref())
-            .map(|d| format!("{}:{}", d.alg, d.short()))
-            .unwrap_or_else(|| "-".into());
-        let status = format!("{} {:?}", status_mark(c.status), c.status).to_lowercase();
-        out.push_str(&format!(
-            "{:<width$}  {:>13}  {:<24}  {}",
-            c.name, bytes, digest, status
-        ));
-        if let Some(r) = &c.reason {
-            out.push_str(&format!("  ({r})"));
-        }
-        out.push('\n');
-    }
-    out.push_str(&format!(
-        "verdict: {} ({})\n",
-        format!("{:?}", report.verdict.result).to_lowercase(),
-        report.verdict.summary
-    ));
-    out
-}
-
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -379,7 +579,7 @@ pub(crate) mod tests {
             nonce_id: None,
             system: System::default(),
             preconditions: vec![Precondition {
-                check: "not_container".into(),
+                check: PreconditionId::NotContainer,
                 state: CheckState::Ok,
                 detail: "no container detected".into(),
             }],
@@ -389,14 +589,14 @@ pub(crate) mod tests {
                 bytes: Some(44),
                 digest: Some(digest(b"x", None)),
                 encoding: Some(Encoding::Binary),
-                source: Some("smbios".into()),
+                source: Some(CredentialSource::Smbios),
                 smbios: SmbiosStatus::Importable,
                 systemd: Some(SystemdView {
                     present: true,
                     bytes: Some(44),
                     digest: Some(digest(b"x", None)),
-                    mode: Some("0400".into()),
-                    secure: Some("secure".into()),
+                    mode: Some(FileMode(0o400)),
+                    secure: Some(Storage::Secure),
                 }),
                 expected: None,
                 status: Status::Ok,
@@ -449,11 +649,24 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn test_table_line() {
-        let t = render_table(&sample());
-        assert!(t.contains("API_KEY"), "{t}");
-        assert!(t.contains("44 bytes"), "{t}");
-        assert!(t.contains("✓"), "{t}");
-        assert!(t.contains("verdict: verified"), "{t}");
+    fn test_unknown_preconditions_are_kept() {
+        let mut r = sample();
+        r.preconditions[0].check = PreconditionId::Other("from_a_newer_guest".into());
+        let j = r.to_json();
+        assert!(j.contains("\"check\": \"from_a_newer_guest\""), "{j}");
+        assert_eq!(Report::from_json(j.as_bytes()).unwrap(), r);
+        let known: PreconditionId = serde_json::from_str("\"dmi_sysfs\"").unwrap();
+        assert_eq!(known, PreconditionId::DmiSysfs);
+    }
+
+    #[test]
+    fn test_file_mode_is_octal_text() {
+        assert_eq!(serde_json::to_string(&FileMode(0o400)).unwrap(), "\"0400\"");
+        assert_eq!(
+            serde_json::from_str::<FileMode>("\"0644\"").unwrap(),
+            FileMode(0o644)
+        );
+        assert!(serde_json::from_str::<FileMode>("\"9\"").is_err());
+        assert!(serde_json::from_str::<FileMode>("\"\"").is_err());
     }
 }

@@ -69,6 +69,22 @@ impl Behaviour {
     }
 }
 
+/// The running systemd version and how it was found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SystemdVersion {
+    /// The version, when known.
+    pub version: Option<u32>,
+    /// How it was found, for people.
+    pub detail: String,
+}
+
+impl SystemdVersion {
+    /// The behaviour to model: the version's, or the newest when unknown.
+    pub fn behaviour(&self) -> Behaviour {
+        self.version.map_or_else(Behaviour::newest, Behaviour::of)
+    }
+}
+
 /// Parses the version from `systemctl --version`'s first line
 /// (`systemd 252 (252.39-1~deb12u1)`) or a bare number.
 pub fn parse_version(text: &str) -> Option<u32> {

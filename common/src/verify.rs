@@ -73,35 +73,25 @@ impl HostVerdict {
 
     /// The table for people.
     pub fn render(&self) -> String {
-        let width = self
+        use crate::render::{name_width, status_text, table, Line};
+        let lines: Vec<Line<'_>> = self
             .rows
             .iter()
-            .map(|r| r.name.len())
-            .max()
-            .unwrap_or(4)
-            .clamp(4, 40);
-        let mut out = String::new();
-        for r in &self.rows {
-            let bytes = r
-                .guest_bytes
-                .map(|b| format!("{b} bytes"))
-                .unwrap_or_else(|| "-".into());
-            out.push_str(&format!(
-                "{:<width$}  {:>13}  {} {}",
-                r.name,
-                bytes,
-                crate::report::status_mark(r.status),
-                format!("{:?}", r.status).to_lowercase()
-            ));
-            if let Some(reason) = &r.reason {
-                out.push_str(&format!("  ({reason})"));
-            }
-            out.push('\n');
-        }
+            .map(|r| Line {
+                name: &r.name,
+                bytes: r.guest_bytes,
+                status: status_text(r.status),
+                reason: r.reason.as_deref(),
+                ..Line::default()
+            })
+            .collect();
+        let mut out = table(
+            &lines,
+            name_width(self.rows.iter().map(|r| r.name.as_str())),
+        );
         out.push_str(&format!(
             "host verdict: {} (guest: {})\n",
-            format!("{:?}", self.result).to_lowercase(),
-            self.guest_summary
+            self.result, self.guest_summary
         ));
         out
     }
@@ -187,9 +177,7 @@ pub fn verify(manifest: &Manifest, report: &Report) -> Result<HostVerdict, Verif
             });
         }
     }
-    let failed = rows
-        .iter()
-        .any(|r| !matches!(r.status, Status::Ok | Status::Unexpected));
+    let failed = rows.iter().any(|r| r.status.is_failure());
     Ok(HostVerdict {
         result: if failed {
             VerdictResult::Failed

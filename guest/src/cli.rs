@@ -5,7 +5,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::analyze::Expect;
+use vmcreds_common::check::Expect;
+
 use crate::dest::Dest;
 
 /// Verify, inside a VM, that every SMBIOS Type 11 credential arrived whole,
@@ -44,9 +45,9 @@ pub struct RootArgs {
     pub systemd_version: Option<u32>,
 }
 
-/// `check` options (also used by `import`).
+/// What `check` (and `import`) measure against, and where the report goes.
 #[derive(Debug, Args, Clone)]
-pub struct VerifyArgs {
+pub struct ExpectArgs {
     /// Expect credential NAME (of BYTES bytes); repeatable.
     #[arg(long, value_name = "NAME[:BYTES]")]
     pub expect: Vec<Expect>,
@@ -75,7 +76,7 @@ pub struct CheckArgs {
     pub root: RootArgs,
     /// What to verify.
     #[command(flatten)]
-    pub verify: VerifyArgs,
+    pub expect: ExpectArgs,
 }
 
 /// `list`.
@@ -113,7 +114,7 @@ pub struct ImportArgs {
     pub root: RootArgs,
     /// What to verify afterwards.
     #[command(flatten)]
-    pub verify: VerifyArgs,
+    pub expect: ExpectArgs,
 }
 
 /// `install-unit`.

@@ -1,19 +1,29 @@
-//! What systemd imported: the files of `/run/credentials/@system` (or the
-//! directory `import --to` wrote), by name, size, streamed digest and mode,
-//! and how safe the filesystem is, as `systemd-creds list` says.
+//! What systemd imported: the credentials directory (`/run/credentials/@system`
+//! under the root, or a directory `import --to` wrote), listed with sizes,
+//! modes and digests, and its file system judged `secure` or `weak` as
+//! `systemd-creds list` does.
 //!
-//! Files are opened with `O_NOFOLLOW` after an `lstat`: symlinks and other
-//! non-regular files are recorded, never followed or opened (a FIFO would block).
+//! The listing is the check's hot path at boot. The directory is opened
+//! once; entry types come from `getdents` (no `lstat` per name); each
+//! regular file costs exactly `openat` (relative to the directory, never
+//! following a link, never blocking on a FIFO), `fstat`, one `read` sized
+//! from `fstat`, and `close`, into one buffer reused for every file and
+//! wiped when done. A file over systemd's per-credential limit cannot have
+//! come from systemd and is reported without being read.
 
-use std::fs::File;
-use std::io::{self, Read};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
-use std::path::{Path, PathBuf};
+use std::ffi::CStr;
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::PathBuf;
 
-use vmcreds_common::digest::{Hasher, Nonce};
+use rustix::fs::{Mode, OFlags};
+use rustix::io::Errno;
+use vmcreds_common::check::{ImportedFile, ImportedKind, ImportedListing};
+use vmcreds_common::digest::{digest, Nonce};
 use vmcreds_common::escape::escape_name;
-use vmcreds_common::report::SystemdView;
-
+use vmcreds_common::file_kind::FileKind;
+use vmcreds_common::limits::CREDENTIAL_SIZE_MAX;
+use vmcreds_common::report::Storage;
 use zeroize::Zeroize;
 
 use crate::sysfs::{ReadError, Root};
@@ -26,78 +36,42 @@ pub const RAMFS_MAGIC: i64 = 0x8584_58f6;
 /// `TMPFS_MAGIC`.
 pub const TMPFS_MAGIC: i64 = 0x0102_1994;
 
-/// Largest credential file read in full (the manifest, the notify socket).
-pub const SMALL_FILE_MAX: usize = vmcreds_common::limits::CREDENTIAL_SIZE_MAX;
+/// Largest credential file read in full by name (the manifest, the notify
+/// socket): systemd's per-credential limit.
+pub const SMALL_FILE_MAX: usize = CREDENTIAL_SIZE_MAX;
 
-/// One directory entry.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Imported {
-    /// Its name (escaped if not printable ASCII).
-    pub name: String,
-    /// What it is.
-    pub kind: Kind,
-}
-
-/// A regular file or something else.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Kind {
-    /// A regular file.
-    Regular {
-        /// Size in bytes.
-        bytes: u64,
-        /// Permission bits.
-        mode: u32,
-        /// Digest of the contents.
-        digest: vmcreds_common::Digest,
-    },
-    /// Not a regular file (`symlink`, `directory`, `fifo`, …): not followed.
-    Other(&'static str),
-}
-
-/// The directory as read.
+/// Where the imported credentials are read from.
 #[derive(Clone, Debug)]
-pub struct Listing {
-    /// The directory that was read (for messages).
-    pub path: PathBuf,
-    /// Its entries, sorted by name.
-    pub files: Vec<Imported>,
-    /// `secure`, `weak` or unknown (per file, `insecure` overrides).
-    pub fs_secure: &'static str,
-    /// How the filesystem was judged, for people.
-    pub fs_detail: String,
+pub enum CredsLocation {
+    /// `/run/credentials/@system` under the root.
+    System,
+    /// A directory `import --to` wrote (a path on the running system).
+    Dir(PathBuf),
 }
 
-impl Listing {
-    /// The entry named `name`.
-    pub fn get(&self, name: &str) -> Option<&Imported> {
-        // `files` is sorted by name (read_dir).
-        self.files
-            .binary_search_by(|f| f.name.as_str().cmp(name))
-            .ok()
-            .map(|i| &self.files[i])
+impl CredsLocation {
+    /// The directory, for messages.
+    pub fn display(&self) -> String {
+        match self {
+            CredsLocation::System => SYSTEM_DIR.to_owned(),
+            CredsLocation::Dir(p) => vmcreds_os::show_path(p),
+        }
     }
 
-    /// The report's view of `name` (present or not).
-    pub fn view(&self, name: &str) -> SystemdView {
-        match self.get(name).map(|f| &f.kind) {
-            Some(Kind::Regular {
-                bytes,
-                mode,
-                digest,
-            }) => SystemdView {
-                present: true,
-                bytes: Some(*bytes),
-                digest: Some(digest.clone()),
-                mode: Some(format!("{:04o}", mode & 0o7777)),
-                secure: Some(secure_of(*mode, self.fs_secure).to_owned()),
-            },
-            _ => SystemdView {
-                present: false,
-                bytes: None,
-                digest: None,
-                mode: None,
-                secure: None,
-            },
+    /// The directory's real path (under the root).
+    pub fn path(&self, root: &Root) -> PathBuf {
+        match self {
+            CredsLocation::System => root.path(SYSTEM_DIR),
+            CredsLocation::Dir(p) => p.clone(),
+        }
+    }
+
+    /// Opens the directory for listing.
+    fn open(&self, root: &Root) -> io::Result<OwnedFd> {
+        let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+        match self {
+            CredsLocation::System => root.open_at(SYSTEM_DIR, flags),
+            CredsLocation::Dir(p) => Ok(rustix::fs::open(p, flags, Mode::empty())?),
         }
     }
 }
@@ -111,145 +85,49 @@ pub fn display_name(bytes: &[u8]) -> String {
     }
 }
 
-/// `insecure` when group or other bits or owner-write/execute are set
-/// (`(st_mode & 0377) != 0`, systemd-creds), else the filesystem's verdict.
-pub fn secure_of(mode: u32, fs: &'static str) -> &'static str {
-    if mode & 0o377 != 0 {
-        "insecure"
-    } else {
-        fs
-    }
-}
-
-fn kind_name(ft: std::fs::FileType) -> &'static str {
-    use std::os::unix::fs::FileTypeExt;
-    if ft.is_symlink() {
-        "symlink"
-    } else if ft.is_dir() {
-        "directory"
-    } else if ft.is_fifo() {
-        "fifo"
-    } else if ft.is_socket() {
-        "socket"
-    } else if ft.is_block_device() || ft.is_char_device() {
-        "device"
-    } else {
-        "not a regular file"
-    }
-}
-
-/// Opens `path` for reading without following a final symlink, refusing
-/// anything but a regular file (checked before and after open).
-pub fn open_regular(path: &Path) -> io::Result<Result<File, &'static str>> {
-    let meta = std::fs::symlink_metadata(path)?;
-    if !meta.file_type().is_file() {
-        return Ok(Err(kind_name(meta.file_type())));
-    }
-    let f = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags((rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK).bits() as i32)
-        .open(path)?;
-    let m2 = f.metadata()?;
-    if !m2.file_type().is_file() || m2.ino() != meta.ino() || m2.dev() != meta.dev() {
-        return Ok(Err("replaced while being read"));
-    }
-    Ok(Ok(f))
-}
-
-/// Reads a credential file in full, bounded; `Ok(None)` when absent or not regular.
-pub fn read_small(path: &Path) -> Result<Option<Vec<u8>>, ReadError> {
-    read_regular(path, SMALL_FILE_MAX)
-}
-
-/// Reads a regular file (never through a symlink), at most `max` bytes;
-/// `Ok(None)` when absent or not a regular file.
-pub fn read_regular(path: &Path, max: usize) -> Result<Option<Vec<u8>>, ReadError> {
-    let f = match open_regular(path) {
-        Ok(Ok(f)) => f,
-        Ok(Err(_)) => return Ok(None),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(ReadError::new(path, e)),
-    };
-    let b = crate::sysfs::read_from(f, max).map_err(|e| ReadError::new(path, e))?;
-    Ok(Some(b.bytes))
-}
-
-/// Lists `dir` (a real path), digesting every regular file with `nonce`.
-/// `Ok(None)` when the directory does not exist.
-pub fn read_dir(
-    dir: &Path,
-    nonce: Option<&Nonce>,
-    fs: (&'static str, String),
-) -> Result<Option<Listing>, ReadError> {
-    let rd = match std::fs::read_dir(dir) {
-        Ok(rd) => rd,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(ReadError::new(dir, e)),
-    };
-    let mut files = Vec::new();
-    // One read buffer for every file, wiped (as far as it was used) at the end.
-    let mut buf = ReadBuffer::default();
-    for ent in rd {
-        let ent = ent.map_err(|e| ReadError::new(dir, e))?;
-        let raw = ent.file_name();
-        let name = display_name(raw.as_encoded_bytes());
-        let path = ent.path();
-        let kind = match open_regular(&path) {
-            Ok(Ok(f)) => {
-                let meta = f.metadata().map_err(|e| ReadError::new(&path, e))?;
-                let digest = buf.hash(f, nonce).map_err(|e| ReadError::new(&path, e))?;
-                Kind::Regular {
-                    bytes: meta.len(),
-                    mode: meta.mode() & 0o7777,
-                    digest,
-                }
-            }
-            Ok(Err(what)) => Kind::Other(what),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(ReadError::new(&path, e)),
-        };
-        files.push(Imported { name, kind });
-    }
-    files.sort_by(|a, b| a.name.cmp(&b.name));
-    Ok(Some(Listing {
-        path: dir.to_owned(),
-        files,
-        fs_secure: fs.0,
-        fs_detail: fs.1,
-    }))
-}
-
-/// A read buffer for credential files, grown to the largest file seen (at
-/// most 64 KiB) and wiped on drop, as far as it was used: it held credential
-/// bytes. (Allocating and wiping 64 KiB per file cost more than everything
-/// else a 255-credential check does.)
+/// One buffer for every credential file, grown to the largest one read and
+/// wiped when dropped: it held credential bytes.
 #[derive(Default)]
 struct ReadBuffer {
     buf: Vec<u8>,
 }
 
 impl ReadBuffer {
-    const MAX: usize = 64 * 1024;
-
-    fn hash(&mut self, mut f: File, nonce: Option<&Nonce>) -> io::Result<vmcreds_common::Digest> {
-        let want = f
-            .metadata()
-            .map(|m| (m.len() as usize).saturating_add(1))
-            .unwrap_or(Self::MAX)
-            .clamp(512, Self::MAX);
+    /// Reads all of `fd` (whose `fstat` size is `size`) into the buffer:
+    /// one `read` when the file is as large as `fstat` said. Returns the
+    /// bytes, or `None` when it grew past systemd's limit while being read.
+    fn fill(&mut self, fd: &OwnedFd, size: usize) -> io::Result<Option<&[u8]>> {
+        // One byte more than the size, so that a single read returning
+        // short proves the end of the file.
+        let want = size + 1;
         if self.buf.len() < want {
-            self.buf.resize(want, 0);
+            self.buf.zeroize();
+            self.buf = vec![0; want];
         }
-        let mut h = Hasher::new(nonce);
+        let mut filled = 0;
         loop {
-            match f.read(&mut self.buf) {
+            if filled == self.buf.len() {
+                if filled > CREDENTIAL_SIZE_MAX {
+                    return Ok(None);
+                }
+                let mut grown = vec![0; (filled * 2).min(CREDENTIAL_SIZE_MAX + 1)];
+                grown[..filled].copy_from_slice(&self.buf[..filled]);
+                self.buf.zeroize();
+                self.buf = grown;
+            }
+            match rustix::io::read(fd, &mut self.buf[filled..]) {
                 Ok(0) => break,
-                Ok(n) => h.update(&self.buf[..n]),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
+                Ok(n) => {
+                    filled += n;
+                    if filled >= size && filled < self.buf.len() {
+                        break;
+                    }
+                }
+                Err(Errno::INTR) => {}
+                Err(e) => return Err(e.into()),
             }
         }
-        Ok(h.finish())
+        Ok(Some(&self.buf[..filled]))
     }
 }
 
@@ -257,6 +135,174 @@ impl Drop for ReadBuffer {
     fn drop(&mut self) {
         self.buf.zeroize();
     }
+}
+
+/// Opens `name` in `dir` for reading: never through a link, never blocking.
+fn open_entry(dir: &OwnedFd, name: &CStr) -> io::Result<OwnedFd> {
+    Ok(rustix::fs::openat(
+        dir,
+        name,
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?)
+}
+
+/// Reads one entry that `getdents` called a regular file (or did not type).
+fn read_entry(
+    dir: &OwnedFd,
+    name: &CStr,
+    buf: &mut ReadBuffer,
+    nonce: Option<&Nonce>,
+) -> io::Result<ImportedKind> {
+    let fd = match open_entry(dir, name) {
+        Ok(fd) => fd,
+        // Replaced by a link since the listing: report the link.
+        Err(e) if e.raw_os_error() == Some(Errno::LOOP.raw_os_error()) => {
+            return Ok(ImportedKind::Other(FileKind::Symlink))
+        }
+        Err(e) => return Err(e),
+    };
+    let st = rustix::fs::fstat(&fd)?;
+    let kind = FileKind::from_mode(st.st_mode);
+    if kind != FileKind::Regular {
+        return Ok(ImportedKind::Other(kind));
+    }
+    let size = st.st_size.max(0) as u64;
+    let mode = st.st_mode & 0o7777;
+    if size > CREDENTIAL_SIZE_MAX as u64 {
+        return Ok(ImportedKind::Regular {
+            bytes: size,
+            mode,
+            digest: None,
+        });
+    }
+    Ok(match buf.fill(&fd, size as usize)? {
+        Some(bytes) => ImportedKind::Regular {
+            bytes: bytes.len() as u64,
+            mode,
+            digest: Some(digest(bytes, nonce)),
+        },
+        None => ImportedKind::Regular {
+            bytes: size,
+            mode,
+            digest: None,
+        },
+    })
+}
+
+/// Lists the credentials directory, digesting every regular file with
+/// `nonce`. `Ok(None)` when the directory does not exist.
+pub fn read_listing(
+    root: &Root,
+    loc: &CredsLocation,
+    nonce: Option<&Nonce>,
+) -> Result<Option<ImportedListing>, ReadError> {
+    let path = loc.path(root);
+    let err = |e: io::Error| ReadError::new(&path, e);
+    let dir = match loc.open(root) {
+        Ok(fd) => fd,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(err(e)),
+    };
+    let (storage, storage_detail) = judge_fs(root, loc, &dir)?;
+    let mut files = Vec::new();
+    let mut buf = ReadBuffer::default();
+    let entries = rustix::fs::Dir::read_from(&dir).map_err(|e| err(e.into()))?;
+    for ent in entries {
+        let ent = ent.map_err(|e| err(e.into()))?;
+        let raw = ent.file_name();
+        if matches!(raw.to_bytes(), b"." | b"..") {
+            continue;
+        }
+        let name = display_name(raw.to_bytes());
+        let typed = FileKind::from_mode(ent.file_type().as_raw_mode());
+        let kind = match typed {
+            // DT_UNKNOWN (some file systems): let the open and fstat say.
+            FileKind::Regular | FileKind::Other => read_entry(&dir, raw, &mut buf, nonce),
+            other => Ok(ImportedKind::Other(other)),
+        };
+        match kind {
+            Ok(kind) => files.push(ImportedFile { name, kind }),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => {
+                return Err(ReadError::new(
+                    &path.join(raw.to_string_lossy().as_ref()),
+                    e,
+                ))
+            }
+        }
+    }
+    files.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(Some(ImportedListing {
+        files,
+        storage,
+        storage_detail,
+    }))
+}
+
+/// One credential file read by name.
+#[derive(Debug)]
+pub enum OneFile {
+    /// Its value.
+    Value(vmcreds_common::Secret),
+    /// No such file (or no directory).
+    Absent,
+    /// A regular file over systemd's per-credential limit, so not one
+    /// systemd imported; not read.
+    TooLarge(u64),
+    /// Not a regular file; not followed or read.
+    NotRegular(FileKind),
+}
+
+/// Reads one credential file of the directory at `loc` by name: never
+/// through a link, never blocking, never more than systemd's limit.
+pub fn read_file(root: &Root, loc: &CredsLocation, name: &str) -> Result<OneFile, ReadError> {
+    let path = loc.path(root).join(name);
+    let err = |e: io::Error| ReadError::new(&path, e);
+    let dir = match loc.open(root) {
+        Ok(fd) => fd,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(OneFile::Absent),
+        Err(e) => return Err(err(e)),
+    };
+    let cname =
+        std::ffi::CString::new(name).map_err(|_| err(io::ErrorKind::InvalidInput.into()))?;
+    let fd = match open_entry(&dir, &cname) {
+        Ok(fd) => fd,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(OneFile::Absent),
+        Err(e) if e.raw_os_error() == Some(Errno::LOOP.raw_os_error()) => {
+            return Ok(OneFile::NotRegular(FileKind::Symlink))
+        }
+        Err(e) => return Err(err(e)),
+    };
+    let st = rustix::fs::fstat(&fd).map_err(|e| err(e.into()))?;
+    let kind = FileKind::from_mode(st.st_mode);
+    if kind != FileKind::Regular {
+        return Ok(OneFile::NotRegular(kind));
+    }
+    let size = st.st_size.max(0) as u64;
+    if size > SMALL_FILE_MAX as u64 {
+        return Ok(OneFile::TooLarge(size));
+    }
+    let b =
+        vmcreds_os::bounded::read_bounded(std::fs::File::from(fd), SMALL_FILE_MAX).map_err(err)?;
+    let value = vmcreds_common::Secret::new(b.bytes);
+    Ok(if b.over_bound {
+        OneFile::TooLarge(value.len() as u64)
+    } else {
+        OneFile::Value(value)
+    })
+}
+
+/// [`read_file`]'s value, if it has one (the manifest, the notify socket).
+pub fn read_one(
+    root: &Root,
+    loc: &CredsLocation,
+    name: &str,
+) -> Result<Option<Vec<u8>>, ReadError> {
+    Ok(match read_file(root, loc, name)? {
+        OneFile::Value(v) => Some(v.expose().to_vec()),
+        _ => None,
+    })
 }
 
 /// One line of `/proc/self/mountinfo`: mount point, filesystem type, options.
@@ -313,22 +359,40 @@ pub fn parse_mountinfo(text: &str) -> Vec<Mount> {
     out
 }
 
-/// Judges the filesystem of `mount_point` like `systemd-creds`: `secure` on
-/// ramfs or on tmpfs with `noswap`, else `weak`. Uses `mountinfo` (under the
-/// root) for the type and options and, when `statfs_of` is given (the running
-/// system), `statfs(2)`'s magic.
-pub fn judge_fs(
+/// Judges the file system of the credentials directory like `systemd-creds`:
+/// `secure` on ramfs or on tmpfs with `noswap`, else `weak`. The type and
+/// options come from `mountinfo` (under the root); on the running system,
+/// `fstatfs` on the open directory gives the magic when mountinfo has no
+/// entry for it.
+fn judge_fs(
     root: &Root,
-    mount_point: &str,
-    statfs_of: Option<&Path>,
-) -> Result<(&'static str, String), ReadError> {
-    let info = root.read_text("/proc/self/mountinfo")?.unwrap_or_default();
+    loc: &CredsLocation,
+    dir: &OwnedFd,
+) -> Result<(Storage, String), ReadError> {
+    let point = match loc {
+        CredsLocation::System => SYSTEM_DIR.to_owned(),
+        CredsLocation::Dir(p) => std::fs::canonicalize(p)
+            .unwrap_or_else(|_| p.clone())
+            .to_string_lossy()
+            .into_owned(),
+    };
+    let info = match loc {
+        CredsLocation::System => root.read_text("/proc/self/mountinfo")?,
+        CredsLocation::Dir(_) => Root::host().read_text("/proc/self/mountinfo")?,
+    }
+    .unwrap_or_default();
     let mount = parse_mountinfo(&info)
         .into_iter()
-        .rfind(|m| m.point == mount_point);
+        .rfind(|m| m.point == point);
     // f_type is i64 on x86_64 but narrower on some 32-bit targets.
     #[allow(clippy::unnecessary_cast)]
-    let magic = statfs_of.and_then(|p| rustix::fs::statfs(p).ok().map(|s| s.f_type as i64));
+    let magic = (root.is_host() || matches!(loc, CredsLocation::Dir(_)))
+        .then(|| {
+            rustix::fs::fstatfs(dir.as_fd())
+                .ok()
+                .map(|s| s.f_type as i64)
+        })
+        .flatten();
     let fstype = match (&mount, magic) {
         (Some(m), _) => m.fstype.clone(),
         (None, Some(RAMFS_MAGIC)) => "ramfs".into(),
@@ -336,8 +400,8 @@ pub fn judge_fs(
         (None, Some(other)) => format!("filesystem magic {other:#x}"),
         (None, None) => {
             return Ok((
-                "weak",
-                format!("no mount at {mount_point} in mountinfo: not its own ramfs/tmpfs"),
+                Storage::Weak,
+                format!("no mount at {point} in mountinfo: not its own ramfs/tmpfs"),
             ))
         }
     };
@@ -345,10 +409,13 @@ pub fn judge_fs(
         .as_ref()
         .is_some_and(|m| m.options.split(',').any(|o| o == "noswap"));
     Ok(match fstype.as_str() {
-        "ramfs" => ("secure", "ramfs".into()),
-        "tmpfs" if noswap => ("secure", "tmpfs with noswap".into()),
-        "tmpfs" => ("weak", "tmpfs without noswap (may be swapped out)".into()),
-        other => ("weak", format!("{other}: not ramfs or tmpfs")),
+        "ramfs" => (Storage::Secure, "ramfs".into()),
+        "tmpfs" if noswap => (Storage::Secure, "tmpfs with noswap".into()),
+        "tmpfs" => (
+            Storage::Weak,
+            "tmpfs without noswap (may be swapped out)".into(),
+        ),
+        other => (Storage::Weak, format!("{other}: not ramfs or tmpfs")),
     })
 }
 
@@ -357,45 +424,105 @@ mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
 
-    #[test]
-    fn test_listing_digests_and_refuses_symlinks() {
+    fn tree() -> tempfile::TempDir {
         let d = tempfile::tempdir().unwrap();
-        std::fs::write(d.path().join("A"), b"hello").unwrap();
-        std::fs::set_permissions(d.path().join("A"), std::fs::Permissions::from_mode(0o400))
-            .unwrap();
-        std::fs::write(d.path().join("B"), b"x").unwrap();
-        std::fs::set_permissions(d.path().join("B"), std::fs::Permissions::from_mode(0o644))
-            .unwrap();
-        std::os::unix::fs::symlink("/etc/hostname", d.path().join("L")).unwrap();
+        let c = d.path().join("run/credentials/@system");
+        std::fs::create_dir_all(&c).unwrap();
+        std::fs::create_dir_all(d.path().join("proc/self")).unwrap();
+        std::fs::write(
+            d.path().join("proc/self/mountinfo"),
+            "40 27 0:40 / /run/credentials/@system ro - ramfs ramfs rw,mode=700\n",
+        )
+        .unwrap();
+        d
+    }
+
+    #[test]
+    fn test_listing_digests_and_refuses_links() {
+        let d = tree();
+        let c = d.path().join("run/credentials/@system");
+        std::fs::write(c.join("A"), b"hello").unwrap();
+        std::fs::set_permissions(c.join("A"), std::fs::Permissions::from_mode(0o400)).unwrap();
+        std::fs::write(c.join("B"), b"x").unwrap();
+        std::fs::set_permissions(c.join("B"), std::fs::Permissions::from_mode(0o644)).unwrap();
+        std::os::unix::fs::symlink("/etc/hostname", c.join("L")).unwrap();
         rustix::fs::mknodat(
             rustix::fs::CWD,
-            d.path().join("F"),
+            c.join("F"),
             rustix::fs::FileType::Fifo,
-            rustix::fs::Mode::from_raw_mode(0o600),
+            Mode::from_raw_mode(0o600),
             0,
         )
         .unwrap();
-        let l = read_dir(d.path(), None, ("secure", String::new()))
+        std::fs::write(c.join("E"), b"").unwrap();
+        let root = Root::open(d.path()).unwrap();
+        let l = read_listing(&root, &CredsLocation::System, None)
             .unwrap()
             .unwrap();
-        assert_eq!(l.files.len(), 4);
+        assert_eq!(l.files.len(), 5);
+        assert_eq!(
+            (l.storage, l.storage_detail.as_str()),
+            (Storage::Secure, "ramfs")
+        );
         let a = l.view("A");
         assert_eq!(a.bytes, Some(5));
+        assert_eq!(a.digest, Some(digest(b"hello", None)));
+        assert_eq!(a.mode.unwrap().to_string(), "0400");
+        assert_eq!(a.secure, Some(Storage::Secure));
+        assert_eq!(l.view("B").secure, Some(Storage::Insecure));
+        assert_eq!(l.view("E").bytes, Some(0));
         assert_eq!(
-            a.digest,
-            Some(vmcreds_common::digest::digest(b"hello", None))
+            l.get("L").unwrap().kind,
+            ImportedKind::Other(FileKind::Symlink)
         );
-        assert_eq!(a.mode.as_deref(), Some("0400"));
-        assert_eq!(a.secure.as_deref(), Some("secure"));
-        assert_eq!(l.view("B").secure.as_deref(), Some("insecure"));
-        assert_eq!(l.get("L").unwrap().kind, Kind::Other("symlink"));
-        assert_eq!(l.get("F").unwrap().kind, Kind::Other("fifo"));
+        assert_eq!(
+            l.get("F").unwrap().kind,
+            ImportedKind::Other(FileKind::Fifo)
+        );
         assert!(!l.view("L").present);
+        std::fs::remove_dir_all(&c).unwrap();
+        assert!(read_listing(&root, &CredsLocation::System, None)
+            .unwrap()
+            .is_none());
+    }
+
+    #[test]
+    fn test_a_file_over_the_limit_is_not_read() {
+        let d = tree();
+        let f = std::fs::File::create(d.path().join("run/credentials/@system/HUGE")).unwrap();
+        f.set_len(4 << 30).unwrap(); // sparse: costs nothing unless read
+        let root = Root::open(d.path()).unwrap();
+        let t = std::time::Instant::now();
+        let l = read_listing(&root, &CredsLocation::System, None)
+            .unwrap()
+            .unwrap();
+        assert!(t.elapsed() < std::time::Duration::from_secs(2), "not read");
         assert!(
-            read_dir(&d.path().join("none"), None, ("weak", String::new()))
-                .unwrap()
-                .is_none()
+            matches!(
+                l.get("HUGE").unwrap().kind,
+                ImportedKind::Regular {
+                    bytes,
+                    digest: None,
+                    ..
+                } if bytes == 4 << 30
+            ),
+            "{:?}",
+            l.get("HUGE")
         );
+    }
+
+    #[test]
+    fn test_read_buffer_reads_past_one_page_and_grows() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("f");
+        let data: Vec<u8> = (0..70_000u32).map(|i| i as u8).collect();
+        std::fs::write(&p, &data).unwrap();
+        let mut buf = ReadBuffer::default();
+        let fd: OwnedFd = std::fs::File::open(&p).unwrap().into();
+        assert_eq!(buf.fill(&fd, data.len()).unwrap().unwrap(), &data[..]);
+        // An fstat size that is too small (the file grew): still read whole.
+        let fd: OwnedFd = std::fs::File::open(&p).unwrap().into();
+        assert_eq!(buf.fill(&fd, 10).unwrap().unwrap().len(), data.len());
     }
 
     #[test]
@@ -406,19 +533,24 @@ mod tests {
         let m = parse_mountinfo(text);
         assert_eq!(m.len(), 2);
         assert_eq!(m[1].point, "/run/a b");
-        let d = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(d.path().join("proc/self")).unwrap();
+        let d = tree();
         std::fs::write(d.path().join("proc/self/mountinfo"), text).unwrap();
-        let root = Root::new(d.path());
-        assert_eq!(judge_fs(&root, SYSTEM_DIR, None).unwrap().0, "secure");
-        assert_eq!(judge_fs(&root, "/run/a b", None).unwrap().0, "secure");
-        assert_eq!(judge_fs(&root, "/other", None).unwrap().0, "weak");
+        let root = Root::open(d.path()).unwrap();
+        let judge = || {
+            let l = read_listing(&root, &CredsLocation::System, None)
+                .unwrap()
+                .unwrap();
+            l.storage
+        };
+        assert_eq!(judge(), Storage::Secure);
         std::fs::write(
             d.path().join("proc/self/mountinfo"),
             "1 2 0:3 / /run/credentials/@system rw - tmpfs tmpfs rw,mode=700\n",
         )
         .unwrap();
-        assert_eq!(judge_fs(&root, SYSTEM_DIR, None).unwrap().0, "weak");
+        assert_eq!(judge(), Storage::Weak);
+        std::fs::write(d.path().join("proc/self/mountinfo"), "").unwrap();
+        assert_eq!(judge(), Storage::Weak, "not its own mount");
     }
 
     proptest::proptest! {

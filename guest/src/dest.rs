@@ -49,6 +49,11 @@ impl std::str::FromStr for Dest {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let err = || DestParseError(vmcreds_common::escape::escape_bytes(s.as_bytes(), 200));
+        // A control character would break the unit line install-unit writes
+        // (a newline injects lines) and a message quoting it.
+        if s.chars().any(char::is_control) {
+            return Err(err());
+        }
         if s == "stdout" {
             return Ok(Dest::Stdout);
         }
@@ -92,6 +97,12 @@ pub struct SendError {
     pub source: io::Error,
 }
 
+impl crate::exit::Classify<crate::exit::Exit> for SendError {
+    fn exit(&self) -> crate::exit::Exit {
+        crate::exit::Exit::Unreadable
+    }
+}
+
 /// The wire form of a report: compact JSON and one newline.
 pub fn wire(report: &vmcreds_common::report::Report) -> Vec<u8> {
     let mut v = serde_json::to_vec(report).expect("report serialises");
@@ -106,7 +117,7 @@ pub fn send(dest: &Dest, root: &Root, doc: &[u8]) -> Result<(), SendError> {
             let mut out = io::stdout().lock();
             out.write_all(doc).and_then(|_| out.flush())
         }
-        Dest::File(p) => write_atomic(p, doc),
+        Dest::File(p) => vmcreds_os::private::write_atomic_private(p, doc),
         Dest::VirtioPort(n) => open_virtio_port(root, n, PORT_WAIT)
             .and_then(|mut f| f.write_all(doc).and_then(|_| f.flush())),
         Dest::Unix(p) => connect_unix(p, SocketType::STREAM).and_then(|fd| write_fd(&fd, doc)),
@@ -125,18 +136,39 @@ pub fn send(dest: &Dest, root: &Root, doc: &[u8]) -> Result<(), SendError> {
 /// udev) before giving up.
 pub const PORT_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
+/// Opens `abs` (resolved inside the root) for writing, insisting on a
+/// character device: under `--root`, a link or a plain file planted at a
+/// port's path is never written through.
+fn open_char_device(root: &Root, abs: &str) -> io::Result<std::fs::File> {
+    let fd = root.open_at(abs, rustix::fs::OFlags::WRONLY | rustix::fs::OFlags::NOCTTY)?;
+    let st = rustix::fs::fstat(&fd)?;
+    let kind = vmcreds_common::file_kind::FileKind::from_mode(st.st_mode);
+    if kind != vmcreds_common::file_kind::FileKind::CharDevice {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "{} is a {kind}, not a virtio port (a character device)",
+                vmcreds_os::show_path(&root.path(abs))
+            ),
+        ));
+    }
+    Ok(std::fs::File::from(fd))
+}
+
 /// Opens virtio-serial port NAME for writing: `/dev/virtio-ports/NAME` (a udev
 /// symlink) or, without udev (early boot, busybox), the `/dev/vportNpM` whose
 /// `/sys/class/virtio-ports/vportNpM/name` is NAME. Waits up to `wait` for it.
+/// Every path is resolved inside the root, and only a character device is
+/// written to.
 pub fn open_virtio_port(
     root: &Root,
     name: &str,
     wait: std::time::Duration,
 ) -> io::Result<std::fs::File> {
-    let open = |p: &Path| std::fs::OpenOptions::new().write(true).open(p);
+    let open = |abs: &str| open_char_device(root, abs);
     let deadline = std::time::Instant::now() + wait;
     loop {
-        match open(&root.path(&format!("/dev/virtio-ports/{name}"))) {
+        match open(&format!("/dev/virtio-ports/{name}")) {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             r => return r,
         }
@@ -148,7 +180,7 @@ pub fn open_virtio_port(
                     .ok()
                     .flatten();
                 if named.as_deref().map(str::trim) == Some(name) {
-                    match open(&root.path(&format!("/dev/{port}"))) {
+                    match open(&format!("/dev/{port}")) {
                         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                         r => return r,
                     }
@@ -172,37 +204,6 @@ fn write_fd(fd: &OwnedFd, buf: &[u8]) -> io::Result<()> {
     std::fs::File::from(fd.try_clone()?).write_all(buf)?;
     let _ = net::shutdown(fd, net::Shutdown::Write);
     Ok(())
-}
-
-/// Writes `path` atomically: a 0600 temp file beside it, then rename.
-pub fn write_atomic(path: &Path, doc: &[u8]) -> io::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let base = path
-        .file_name()
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no file name"))?;
-    let tmp = dir.join(format!(
-        ".{}.{}.tmp",
-        base.to_string_lossy(),
-        std::process::id()
-    ));
-    let res = (|| {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        f.write_all(doc)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if res.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    res
 }
 
 fn unix_addr(p: &Path) -> io::Result<SocketAddrUnix> {
@@ -413,6 +414,9 @@ mod tests {
             "tcp:1",
             "virtio-port:../x",
             "stdout:",
+            "file:/tmp/r.json\nExecStartPre=/bin/evil",
+            "unix:/run/x\u{7f}",
+            "vsock:2:1\t",
         ] {
             assert!(bad.parse::<Dest>().is_err(), "{bad}");
         }
@@ -494,49 +498,46 @@ mod tests {
         assert_eq!(&buf[..n], b"STATUS=vmcreds: y");
     }
 
-    #[test]
-    fn test_atomic_file_mode() {
-        use std::os::unix::fs::PermissionsExt;
+    /// A character device node (major 1, minor 3: writes are discarded) at
+    /// `rel` under `dir`. Needs root.
+    fn char_device(dir: &Path, rel: &str) {
+        let p = dir.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &p,
+            rustix::fs::FileType::CharacterDevice,
+            rustix::fs::Mode::from_raw_mode(0o600),
+            rustix::fs::makedev(1, 3),
+        )
+        .unwrap();
+    }
+
+    fn port_tree() -> Option<tempfile::TempDir> {
+        if !crate::testing::root_or_skip("character device nodes need mknod") {
+            return None;
+        }
         let d = tempfile::tempdir().unwrap();
-        let p = d.path().join("r.json");
-        write_atomic(&p, b"{}\n").unwrap();
-        assert_eq!(std::fs::read(&p).unwrap(), b"{}\n");
-        assert_eq!(
-            std::fs::metadata(&p).unwrap().permissions().mode() & 0o777,
-            0o600
-        );
-        assert_eq!(
-            std::fs::read_dir(d.path()).unwrap().count(),
-            1,
-            "no temp file left"
-        );
+        for (port, name) in [
+            ("vport1p1", "org.qemu.guest_agent.0"),
+            ("vport1p2", "vmcreds.report"),
+        ] {
+            let sys = d.path().join(format!("sys/class/virtio-ports/{port}"));
+            std::fs::create_dir_all(&sys).unwrap();
+            std::fs::write(sys.join("name"), format!("{name}\n")).unwrap();
+        }
+        Some(d)
     }
 
     #[test]
     fn test_virtio_port_by_sysfs_name() {
-        let d = tempfile::tempdir().unwrap();
-        let root = Root::new(d.path());
-        std::fs::create_dir_all(d.path().join("sys/class/virtio-ports/vport1p1")).unwrap();
-        std::fs::write(
-            d.path().join("sys/class/virtio-ports/vport1p1/name"),
-            "org.qemu.guest_agent.0\n",
-        )
-        .unwrap();
-        std::fs::create_dir_all(d.path().join("sys/class/virtio-ports/vport1p2")).unwrap();
-        std::fs::write(
-            d.path().join("sys/class/virtio-ports/vport1p2/name"),
-            "vmcreds.report\n",
-        )
-        .unwrap();
+        let Some(d) = port_tree() else { return };
+        // The other port is a plain file: writing there would fail loudly.
         std::fs::create_dir_all(d.path().join("dev")).unwrap();
         std::fs::write(d.path().join("dev/vport1p1"), b"").unwrap();
-        std::fs::write(d.path().join("dev/vport1p2"), b"").unwrap();
-        let r = Dest::VirtioPort("vmcreds.report".into());
-        send(&r, &root, b"{}\n").unwrap();
-        assert_eq!(
-            std::fs::read(d.path().join("dev/vport1p2")).unwrap(),
-            b"{}\n"
-        );
+        char_device(d.path(), "dev/vport1p2");
+        let root = Root::open(d.path()).unwrap();
+        send(&Dest::VirtioPort("vmcreds.report".into()), &root, b"{}\n").unwrap();
         assert!(std::fs::read(d.path().join("dev/vport1p1"))
             .unwrap()
             .is_empty());
@@ -545,6 +546,35 @@ mod tests {
             open_virtio_port(&root, "missing", std::time::Duration::from_millis(300)).unwrap_err();
         assert!(t.elapsed() >= std::time::Duration::from_millis(300));
         assert!(e.to_string().contains("virtio_console"), "{e}");
+    }
+
+    /// Issue 13 §2: `--root DIR --report-to virtio-port:NAME` wrote through a
+    /// link planted at `DIR/dev/virtio-ports/NAME` into a file outside DIR.
+    #[test]
+    fn test_issue13_virtio_port_link_out_of_the_root_is_not_followed() {
+        let Some(d) = port_tree() else { return };
+        let outside = tempfile::tempdir().unwrap();
+        let victim = outside.path().join("victim");
+        std::fs::write(&victim, b"a longer file that must stay as it is").unwrap();
+        std::fs::create_dir_all(d.path().join("dev/virtio-ports")).unwrap();
+        std::os::unix::fs::symlink(&victim, d.path().join("dev/virtio-ports/vmcreds.report"))
+            .unwrap();
+        let root = Root::open(d.path()).unwrap();
+        let e = send(&Dest::VirtioPort("vmcreds.report".into()), &root, b"{}\n").unwrap_err();
+        assert_eq!(
+            std::fs::read(&victim).unwrap(),
+            b"a longer file that must stay as it is"
+        );
+        // A plain file in the tree is refused too: only a device is a port.
+        std::fs::remove_file(d.path().join("dev/virtio-ports/vmcreds.report")).unwrap();
+        std::fs::write(d.path().join("dev/virtio-ports/vmcreds.report"), b"old").unwrap();
+        let e2 = send(&Dest::VirtioPort("vmcreds.report".into()), &root, b"{}\n").unwrap_err();
+        assert!(format!("{:#}", anyhow::Error::new(e2)).contains("not a virtio port"));
+        assert_eq!(
+            std::fs::read(d.path().join("dev/virtio-ports/vmcreds.report")).unwrap(),
+            b"old"
+        );
+        drop(e);
     }
 
     #[test]

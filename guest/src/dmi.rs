@@ -31,8 +31,9 @@
 
 use std::fmt::Write as _;
 
+use vmcreds_common::check::{RawEntry, TableReading};
 use vmcreds_common::escape::escape_bytes;
-use vmcreds_common::report::{System, TableCrossCheck};
+use vmcreds_common::report::{EntryPointKind, TableCrossCheck};
 
 use crate::sysfs::{ReadError, Root};
 
@@ -57,25 +58,14 @@ pub fn raw_path(n: u32) -> String {
     format!("{ENTRIES_DIR}/11-{n}/raw")
 }
 
-/// One `11-N/raw` file as read.
-#[derive(Debug)]
-pub struct RawEntry {
-    /// The N.
-    pub index: u32,
-    /// Its bytes (at most [`RAW_ENTRY_MAX`]).
-    pub bytes: Vec<u8>,
-    /// The file was larger than [`RAW_ENTRY_MAX`] and was cut.
-    pub over_bound: bool,
-}
-
 /// Reads `11-0`, `11-1`, … until the first missing one, each to EOF.
-/// Returns the entries and whether reading stopped at the total bound.
-pub fn read_entries(root: &Root) -> Result<(Vec<RawEntry>, bool), ReadError> {
+/// Returns the entries and, when reading stopped at [`RAW_TOTAL_MAX`], that bound.
+pub fn read_entries(root: &Root) -> Result<(Vec<RawEntry>, Option<usize>), ReadError> {
     let mut out = Vec::new();
     let mut total = 0usize;
     for index in 0u32.. {
         if total >= RAW_TOTAL_MAX {
-            return Ok((out, true));
+            return Ok((out, Some(RAW_TOTAL_MAX)));
         }
         let max = RAW_ENTRY_MAX.min(RAW_TOTAL_MAX - total);
         match root.read_bounded(&raw_path(index), max)? {
@@ -85,19 +75,19 @@ pub fn read_entries(root: &Root) -> Result<(Vec<RawEntry>, bool), ReadError> {
                 out.push(RawEntry {
                     index,
                     bytes: b.bytes,
-                    over_bound: b.over_bound,
+                    cut_at: b.over_bound.then_some(max),
                 });
             }
         }
     }
-    Ok((out, false))
+    Ok((out, None))
 }
 
 /// A parsed SMBIOS entry point.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EntryPoint {
-    /// `32-bit` (`_SM_`), `64-bit` (`_SM3_`) or `legacy` (`_DMI_`).
-    pub kind: &'static str,
+    /// `_SM_`, `_SM3_` or `_DMI_`.
+    pub kind: EntryPointKind,
     /// Major version.
     pub major: u8,
     /// Minor version.
@@ -149,7 +139,7 @@ pub fn parse_entry_point(b: &[u8]) -> Result<EntryPoint, String> {
             problems.push("64-bit entry point checksum is wrong".into());
         }
         Ok(EntryPoint {
-            kind: "64-bit",
+            kind: EntryPointKind::Bits64,
             major: b[7],
             minor: b[8],
             docrev: Some(b[9]),
@@ -174,7 +164,7 @@ pub fn parse_entry_point(b: &[u8]) -> Result<EntryPoint, String> {
             problems.push("32-bit entry point intermediate checksum is wrong".into());
         }
         Ok(EntryPoint {
-            kind: "32-bit",
+            kind: EntryPointKind::Bits32,
             major: b[6],
             minor: b[7],
             docrev: None,
@@ -190,7 +180,7 @@ pub fn parse_entry_point(b: &[u8]) -> Result<EntryPoint, String> {
             problems.push("legacy entry point checksum is wrong".into());
         }
         Ok(EntryPoint {
-            kind: "legacy",
+            kind: EntryPointKind::Legacy,
             major: b[14] >> 4,
             minor: b[14] & 0xf,
             docrev: None,
@@ -289,15 +279,6 @@ pub fn walk_table(t: &[u8], max_structures: Option<u16>) -> Walk {
     w
 }
 
-/// What the whole-table reader found.
-#[derive(Debug, Default)]
-pub struct TableReading {
-    /// System facts for the report.
-    pub system: System,
-    /// The comparison with the per-entry files (None when there is no table).
-    pub cross_check: Option<TableCrossCheck>,
-}
-
 /// Reads the entry point and table, walks it, names the hypervisor, and
 /// compares its Type 11 structures with `entries`.
 pub fn read_table(root: &Root, entries: &[RawEntry]) -> Result<TableReading, ReadError> {
@@ -312,8 +293,8 @@ pub fn read_table(root: &Root, entries: &[RawEntry]) -> Result<TableReading, Rea
     match ep.as_ref().map(|b| parse_entry_point(&b.bytes)) {
         Some(Ok(ep)) => {
             out.system.smbios_version = Some(ep.version());
-            out.system.entry_point = Some(ep.kind.to_owned());
-            if ep.kind != "64-bit" && ep.table_len != table.bytes.len() as u64 {
+            out.system.entry_point = Some(ep.kind);
+            if ep.kind != EntryPointKind::Bits64 && ep.table_len != table.bytes.len() as u64 {
                 notes.push(format!(
                     "entry point says {} table bytes, the table file has {}",
                     ep.table_len,
@@ -479,12 +460,15 @@ pub(crate) mod tests {
     #[test]
     fn test_entry_points() {
         let e = parse_entry_point(&ep32(100, 3)).unwrap();
-        assert_eq!(e.kind, "32-bit");
+        assert_eq!(e.kind, EntryPointKind::Bits32);
         assert_eq!(e.version(), "2.8");
         assert_eq!(e.table_len, 100);
         assert!(e.problems.is_empty(), "{:?}", e.problems);
         let e = parse_entry_point(&ep64(4096)).unwrap();
-        assert_eq!((e.kind, e.version().as_str()), ("64-bit", "3.0.0"));
+        assert_eq!(
+            (e.kind, e.version().as_str()),
+            (EntryPointKind::Bits64, "3.0.0")
+        );
         let mut bad = ep64(10);
         bad[12] ^= 1;
         assert!(!parse_entry_point(&bad).unwrap().problems.is_empty());

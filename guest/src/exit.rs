@@ -1,38 +1,48 @@
-//! The process outcome. `main` alone maps it to an exit status.
+//! How a command ends. Every error type says its [`Exit`] ([`Classify`]); a
+//! [`Failure`] carries the error to `main` with that exit
+//! (`vmcreds_os::failure`), and `main` alone turns an exit into a number.
 
 use thiserror::Error;
 
-/// How a command ended (exit codes 0/1/2/3 are assigned in `main`).
+pub use vmcreds_os::failure::{Classify, ResultExt};
+
+/// The outcome of a command.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Exit {
-    /// Every expectation met, or nothing failed (0).
+    /// `check`/`import`: every expectation met, or nothing expected and
+    /// nothing failed (0).
     Verified,
+    /// A command that verifies nothing did its job (0).
+    Success,
     /// Verification failed, or `get` found nothing (1).
     Failed,
-    /// Usage error (2).
+    /// A usage error: bad arguments or a bad `--manifest` file (2).
     Usage,
-    /// Could not read what it needs (3).
+    /// Could not read, write or connect to what it needs (3).
     Unreadable,
 }
 
-/// A usage error (exit 2): bad arguments or a bad `--manifest` file.
+/// An error on its way to `main`, with its [`Exit`].
+pub type Failure = vmcreds_os::failure::Failure<Exit>;
+
+/// Result of a command.
+pub type Result<T> = std::result::Result<T, Failure>;
+
+/// A usage error found after argument parsing (exit 2).
 #[derive(Debug, Error)]
 #[error("{0}")]
-pub struct UsageError(pub String);
+pub struct Usage(pub String);
 
-/// Classifies an error: usage errors exit 2, everything else 3 (could not
-/// read, write or connect).
-pub fn classify(e: &anyhow::Error) -> Exit {
-    if e.chain().any(|c| c.is::<UsageError>()) {
+impl Classify<Exit> for Usage {
+    fn exit(&self) -> Exit {
         Exit::Usage
-    } else {
-        Exit::Unreadable
     }
 }
 
 /// The hint printed after an error, if any ("run as root").
-pub fn hint(e: &anyhow::Error) -> Option<&'static str> {
-    e.chain()
+pub fn hint(f: &Failure) -> Option<&'static str> {
+    f.error()
+        .chain()
         .filter_map(|c| c.downcast_ref::<crate::sysfs::ReadError>())
         .any(|r| r.is_permission())
         .then_some("run as root")

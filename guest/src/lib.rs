@@ -6,7 +6,8 @@
 //! - [`dmi`]: the `11-N/raw` entries and the whole-table cross-check;
 //! - [`creds_dir`]: what systemd imported (`/run/credentials/@system`);
 //! - [`precond`]: systemd's silent preconditions and other sources;
-//! - [`observe`], [`analyze`]: the prediction and the report;
+//! - [`observe`]: all of the above, read once, for `vmcreds_common::check::evaluate`
+//!   (the decision itself, which does no I/O);
 //! - [`dest`]: `--report-to` and `--notify`;
 //! - [`cmd`]: one module per subcommand; [`exit`]: the outcome.
 //!
@@ -18,7 +19,6 @@
 #[cfg(not(target_os = "linux"))]
 compile_error!("vmcreds-guest reads Linux sysfs and procfs and runs only on Linux");
 
-pub mod analyze;
 pub mod cli;
 pub mod cmd;
 pub mod creds_dir;
@@ -33,14 +33,36 @@ use cli::{Cli, Command};
 use exit::Exit;
 
 /// Runs a parsed command line.
-pub fn run(cli: &Cli) -> anyhow::Result<Exit> {
-    // Reports and imported files are private by default.
-    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
+pub fn run(cli: &Cli) -> exit::Result<Exit> {
     match &cli.command {
         Command::Check(a) => cmd::check::run(a),
         Command::List(a) => cmd::list::run(a),
         Command::Get(a) => cmd::get::run(a),
         Command::Import(a) => cmd::import::run(a),
         Command::InstallUnit(a) => cmd::install_unit::run(a),
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod testing {
+    //! What unit tests share.
+
+    /// True when running as root. Otherwise the test is skipped with a line
+    /// saying why, unless `VMCREDS_REQUIRE` names `root`: then it fails.
+    pub fn root_or_skip(why: &str) -> bool {
+        if rustix::process::geteuid().is_root() {
+            return true;
+        }
+        let required = std::env::var("VMCREDS_REQUIRE")
+            .unwrap_or_default()
+            .split(',')
+            .any(|w| w.trim() == "root" || w.trim() == "all");
+        assert!(
+            !required,
+            "VMCREDS_REQUIRE names root, but this test runs as uid {}: {why}",
+            rustix::process::geteuid().as_raw()
+        );
+        eprintln!("skipped: not root ({why}); set VMCREDS_REQUIRE=root to make this a failure");
+        false
     }
 }

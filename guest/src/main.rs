@@ -8,7 +8,7 @@ use vmcreds_guest::exit::{self, Exit};
 
 fn code(e: Exit) -> ExitCode {
     ExitCode::from(match e {
-        Exit::Verified => 0,
+        Exit::Verified | Exit::Success => 0,
         Exit::Failed => 1,
         Exit::Usage => 2,
         Exit::Unreadable => 3,
@@ -16,25 +16,27 @@ fn code(e: Exit) -> ExitCode {
 }
 
 fn main() -> ExitCode {
+    // Reports and imported files are private by default.
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
             let _ = e.print();
-            return if e.use_stderr() {
-                code(Exit::Usage)
+            return code(if e.use_stderr() {
+                Exit::Usage
             } else {
-                code(Exit::Verified)
-            };
+                Exit::Success
+            });
         }
     };
     match vmcreds_guest::run(&cli) {
         Ok(e) => code(e),
-        Err(e) => {
-            match exit::hint(&e) {
-                Some(h) => eprintln!("vmcreds-guest: {e:#}; {h}"),
-                None => eprintln!("vmcreds-guest: {e:#}"),
+        Err(f) => {
+            match exit::hint(&f) {
+                Some(h) => eprintln!("vmcreds-guest: {:#}; {h}", f.error()),
+                None => eprintln!("vmcreds-guest: {:#}", f.error()),
             }
-            code(exit::classify(&e))
+            code(f.exit())
         }
     }
 }

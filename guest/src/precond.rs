@@ -5,10 +5,10 @@
 
 use std::path::Path;
 
+use vmcreds_common::check::FwCfgCredential;
 use vmcreds_common::escape::escape_bytes;
-use vmcreds_common::predict::PriorCredential;
-use vmcreds_common::report::{CheckState, Precondition};
-use vmcreds_common::systemd::{parse_version, Behaviour};
+use vmcreds_common::report::{CheckState, Precondition, PreconditionId};
+use vmcreds_common::systemd::{parse_version, SystemdVersion};
 
 use crate::dmi;
 use crate::sysfs::{ReadError, Root};
@@ -23,22 +23,6 @@ pub const SHARED_LIB_DIRS: &[&str] = &[
     "/usr/lib/x86_64-linux-gnu/systemd",
     "/usr/lib64/systemd",
 ];
-
-/// Where the running systemd version came from.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SystemdVersion {
-    /// The version, when known.
-    pub version: Option<u32>,
-    /// How it was found, for people.
-    pub detail: String,
-}
-
-impl SystemdVersion {
-    /// The behaviour to model: the version's, or the newest when unknown.
-    pub fn behaviour(&self) -> Behaviour {
-        self.version.map_or_else(Behaviour::newest, Behaviour::of)
-    }
-}
 
 /// Finds the systemd version without running anything under a foreign root:
 /// `--systemd-version`, then `libsystemd-shared-NNN*.so`, then (root `/` only)
@@ -189,15 +173,6 @@ pub fn parse_cmdline(text: &str) -> Cmdline {
     c
 }
 
-/// A credential offered over QEMU fw_cfg.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct FwCfgCredential {
-    /// Name (escaped).
-    pub name: String,
-    /// Size, from its `size` file or by reading `raw`.
-    pub bytes: Option<u64>,
-}
-
 /// Lists fw_cfg credentials (`…/opt/io.systemd.credentials/NAME/{size,raw}`).
 pub fn fw_cfg(root: &Root) -> Result<Vec<FwCfgCredential>, ReadError> {
     let Some(names) = root.list_dir(FW_CFG_DIR)? else {
@@ -221,19 +196,9 @@ pub fn fw_cfg(root: &Root) -> Result<Vec<FwCfgCredential>, ReadError> {
     Ok(out)
 }
 
-/// The fw_cfg credentials systemd imports before SMBIOS, by systemd's rules
-/// (`vmcreds_common::predict::fw_cfg_imports`): they shadow SMBIOS strings of
-/// the same name and count in the running total.
-pub fn prior_credentials(fw: &[FwCfgCredential]) -> Vec<PriorCredential> {
-    vmcreds_common::predict::fw_cfg_imports(
-        fw.iter()
-            .map(|c| (c.name.as_str(), c.bytes.unwrap_or(0) as usize)),
-    )
-}
-
-fn pre(check: &str, state: CheckState, detail: impl Into<String>) -> Precondition {
+fn pre(check: PreconditionId, state: CheckState, detail: impl Into<String>) -> Precondition {
     Precondition {
-        check: check.into(),
+        check,
         state,
         detail: detail.into(),
     }
@@ -255,15 +220,23 @@ pub fn check(root: &Root, sd: &SystemdVersion) -> Result<Facts, ReadError> {
 
     p.push(match sd.version {
         Some(v) if v < vmcreds_common::systemd::FIRST_SMBIOS_IMPORT => pre(
-            "systemd_version",
+            PreconditionId::SystemdVersion,
             CheckState::Failed,
             format!(
                 "{}: SMBIOS import needs systemd ≥ 252 (use vmcreds-guest import)",
                 sd.detail
             ),
         ),
-        Some(_) => pre("systemd_version", CheckState::Ok, sd.detail.clone()),
-        None => pre("systemd_version", CheckState::Unknown, sd.detail.clone()),
+        Some(_) => pre(
+            PreconditionId::SystemdVersion,
+            CheckState::Ok,
+            sd.detail.clone(),
+        ),
+        None => pre(
+            PreconditionId::SystemdVersion,
+            CheckState::Unknown,
+            sd.detail.clone(),
+        ),
     });
 
     // Containers: systemd's detect_container() (simplified to its files).
@@ -302,13 +275,17 @@ pub fn check(root: &Root, sd: &SystemdVersion) -> Result<Facts, ReadError> {
     }
     p.push(match container {
         Some(d) => pre(
-            "not_container",
+            PreconditionId::NotContainer,
             CheckState::Failed,
             format!("{d}: systemd imports no SMBIOS or fw_cfg credentials in a container"),
         ),
-        None if environ.is_some() => pre("not_container", CheckState::Ok, "no container detected"),
+        None if environ.is_some() => pre(
+            PreconditionId::NotContainer,
+            CheckState::Ok,
+            "no container detected",
+        ),
         None => pre(
-            "not_container",
+            PreconditionId::NotContainer,
             CheckState::Ok,
             "no container files (PID 1's environment not readable)",
         ),
@@ -363,14 +340,14 @@ pub fn check(root: &Root, sd: &SystemdVersion) -> Result<Facts, ReadError> {
     }
     p.push(match (cvm, cvm_known) {
         (Some(d), _) if behaviour.refuses_in_cvm => pre(
-            "not_confidential_vm",
+            PreconditionId::NotConfidentialVm,
             CheckState::Failed,
             format!(
                 "{d}: systemd ≥ 254 imports no SMBIOS or fw_cfg credentials in a confidential VM"
             ),
         ),
         (Some(d), _) => pre(
-            "not_confidential_vm",
+            PreconditionId::NotConfidentialVm,
             CheckState::Ok,
             format!(
                 "{d}, but systemd {} predates the confidential-VM refusal (254)",
@@ -378,12 +355,12 @@ pub fn check(root: &Root, sd: &SystemdVersion) -> Result<Facts, ReadError> {
             ),
         ),
         (None, true) => pre(
-            "not_confidential_vm",
+            PreconditionId::NotConfidentialVm,
             CheckState::Ok,
             "no confidential VM detected",
         ),
         (None, false) => pre(
-            "not_confidential_vm",
+            PreconditionId::NotConfidentialVm,
             CheckState::Unknown,
             "cannot tell: /proc/cpuinfo not readable and systemd-detect-virt not available",
         ),
@@ -396,15 +373,15 @@ pub fn check(root: &Root, sd: &SystemdVersion) -> Result<Facts, ReadError> {
     };
     let last = cmdline.import.iter().rev().find(|(_, v)| v.is_some());
     p.push(match (cmdline.readable, last) {
-        (false, _) => pre("import_enabled", CheckState::Unknown, "/proc/cmdline not readable"),
+        (false, _) => pre(PreconditionId::ImportEnabled, CheckState::Unknown, "/proc/cmdline not readable"),
         (true, Some((w, Some(false)))) => pre(
-            "import_enabled",
+            PreconditionId::ImportEnabled,
             CheckState::Failed,
             format!("kernel command line has {w}: systemd skips importing credentials (an rd. form applies in a systemd initrd)"),
         ),
-        (true, Some((w, _))) => pre("import_enabled", CheckState::Ok, format!("kernel command line has {w}")),
+        (true, Some((w, _))) => pre(PreconditionId::ImportEnabled, CheckState::Ok, format!("kernel command line has {w}")),
         (true, None) => pre(
-            "import_enabled",
+            PreconditionId::ImportEnabled,
             CheckState::Ok,
             if cmdline.import.is_empty() {
                 "no systemd.import_credentials= on the kernel command line".to_owned()
@@ -417,25 +394,25 @@ pub fn check(root: &Root, sd: &SystemdVersion) -> Result<Facts, ReadError> {
     // dmi-sysfs and Type 11.
     let dmi_ok = root.exists(dmi::ENTRIES_DIR);
     p.push(if dmi_ok {
-        pre("dmi_sysfs", CheckState::Ok, format!("{} exists", dmi::ENTRIES_DIR))
+        pre(PreconditionId::DmiSysfs, CheckState::Ok, format!("{} exists", dmi::ENTRIES_DIR))
     } else {
         pre(
-            "dmi_sysfs",
+            PreconditionId::DmiSysfs,
             CheckState::Failed,
             format!("{} missing: dmi-sysfs not loaded or built (CONFIG_DMI_SYSFS; it must be usable in the initrd), or the machine has no SMBIOS", dmi::ENTRIES_DIR),
         )
     });
     p.push(if root.exists(&format!("{}/11-0", dmi::ENTRIES_DIR)) {
-        pre("type11_present", CheckState::Ok, "11-0 exists")
+        pre(PreconditionId::Type11Present, CheckState::Ok, "11-0 exists")
     } else if dmi_ok {
         pre(
-            "type11_present",
+            PreconditionId::Type11Present,
             CheckState::Failed,
             "no SMBIOS Type 11: the hypervisor passed no OEM strings, e.g. QEMU -M microvm (no SMBIOS) or no -smbios type=11",
         )
     } else {
         pre(
-            "type11_present",
+            PreconditionId::Type11Present,
             CheckState::Unknown,
             "no SMBIOS Type 11 visible: dmi-sysfs missing (e.g. QEMU -M microvm or no -smbios type=11)",
         )
@@ -489,39 +466,18 @@ mod tests {
         let dir = d.path().join("usr/lib/x86_64-linux-gnu/systemd");
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("libsystemd-shared-252.so"), b"").unwrap();
-        let v = systemd_version(&Root::new(d.path()), None).unwrap();
+        let v = systemd_version(&Root::open(d.path()).unwrap(), None).unwrap();
         assert_eq!(v.version, Some(252));
         assert_eq!(
-            systemd_version(&Root::new(d.path()), Some(257))
+            systemd_version(&Root::open(d.path()).unwrap(), Some(257))
                 .unwrap()
                 .version,
             Some(257)
         );
         let e = tempfile::tempdir().unwrap();
-        let v = systemd_version(&Root::new(e.path()), None).unwrap();
+        let v = systemd_version(&Root::open(e.path()).unwrap(), None).unwrap();
         assert_eq!(v.version, None);
-        assert_eq!(v.behaviour(), Behaviour::newest());
-    }
-
-    #[test]
-    fn test_prior_credentials_follow_limits() {
-        let fw = vec![
-            FwCfgCredential {
-                name: "A".into(),
-                bytes: Some(10),
-            },
-            FwCfgCredential {
-                name: "bad:name".into(),
-                bytes: Some(1),
-            },
-            FwCfgCredential {
-                name: "B".into(),
-                bytes: Some(2 << 20),
-            },
-        ];
-        let p = prior_credentials(&fw);
-        assert_eq!(p.len(), 1);
-        assert_eq!(p[0].name.as_str(), "A");
+        assert_eq!(v.behaviour(), vmcreds_common::systemd::Behaviour::newest());
     }
 
     proptest::proptest! {

@@ -1,18 +1,29 @@
 //! Every path the guest reads goes through [`Root`], so `--root DIR` reads a
-//! captured tree instead of `/` (tests, forensics).
+//! captured tree instead of `/` (tests, forensics). Under a tree, every path
+//! is resolved inside it (`vmcreds_os::beneath`): a symbolic link in the
+//! tree never leads outside it. On the running system (`/`), links are
+//! followed as any program follows them.
 //!
 //! Reads are bounded: a file the hypervisor or a hostile tree controls can
-//! never make the guest allocate more than the caller's bound.
+//! never make the guest allocate more than the caller's bound, and files are
+//! opened `O_NONBLOCK` so a FIFO planted in a tree cannot stall the check.
 
-use std::fs::File;
-use std::io::{self, Read};
+use std::ffi::OsString;
+use std::io;
+use std::os::fd::OwnedFd;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
+use rustix::fs::{Mode, OFlags};
 use thiserror::Error;
+use vmcreds_os::beneath::{self, RootDir};
+pub use vmcreds_os::bounded::Bounded;
+
+use crate::exit::{Classify, Exit};
 
 /// A file or directory that could not be read (exit code 3).
 #[derive(Debug, Error)]
-#[error("cannot read {}", path.display())]
+#[error("cannot read {}", vmcreds_os::show_path(path))]
 pub struct ReadError {
     /// The path, as opened (under `--root`).
     pub path: PathBuf,
@@ -37,30 +48,44 @@ impl ReadError {
     }
 }
 
-/// The result of a bounded read.
-#[derive(Debug, Default)]
-pub struct Bounded {
-    /// The bytes read, at most the bound.
-    pub bytes: Vec<u8>,
-    /// True when the file had more bytes than the bound.
-    pub over_bound: bool,
+impl Classify<Exit> for ReadError {
+    fn exit(&self) -> Exit {
+        Exit::Unreadable
+    }
 }
 
 /// The root every absolute path is resolved under.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct Root {
+    /// `None`: the running system.
+    tree: Option<RootDir>,
     dir: PathBuf,
 }
 
 impl Root {
-    /// A root at `dir` (`/` for the running system).
-    pub fn new(dir: impl Into<PathBuf>) -> Self {
-        Root { dir: dir.into() }
+    /// The running system.
+    pub fn host() -> Root {
+        Root {
+            tree: None,
+            dir: PathBuf::from("/"),
+        }
+    }
+
+    /// A root at `dir`: the running system for `/`, else a tree.
+    pub fn open(dir: &Path) -> Result<Root, ReadError> {
+        if dir == Path::new("/") {
+            return Ok(Root::host());
+        }
+        let tree = RootDir::open(dir).map_err(|e| ReadError::new(dir, e))?;
+        Ok(Root {
+            tree: Some(tree),
+            dir: dir.to_owned(),
+        })
     }
 
     /// True when this is the running system's `/` (commands may be run).
     pub fn is_host(&self) -> bool {
-        self.dir == Path::new("/")
+        self.tree.is_none()
     }
 
     /// The directory.
@@ -68,19 +93,35 @@ impl Root {
         &self.dir
     }
 
-    /// `abs` (an absolute path like `/sys/firmware/dmi`) under the root.
+    /// `abs` (an absolute path like `/sys/firmware/dmi`) under the root, for
+    /// messages and for paths handed to other programs.
     pub fn path(&self, abs: &str) -> PathBuf {
         self.dir.join(abs.trim_start_matches('/'))
     }
 
+    /// Opens `abs` with `flags` (`O_CLOEXEC` added), resolved inside the root.
+    pub fn open_at(&self, abs: &str, flags: OFlags) -> io::Result<OwnedFd> {
+        match &self.tree {
+            Some(t) => t.open_at(abs, flags, Mode::empty()),
+            None => beneath::open_host(abs, flags, Mode::empty()),
+        }
+    }
+
     /// Does `abs` exist (without following a final symlink)?
     pub fn exists(&self, abs: &str) -> bool {
-        std::fs::symlink_metadata(self.path(abs)).is_ok()
+        self.open_at(abs, OFlags::PATH | OFlags::NOFOLLOW).is_ok()
     }
 
     /// Reads `abs` to EOF, at most `max` bytes; `Ok(None)` when it does not exist.
     pub fn read_bounded(&self, abs: &str, max: usize) -> Result<Option<Bounded>, ReadError> {
-        read_bounded(&self.path(abs), max)
+        let fd = match self.open_at(abs, OFlags::RDONLY | OFlags::NOCTTY | OFlags::NONBLOCK) {
+            Ok(fd) => fd,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(ReadError::new(&self.path(abs), e)),
+        };
+        vmcreds_os::bounded::read_bounded(std::fs::File::from(fd), max)
+            .map(Some)
+            .map_err(|e| ReadError::new(&self.path(abs), e))
     }
 
     /// Reads a small text file (≤ 1 MiB), lossily as UTF-8; `Ok(None)` when missing.
@@ -91,44 +132,26 @@ impl Root {
     }
 
     /// File names in directory `abs`, sorted; `Ok(None)` when it does not exist.
-    pub fn list_dir(&self, abs: &str) -> Result<Option<Vec<std::ffi::OsString>>, ReadError> {
-        let p = self.path(abs);
-        let rd = match std::fs::read_dir(&p) {
-            Ok(rd) => rd,
+    pub fn list_dir(&self, abs: &str) -> Result<Option<Vec<OsString>>, ReadError> {
+        let shown = || self.path(abs);
+        let fd = match self.open_at(abs, OFlags::RDONLY | OFlags::DIRECTORY) {
+            Ok(fd) => fd,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(ReadError::new(&p, e)),
+            Err(e) => return Err(ReadError::new(&shown(), e)),
         };
+        let dir =
+            rustix::fs::Dir::read_from(&fd).map_err(|e| ReadError::new(&shown(), e.into()))?;
         let mut names = Vec::new();
-        for ent in rd {
-            let ent = ent.map_err(|e| ReadError::new(&p, e))?;
-            names.push(ent.file_name());
+        for ent in dir {
+            let ent = ent.map_err(|e| ReadError::new(&shown(), e.into()))?;
+            let name = ent.file_name().to_bytes();
+            if name != b"." && name != b".." {
+                names.push(std::ffi::OsStr::from_bytes(name).to_owned());
+            }
         }
         names.sort();
         Ok(Some(names))
     }
-}
-
-/// Reads `path` to EOF in a loop (not one page), keeping at most `max` bytes.
-/// `Ok(None)` when it does not exist.
-pub fn read_bounded(path: &Path, max: usize) -> Result<Option<Bounded>, ReadError> {
-    let file = match File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(ReadError::new(path, e)),
-    };
-    read_from(file, max)
-        .map(Some)
-        .map_err(|e| ReadError::new(path, e))
-}
-
-/// Reads `r` to EOF, keeping at most `max` bytes.
-pub fn read_from(r: impl Read, max: usize) -> io::Result<Bounded> {
-    let mut bytes = Vec::new();
-    let limit = u64::try_from(max).unwrap_or(u64::MAX).saturating_add(1);
-    r.take(limit).read_to_end(&mut bytes)?;
-    let over_bound = bytes.len() > max;
-    bytes.truncate(max);
-    Ok(Bounded { bytes, over_bound })
 }
 
 #[cfg(test)]
@@ -137,34 +160,63 @@ mod tests {
 
     #[test]
     fn test_paths_stay_under_root() {
-        let r = Root::new("/tmp/x");
-        assert_eq!(
-            r.path("/sys/firmware"),
-            PathBuf::from("/tmp/x/sys/firmware")
-        );
+        let d = tempfile::tempdir().unwrap();
+        let r = Root::open(d.path()).unwrap();
+        assert_eq!(r.path("/sys/firmware"), d.path().join("sys/firmware"));
         assert!(!r.is_host());
-        assert!(Root::new("/").is_host());
+        assert!(Root::open(Path::new("/")).unwrap().is_host());
     }
 
     #[test]
     fn test_bounded_read_loops_past_a_page() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("f");
-        std::fs::write(&p, vec![7u8; 10_000]).unwrap();
-        let b = read_bounded(&p, 20_000).unwrap().unwrap();
-        assert_eq!(b.bytes.len(), 10_000);
-        assert!(!b.over_bound);
-        let b = read_bounded(&p, 4096).unwrap().unwrap();
-        assert_eq!(b.bytes.len(), 4096);
-        assert!(b.over_bound);
-        assert!(read_bounded(&dir.path().join("none"), 1).unwrap().is_none());
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("f"), vec![7u8; 10_000]).unwrap();
+        let r = Root::open(d.path()).unwrap();
+        let b = r.read_bounded("/f", 20_000).unwrap().unwrap();
+        assert_eq!((b.bytes.len(), b.over_bound), (10_000, false));
+        let b = r.read_bounded("/f", 4096).unwrap().unwrap();
+        assert_eq!((b.bytes.len(), b.over_bound), (4096, true));
+        assert!(r.read_bounded("/none", 1).unwrap().is_none());
     }
 
     #[test]
     fn test_directory_is_a_read_error() {
-        let dir = tempfile::tempdir().unwrap();
-        let e = read_bounded(dir.path(), 10).unwrap_err();
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir(d.path().join("dir")).unwrap();
+        let r = Root::open(d.path()).unwrap();
+        let e = r.read_bounded("/dir", 10).unwrap_err();
         assert!(e.to_string().starts_with("cannot read "), "{e}");
         assert_eq!(e.source.raw_os_error(), Some(21));
+    }
+
+    #[test]
+    fn test_a_link_in_the_tree_stays_in_the_tree() {
+        let d = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("secret"), b"host file").unwrap();
+        std::fs::create_dir_all(d.path().join("proc")).unwrap();
+        std::os::unix::fs::symlink(outside.path().join("secret"), d.path().join("proc/cmdline"))
+            .unwrap();
+        let r = Root::open(d.path()).unwrap();
+        assert!(
+            r.read_text("/proc/cmdline").unwrap().is_none(),
+            "resolved inside the tree"
+        );
+    }
+
+    #[test]
+    fn test_a_fifo_does_not_block() {
+        let d = tempfile::tempdir().unwrap();
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            d.path().join("fifo"),
+            rustix::fs::FileType::Fifo,
+            Mode::from_raw_mode(0o600),
+            0,
+        )
+        .unwrap();
+        let r = Root::open(d.path()).unwrap();
+        let b = r.read_bounded("/fifo", 10).unwrap().unwrap();
+        assert!(b.bytes.is_empty());
     }
 }

@@ -59,7 +59,7 @@ fn pre<'a>(
 ) -> &'a vmcreds_common::report::Precondition {
     r.preconditions
         .iter()
-        .find(|p| p.check == check)
+        .find(|p| p.check.as_str() == check)
         .unwrap_or_else(|| panic!("no precondition {check}"))
 }
 
@@ -93,15 +93,15 @@ fn test_verified_with_expect_table_and_json() {
     let a = row(&r, "API_KEY");
     assert_eq!(a.status, Status::Ok);
     assert_eq!(a.smbios, SmbiosStatus::Importable);
-    assert_eq!(a.source.as_deref(), Some("smbios"));
+    assert_eq!(a.source.map(|s| s.as_str()), Some("smbios"));
     assert_eq!(a.encoding, Some(Encoding::Text));
     assert_eq!(a.digest, Some(digest(CANARY_A, None)));
     let sd = a.systemd.as_ref().unwrap();
     assert_eq!((sd.present, sd.bytes), (true, Some(CANARY_A.len() as u64)));
-    assert_eq!(sd.mode.as_deref(), Some("0400"));
-    assert_eq!(sd.secure.as_deref(), Some("secure"));
+    assert_eq!(sd.mode.map(|m| m.to_string()).as_deref(), Some("0400"));
+    assert_eq!(sd.secure.map(|s| s.as_str()), Some("secure"));
     assert_eq!(row(&r, "BLOB").encoding, Some(Encoding::Binary));
-    assert_eq!(r.system.entry_point.as_deref(), Some("64-bit"));
+    assert_eq!(r.system.entry_point.map(|e| e.as_str()), Some("64-bit"));
     assert_eq!(r.system.smbios_version.as_deref(), Some("3.0.0"));
     assert_eq!(r.system.hypervisor_vendor.as_deref(), Some("QEMU"));
     assert_eq!(r.system.systemd_version, Some(257));
@@ -150,7 +150,7 @@ fn test_manifest_credential_keys_digests() {
     assert_eq!(r.verdict.result, VerdictResult::Verified);
     assert_eq!(r.nonce_id, Some(nonce.id()));
     let a = row(&r, "API_KEY");
-    assert_eq!(a.expected.as_ref().unwrap().from, "manifest");
+    assert_eq!(a.expected.as_ref().unwrap().from.as_str(), "manifest");
     assert_eq!(
         a.systemd.as_ref().unwrap().digest.as_ref().unwrap().alg,
         DigestAlg::HmacSha256
@@ -453,12 +453,12 @@ fn test_shadowed_by_fw_cfg_and_cmdline_attribution() {
     let (code, r, out) = f.check_json(&[]);
     let a = row(&r, "A");
     assert_eq!(a.smbios, SmbiosStatus::Shadowed);
-    assert_eq!(a.source.as_deref(), Some("fw_cfg"));
+    assert_eq!(a.source.map(|s| s.as_str()), Some("fw_cfg"));
     assert_eq!(a.status, Status::Ok);
     assert!(a.reason.as_ref().unwrap().contains("fw_cfg"));
     let c = row(&r, "C");
     assert_eq!(
-        (c.source.as_deref(), c.smbios),
+        (c.source.map(|s| s.as_str()), c.smbios),
         (Some("kernel_cmdline"), SmbiosStatus::Absent)
     );
     assert_eq!(code, 0, "{}", r.verdict.summary);
@@ -522,13 +522,18 @@ fn test_storage_weak_insecure_symlink() {
         "--expect", "API_KEY", "--expect", "BLOB", "--expect", "LINK",
     ]);
     assert_eq!(
-        row(&r, "BLOB").systemd.as_ref().unwrap().secure.as_deref(),
+        row(&r, "BLOB")
+            .systemd
+            .as_ref()
+            .unwrap()
+            .secure
+            .map(|s| s.as_str()),
         Some("insecure")
     );
     let l = row(&r, "LINK");
     assert_eq!(l.status, Status::Missing);
     assert!(
-        l.reason.as_ref().unwrap().contains("symlink"),
+        l.reason.as_ref().unwrap().contains("symbolic link"),
         "{:?}",
         l.reason
     );
@@ -547,7 +552,7 @@ fn test_storage_weak_insecure_symlink() {
             .as_ref()
             .unwrap()
             .secure
-            .as_deref(),
+            .map(|s| s.as_str()),
         Some("weak")
     );
     let (code, r, _) = f.check_json(&["--expect", "API_KEY", "--expect", "BLOB", "--strict"]);
@@ -670,7 +675,7 @@ fn test_unexpected_fails_only_strict() {
     let (code, r, _) = f.check_json(&["--expect", "API_KEY", "--expect", "BLOB"]);
     assert_eq!(code, 0);
     assert_eq!(row(&r, "EXTRA").status, Status::Unexpected);
-    assert_eq!(row(&r, "EXTRA").source.as_deref(), Some("unknown"));
+    assert_eq!(row(&r, "EXTRA").source.map(|s| s.as_str()), Some("unknown"));
     let (code, _, _) = f.check_json(&["--expect", "API_KEY", "--expect", "BLOB", "--strict"]);
     assert_eq!(code, 1);
     // The VMM's notify socket is never unexpected.
@@ -908,6 +913,9 @@ fn test_list_json() {
 
 #[test]
 fn test_report_to_file_unix_virtio_stdout() {
+    if !common::root_or_skip("a virtio port is a character device, made with mknod") {
+        return;
+    }
     let f = good_vm();
     let d = tempfile::tempdir().unwrap();
     let file = d.path().join("report.json");
@@ -919,7 +927,9 @@ fn test_report_to_file_unix_virtio_stdout() {
         c.read_to_end(&mut v).unwrap();
         v
     });
-    f.write("dev/virtio-ports/org.vmcreds.0", b"");
+    // A device node: the send must go through the device path. What a real
+    // port receives is checked by the real-VM tier (QEMU virtio-serial).
+    common::null_port(&f, "dev/virtio-ports/org.vmcreds.0");
     let out = f.run(
         "check",
         &[
@@ -942,14 +952,7 @@ fn test_report_to_file_unix_virtio_stdout() {
         String::from_utf8_lossy(&out.stderr)
     );
     let got = t.join().unwrap();
-    for (what, doc) in [
-        ("file", std::fs::read(&file).unwrap()),
-        ("unix", got),
-        (
-            "virtio",
-            std::fs::read(f.path("dev/virtio-ports/org.vmcreds.0")).unwrap(),
-        ),
-    ] {
+    for (what, doc) in [("file", std::fs::read(&file).unwrap()), ("unix", got)] {
         assert!(doc.ends_with(b"}\n"), "{what}");
         assert_eq!(
             doc.iter().filter(|&&b| b == b'\n').count(),

@@ -47,7 +47,7 @@ pub enum ApiError {
     Malformed(String),
 }
 
-impl crate::exit::Classify for ApiError {
+impl crate::exit::Classify<crate::exit::Exit> for ApiError {
     fn exit(&self) -> crate::exit::Exit {
         match self {
             ApiError::Write(_) | ApiError::Read(_) => crate::exit::Exit::Io,

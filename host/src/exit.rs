@@ -1,8 +1,7 @@
 //! How a command ends. Every error type says its [`Exit`] ([`Classify`]);
-//! a [`Failure`] carries the error to `main` together with that exit, and
-//! `main` alone turns an exit into a number.
+//! a [`Failure`] carries the error to `main` together with that exit
+//! (`vmcreds_os::failure`), and `main` alone turns an exit into a number.
 
-use std::fmt::Display;
 use std::io;
 
 use thiserror::Error;
@@ -24,79 +23,13 @@ pub enum Exit {
     Child(u8),
 }
 
-/// An error that knows which exit it means.
-pub trait Classify {
-    /// The exit this error ends the process with.
-    fn exit(&self) -> Exit;
-}
+pub use vmcreds_os::failure::{Classify, ResultExt};
 
-/// An error on its way to `main`: the chain to print once, and its exit.
-#[derive(Debug)]
-pub struct Failure {
-    exit: Exit,
-    error: anyhow::Error,
-}
-
-impl Failure {
-    /// A failure with an explicit exit.
-    pub fn new(exit: Exit, error: impl Into<anyhow::Error>) -> Failure {
-        Failure {
-            exit,
-            error: error.into(),
-        }
-    }
-
-    /// The exit it ends the process with.
-    pub fn exit(&self) -> Exit {
-        self.exit
-    }
-
-    /// The error chain, for printing.
-    pub fn error(&self) -> &anyhow::Error {
-        &self.error
-    }
-
-    /// Adds context to the message; the exit stays.
-    pub fn context<C: Display + Send + Sync + 'static>(self, context: C) -> Failure {
-        Failure {
-            exit: self.exit,
-            error: self.error.context(context),
-        }
-    }
-}
-
-impl<E> From<E> for Failure
-where
-    E: Classify + std::error::Error + Send + Sync + 'static,
-{
-    fn from(e: E) -> Failure {
-        Failure {
-            exit: e.exit(),
-            error: anyhow::Error::new(e),
-        }
-    }
-}
+/// An error on its way to `main`, with its [`Exit`].
+pub type Failure = vmcreds_os::failure::Failure<Exit>;
 
 /// Result of a command.
 pub type Result<T> = std::result::Result<T, Failure>;
-
-/// Context on results whose error knows its exit.
-pub trait ResultExt<T> {
-    /// Adds context; the exit stays the error's.
-    fn context<C: Display + Send + Sync + 'static>(self, context: C) -> Result<T>;
-    /// Adds lazily built context; the exit stays the error's.
-    fn with_context<C: Display + Send + Sync + 'static, F: FnOnce() -> C>(self, f: F) -> Result<T>;
-}
-
-impl<T, E: Into<Failure>> ResultExt<T> for std::result::Result<T, E> {
-    fn context<C: Display + Send + Sync + 'static>(self, context: C) -> Result<T> {
-        self.map_err(|e| e.into().context(context))
-    }
-
-    fn with_context<C: Display + Send + Sync + 'static, F: FnOnce() -> C>(self, f: F) -> Result<T> {
-        self.map_err(|e| e.into().context(f()))
-    }
-}
 
 /// An operating-system failure not covered by a more specific error: what
 /// was being done, and the cause with its errno (exit 3).
@@ -120,7 +53,7 @@ impl IoError {
     }
 }
 
-impl Classify for IoError {
+impl Classify<Exit> for IoError {
     fn exit(&self) -> Exit {
         Exit::Io
     }
@@ -128,19 +61,19 @@ impl Classify for IoError {
 
 // The documents' errors, from vmcreds-common: a malformed, oversized or
 // foreign document is refused input.
-impl Classify for vmcreds_common::report::ReportError {
+impl Classify<Exit> for vmcreds_common::report::ReportError {
     fn exit(&self) -> Exit {
         Exit::Refused
     }
 }
 
-impl Classify for vmcreds_common::manifest::ManifestError {
+impl Classify<Exit> for vmcreds_common::manifest::ManifestError {
     fn exit(&self) -> Exit {
         Exit::Refused
     }
 }
 
-impl Classify for vmcreds_common::verify::VerifyError {
+impl Classify<Exit> for vmcreds_common::verify::VerifyError {
     fn exit(&self) -> Exit {
         Exit::Refused
     }
@@ -152,7 +85,7 @@ impl Classify for vmcreds_common::verify::VerifyError {
 #[error("{0}")]
 pub struct Usage(pub String);
 
-impl Classify for Usage {
+impl Classify<Exit> for Usage {
     fn exit(&self) -> Exit {
         Exit::Refused
     }

@@ -144,7 +144,7 @@ pub enum PlanError {
     Random(String),
 }
 
-impl Classify for PlanError {
+impl Classify<Exit> for PlanError {
     fn exit(&self) -> Exit {
         match self {
             PlanError::Random(_) => Exit::Io,

@@ -26,7 +26,7 @@ use vmcreds_common::escape::escape_name;
 use vmcreds_common::limits::CREDENTIAL_SIZE_MAX;
 use vmcreds_common::Secret;
 
-use vmcreds_os::kind::FileKind;
+use vmcreds_common::file_kind::FileKind;
 
 use crate::cli::SourceSpec;
 use crate::exit::{Classify, Exit};
@@ -241,7 +241,7 @@ pub enum SourceError {
     },
 }
 
-impl Classify for SourceError {
+impl Classify<Exit> for SourceError {
     fn exit(&self) -> Exit {
         match self {
             SourceError::Open { .. } | SourceError::Read { .. } | SourceError::ReadDir { .. } => {

@@ -2,19 +2,21 @@
 //!
 //! - [`private`]: files only their owner can read, written atomically and
 //!   never through a symbolic link;
+//! - [`beneath`]: paths resolved inside a root directory, never outside it;
 //! - [`bounded`]: reads that never keep more than a caller's bound;
-//! - [`kind`]: one naming of file types for messages.
+//! - [`failure`]: errors that carry how they end the process.
 //!
-//! Format rules live in `vmcreds-common` (which does no I/O); this crate
-//! knows nothing about credentials.
+//! Format rules, and the one naming of file kinds, live in `vmcreds-common`
+//! (which does no I/O); this crate knows nothing about credentials.
 
 #![deny(missing_docs)]
 
 #[cfg(not(target_os = "linux"))]
 compile_error!("vmcreds-os uses Linux system calls and runs only on Linux");
 
+pub mod beneath;
 pub mod bounded;
-pub mod kind;
+pub mod failure;
 pub mod private;
 
 /// A path for a message: every byte outside printable ASCII (and `\` and

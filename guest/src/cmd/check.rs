@@ -1,84 +1,85 @@
-//! `check`: predict, read what systemd imported, compare, report.
+//! `check`: read, evaluate, print, report.
 
-use vmcreds_common::report::{render_table, Report, VerdictResult};
+use vmcreds_common::check::{evaluate, Strictness};
+use vmcreds_common::render;
+use vmcreds_common::report::{Report, VerdictResult};
 
-use crate::analyze::{analyze, Expectations};
-use crate::cli::{CheckArgs, VerifyArgs};
-use crate::creds_dir;
+use crate::cli::{CheckArgs, ExpectArgs};
+use crate::creds_dir::CredsLocation;
 use crate::dest;
-use crate::exit::{Exit, UsageError};
-use crate::observe::{observe, CredsLocation, Observation};
-use crate::sysfs::{self, ReadError, Root};
+use crate::exit::{Exit, Failure, Result};
+use crate::observe::{self, Asked, Observed};
+use crate::sysfs::Root;
 
 /// Runs `check`.
-pub fn run(args: &CheckArgs) -> anyhow::Result<Exit> {
-    let root = Root::new(&args.root.root);
-    let exp = expectations(&args.verify)?;
-    let obs = observe(&root, args.root.systemd_version)?;
+pub fn run(args: &CheckArgs) -> Result<Exit> {
+    let asked = asked(&args.expect)?;
+    let root = Root::open(&args.root.root)?;
+    let smbios = observe::read_smbios(&root, args.root.systemd_version)?;
     let loc = CredsLocation::System;
-    let report = analyze(&obs, &loc, &exp, args.verify.strict)?;
-    finish(&obs, &loc, &report, &args.verify, "")
+    let observed = observe::observe(&root, &loc, smbios, &asked)?;
+    finish(&root, &loc, &observed, &args.expect, "")
 }
 
-/// Reads `--manifest` and gathers `--expect`.
-pub fn expectations(v: &VerifyArgs) -> anyhow::Result<Expectations> {
-    let manifest_file = match &v.manifest {
-        Some(p) => {
-            let b = sysfs::read_bounded(p, vmcreds_common::limits::MANIFEST_SIZE_MAX + 1)?
-                .ok_or_else(|| ReadError::new(p, std::io::ErrorKind::NotFound.into()))?;
-            if b.over_bound {
-                return Err(UsageError(format!(
-                    "--manifest {}: larger than {} bytes",
-                    p.display(),
-                    vmcreds_common::limits::MANIFEST_SIZE_MAX
-                ))
-                .into());
-            }
-            Some((p.clone(), b.bytes))
-        }
-        None => None,
-    };
-    Ok(Expectations {
-        expects: v.expect.clone(),
-        manifest_file,
+/// What the command line asks to expect (`--manifest FILE` read here,
+/// before anything of the machine).
+pub fn asked(e: &ExpectArgs) -> Result<Asked> {
+    Ok(Asked {
+        manifest: e
+            .manifest
+            .as_deref()
+            .map(observe::manifest_file)
+            .transpose()?,
+        expects: e.expect.clone(),
     })
 }
 
-/// Prints the report, sends it, notifies, and maps the verdict.
+/// How strict the command line asks the check to be.
+pub fn strictness(e: &ExpectArgs) -> Strictness {
+    if e.strict {
+        Strictness::Strict
+    } else {
+        Strictness::Lenient
+    }
+}
+
+/// Evaluates, prints the report (after `header`), sends it, notifies, and
+/// maps the verdict to the exit.
 pub fn finish(
-    obs: &Observation,
+    root: &Root,
     loc: &CredsLocation,
-    report: &Report,
-    v: &VerifyArgs,
+    observed: &Observed,
+    e: &ExpectArgs,
     header: &str,
-) -> anyhow::Result<Exit> {
-    if v.json {
+) -> Result<Exit> {
+    let report = evaluate(&observed.observation, &observed.expectations, strictness(e));
+    if e.json {
         super::write_stdout(report.to_json().as_bytes())?;
     } else {
-        let dir = match loc {
-            CredsLocation::System => creds_dir::SYSTEM_DIR.to_owned(),
-            CredsLocation::Dir(p) => p.display().to_string(),
-        };
         let text = format!(
             "{header}{}{}",
-            crate::analyze::preamble(report, &dir),
-            render_table(report)
+            render::preamble(&report, &loc.display()),
+            render::report_table(&report)
         );
         super::write_stdout(text.as_bytes())?;
     }
-    let doc = dest::wire(report);
-    let mut first_err: Option<anyhow::Error> = None;
-    for d in &v.report_to {
-        if let Err(e) = dest::send(d, &obs.root, &doc) {
-            eprintln!("vmcreds-guest: {:#}", anyhow::Error::from(e));
-            first_err.get_or_insert_with(|| anyhow::anyhow!("could not send the report to {d}"));
+    let doc = dest::wire(&report);
+    let mut unsent = None;
+    for d in &e.report_to {
+        if let Err(err) = dest::send(d, root, &doc) {
+            let f = Failure::from(err);
+            eprintln!("vmcreds-guest: {:#}", f.error());
+            unsent.get_or_insert((f.exit(), d));
         }
     }
-    if v.notify {
-        notify(obs, loc, report);
+    if e.notify {
+        notify(root, loc, observed, &report);
     }
-    if let Some(e) = first_err {
-        return Err(e);
+    if let Some((exit, d)) = unsent {
+        return Err(Failure::new(
+            exit,
+            anyhow::anyhow!("could not send the report to {d}"),
+        ));
     }
     Ok(match report.verdict.result {
         VerdictResult::Failed => Exit::Failed,
@@ -86,23 +87,18 @@ pub fn finish(
     })
 }
 
-/// The name of the notify-socket credential.
-pub const NOTIFY_CREDENTIAL: &str = "vmm.notify_socket";
-
-fn notify(obs: &Observation, loc: &CredsLocation, report: &Report) {
-    let path = loc.path(&obs.root).join(NOTIFY_CREDENTIAL);
-    let value = match creds_dir::read_small(&path) {
-        Ok(Some(v)) => Some(v),
-        _ => obs
-            .prediction
-            .imported()
-            .find(|s| s.name.as_deref() == Some(NOTIFY_CREDENTIAL))
-            .and_then(|s| s.value.as_ref())
-            .map(|v| v.expose().to_vec()),
-    };
-    let Some(value) = value else {
-        eprintln!("vmcreds-guest: --notify: no {NOTIFY_CREDENTIAL} credential, nothing sent");
-        return;
+fn notify(root: &Root, loc: &CredsLocation, observed: &Observed, report: &Report) {
+    use vmcreds_common::check::NOTIFY_CREDENTIAL;
+    let value = match observe::notify_socket(root, loc, &observed.observation) {
+        Ok(Some(v)) => v,
+        Ok(None) => {
+            eprintln!("vmcreds-guest: --notify: no {NOTIFY_CREDENTIAL} credential, nothing sent");
+            return;
+        }
+        Err(f) => {
+            eprintln!("vmcreds-guest: --notify: {:#}", f.error());
+            return;
+        }
     };
     let Some(addr) = std::str::from_utf8(&value)
         .ok()
@@ -113,11 +109,7 @@ fn notify(obs: &Observation, loc: &CredsLocation, report: &Report) {
         );
         return;
     };
-    let line = format!(
-        "{} ({})",
-        format!("{:?}", report.verdict.result).to_lowercase(),
-        report.verdict.summary
-    );
+    let line = format!("{} ({})", report.verdict.result, report.verdict.summary);
     if let Err(e) = dest::notify(&addr, &dest::notify_message(&line)) {
         eprintln!("vmcreds-guest: --notify: cannot send to {NOTIFY_CREDENTIAL}: {e}");
     }

@@ -16,11 +16,13 @@ use thiserror::Error;
 use vmcreds_common::escape::escape_name;
 use vmcreds_common::report::CheckState;
 
-use crate::analyze::analyze;
+use vmcreds_common::report::PreconditionId;
+
 use crate::cli::ImportArgs;
-use crate::cmd::check::{expectations, finish};
-use crate::exit::Exit;
-use crate::observe::{observe, CredsLocation};
+use crate::cmd::check::{asked, finish};
+use crate::creds_dir::CredsLocation;
+use crate::exit::{Classify, Exit, Result};
+use crate::observe;
 use crate::precond::FW_CFG_DIR;
 use crate::sysfs::Root;
 
@@ -38,6 +40,12 @@ pub struct ImportError {
     /// The cause.
     #[source]
     pub source: io::Error,
+}
+
+impl Classify<Exit> for ImportError {
+    fn exit(&self) -> Exit {
+        Exit::Unreadable
+    }
 }
 
 /// How DIR was set up.
@@ -58,7 +66,7 @@ fn is_mount_point(p: &Path) -> io::Result<bool> {
 }
 
 /// Creates DIR and, when possible, mounts a private credentials filesystem on it.
-pub fn prepare(dir: &Path, allow_mount: bool) -> Result<Setup, ImportError> {
+pub fn prepare(dir: &Path, allow_mount: bool) -> std::result::Result<Setup, ImportError> {
     let err = |what, source| ImportError {
         what,
         path: dir.to_owned(),
@@ -143,16 +151,15 @@ pub fn write_credential(dir: &OwnedFd, name: &str, value: &[u8]) -> io::Result<W
 }
 
 /// Runs `import`.
-pub fn run(args: &ImportArgs) -> anyhow::Result<Exit> {
-    let root = Root::new(&args.root.root);
-    let exp = expectations(&args.verify)?;
-    let obs = observe(&root, args.root.systemd_version)?;
+pub fn run(args: &ImportArgs) -> Result<Exit> {
+    let asked = asked(&args.expect)?;
+    let root = Root::open(&args.root.root)?;
+    let smbios = observe::read_smbios(&root, args.root.systemd_version)?;
     let mut log = String::new();
-    let disabled = obs
-        .facts
+    let disabled = smbios
         .preconditions
         .iter()
-        .any(|p| p.check == "import_enabled" && p.state == CheckState::Failed);
+        .any(|p| p.check == PreconditionId::ImportEnabled && p.state == CheckState::Failed);
     let setup = prepare(&args.to, !args.no_mount)?;
     log.push_str(&format!(
         "import: {} is {}\n",
@@ -182,7 +189,7 @@ pub fn run(args: &ImportArgs) -> anyhow::Result<Exit> {
         let (mut created, mut skipped) = (0usize, 0usize);
         // fw_cfg first (systemd imports it before SMBIOS), then SMBIOS.
         let mut values: Vec<(String, vmcreds_common::Secret)> = Vec::new();
-        for p in crate::precond::prior_credentials(&obs.fw_cfg) {
+        for p in vmcreds_common::check::fw_cfg_priors(&smbios.fw_cfg) {
             if let Some(b) = root.read_bounded(
                 &format!("{FW_CFG_DIR}/{}/raw", p.name.as_str()),
                 vmcreds_common::limits::CREDENTIAL_SIZE_MAX,
@@ -193,7 +200,7 @@ pub fn run(args: &ImportArgs) -> anyhow::Result<Exit> {
                 ));
             }
         }
-        for s in obs.prediction.imported() {
+        for s in smbios.prediction.imported() {
             if let (Some(n), Some(v)) = (&s.name, &s.value) {
                 values.push((n.clone(), v.clone()));
             }
@@ -234,13 +241,13 @@ pub fn run(args: &ImportArgs) -> anyhow::Result<Exit> {
         }
     }
     let loc = CredsLocation::Dir(args.to.clone());
-    let report = analyze(&obs, &loc, &exp, args.verify.strict)?;
-    if args.verify.json {
+    let observed = observe::observe(&root, &loc, smbios, &asked)?;
+    if args.expect.json {
         eprint!("{log}");
     } else {
         super::write_stdout(log.as_bytes())?;
     }
-    finish(&obs, &loc, &report, &args.verify, "")
+    finish(&root, &loc, &observed, &args.expect, "")
 }
 
 #[cfg(test)]

@@ -1,15 +1,23 @@
 //! `install-unit`: writes `vmcreds-check.service` into an image (or `/`) and
 //! enables it for `multi-user.target`, with `ExecStart=` and the sandbox
 //! fitted to the flags.
+//!
+//! Run as root on a build host against an image that may hold any links
+//! (`etc -> /etc` is normal in images), every path is resolved inside the
+//! image (`vmcreds_os::beneath`): missing directories are created 0755, the
+//! unit is written under a random temporary name created exclusively and
+//! without following links, `fchmod`ed to 0644 and renamed into place, and
+//! the `.wants/` link is created, never followed.
 
 use std::io;
 use std::path::PathBuf;
 
 use thiserror::Error;
+use vmcreds_os::beneath::RootDir;
 
 use crate::cli::InstallUnitArgs;
 use crate::dest::Dest;
-use crate::exit::Exit;
+use crate::exit::{Classify, Exit, Result};
 
 /// The unit as shipped.
 pub const UNIT_TEMPLATE: &str = include_str!("../../units/vmcreds-check.service");
@@ -20,7 +28,7 @@ pub const BINARY_PATH: &str = "/usr/local/bin/vmcreds-guest";
 
 /// Writing the unit failed.
 #[derive(Debug, Error)]
-#[error("cannot write {}", path.display())]
+#[error("cannot write {}", vmcreds_os::show_path(path))]
 pub struct InstallError {
     /// The path.
     pub path: PathBuf,
@@ -28,6 +36,15 @@ pub struct InstallError {
     #[source]
     pub source: io::Error,
 }
+
+impl Classify<Exit> for InstallError {
+    fn exit(&self) -> Exit {
+        Exit::Unreadable
+    }
+}
+
+/// Where the unit goes in the image.
+const UNIT_DIR: &str = "/etc/systemd/system";
 
 /// systemd's path escaping for unit names (`systemd-escape --path`, simplified).
 pub fn escape_unit_path(p: &str) -> String {
@@ -115,37 +132,31 @@ pub fn render(strict: bool, report_to: &[Dest]) -> String {
 }
 
 /// Runs `install-unit`.
-pub fn run(args: &InstallUnitArgs) -> anyhow::Result<Exit> {
-    let unit_dir = args.root.join("etc/systemd/system");
-    let wants = unit_dir.join("multi-user.target.wants");
-    std::fs::create_dir_all(&wants).map_err(|e| InstallError {
-        path: wants.clone(),
-        source: e,
-    })?;
-    let path = unit_dir.join(UNIT_NAME);
+pub fn run(args: &InstallUnitArgs) -> Result<Exit> {
+    let fail = |path: String, source| InstallError {
+        path: args.root.join(path.trim_start_matches('/')),
+        source,
+    };
+    let image = RootDir::open(&args.root).map_err(|e| fail("/".into(), e))?;
+    let wants = format!("{UNIT_DIR}/multi-user.target.wants");
+    image
+        .create_dir_all(&wants, 0o755)
+        .map_err(|e| fail(wants.clone(), e))?;
+    let unit = format!("{UNIT_DIR}/{UNIT_NAME}");
     let text = render(args.strict, &args.report_to);
-    let tmp = unit_dir.join(format!(".{UNIT_NAME}.tmp"));
-    std::fs::write(&tmp, text.as_bytes())
-        .and_then(|_| {
-            std::fs::set_permissions(&tmp, std::os::unix::fs::PermissionsExt::from_mode(0o644))
-        })
-        .and_then(|_| std::fs::rename(&tmp, &path))
-        .map_err(|e| InstallError {
-            path: path.clone(),
-            source: e,
-        })?;
-    let link = wants.join(UNIT_NAME);
-    let _ = std::fs::remove_file(&link);
-    std::os::unix::fs::symlink(format!("../{UNIT_NAME}"), &link).map_err(|e| InstallError {
-        path: link.clone(),
-        source: e,
-    })?;
+    image
+        .write_file(&unit, text.as_bytes(), 0o644)
+        .map_err(|e| fail(unit.clone(), e))?;
+    let link = format!("{wants}/{UNIT_NAME}");
+    image
+        .symlink(&link, &format!("../{UNIT_NAME}"))
+        .map_err(|e| fail(link.clone(), e))?;
     println!(
         "installed {} and enabled it ({}); it runs {BINARY_PATH}",
-        path.display(),
-        link.display()
+        vmcreds_os::show_path(&image.shown(&unit)),
+        vmcreds_os::show_path(&image.shown(&link))
     );
-    Ok(Exit::Verified)
+    Ok(Exit::Success)
 }
 
 #[cfg(test)]

@@ -1,15 +1,15 @@
 //! `list`: the Type 11 credentials seen, by name, size and digest.
 
-use anyhow::Context;
 use serde::Serialize;
 use vmcreds_common::digest::{digest, Digest};
 use vmcreds_common::oem::Encoding;
-use vmcreds_common::predict::Outcome;
+use vmcreds_common::predict::OutcomeKind;
+use vmcreds_common::render::{name_width, table, Line};
 
-use crate::analyze::{manifest_nonce, Expectations};
 use crate::cli::ListArgs;
-use crate::exit::Exit;
-use crate::observe::{observe, CredsLocation};
+use crate::creds_dir::CredsLocation;
+use crate::exit::{Exit, Result};
+use crate::observe;
 use crate::sysfs::Root;
 
 /// One credential string (`vmcreds-guest list --json`).
@@ -28,14 +28,14 @@ pub struct ListedString {
     /// Digest of the decoded value.
     pub digest: Option<Digest>,
     /// `imported`, `rejected`, `too_large`, `over_total` or `shadowed`.
-    pub outcome: &'static str,
+    pub outcome: OutcomeKind,
     /// Why, when not imported.
     pub reason: Option<String>,
 }
 
 /// `vmcreds-guest list --json`.
 #[derive(Debug, Serialize)]
-pub struct Listing {
+pub struct StringListing {
     /// Nonce id when digests are keyed.
     pub nonce_id: Option<String>,
     /// Credential strings in systemd's order.
@@ -45,27 +45,21 @@ pub struct Listing {
 }
 
 /// Runs `list`.
-pub fn run(args: &ListArgs) -> anyhow::Result<Exit> {
-    let root = Root::new(&args.root.root);
-    let obs = observe(&root, args.root.systemd_version)?;
-    let nonce = manifest_nonce(&obs, &CredsLocation::System, &Expectations::default())?;
-    let mut l = Listing {
+pub fn run(args: &ListArgs) -> Result<Exit> {
+    let root = Root::open(&args.root.root)?;
+    let smbios = observe::read_smbios(&root, args.root.systemd_version)?;
+    let nonce = observe::manifest_nonce(&root, &CredsLocation::System, &smbios)?;
+    let mut l = StringListing {
         nonce_id: nonce.as_ref().map(|n| n.id()),
         credentials: Vec::new(),
         not_credential: 0,
     };
-    for s in &obs.prediction.strings {
-        let outcome = match &s.outcome {
-            Outcome::NotCredential => {
-                l.not_credential += 1;
-                continue;
-            }
-            Outcome::Imported => "imported",
-            Outcome::Rejected(_) => "rejected",
-            Outcome::TooLarge { .. } => "too_large",
-            Outcome::OverTotal { .. } => "over_total",
-            Outcome::Shadowed(_) => "shadowed",
-        };
+    for s in &smbios.prediction.strings {
+        let outcome = s.outcome.kind();
+        if outcome == OutcomeKind::NotCredential {
+            l.not_credential += 1;
+            continue;
+        }
         l.credentials.push(ListedString {
             entry: s.entry,
             string: s.string,
@@ -78,34 +72,24 @@ pub fn run(args: &ListArgs) -> anyhow::Result<Exit> {
         });
     }
     let text = if args.json {
-        let mut t = serde_json::to_string_pretty(&l).context("cannot serialise the list")?;
+        let mut t = serde_json::to_string_pretty(&l).expect("the list serialises");
         t.push('\n');
         t
     } else {
-        let width = l
+        let lines: Vec<Line<'_>> = l
             .credentials
             .iter()
-            .filter_map(|c| c.name.as_ref().map(|n| n.len()))
-            .max()
-            .unwrap_or(4)
-            .clamp(4, 40);
-        let mut t = String::new();
-        for c in &l.credentials {
-            t.push_str(&format!(
-                "11-{}#{:<3} {:<width$}  {:>13}  {:<24}  {}{}\n",
-                c.entry,
-                c.string,
-                c.name.as_deref().unwrap_or("(no name)"),
-                c.bytes.map_or("-".into(), |b| format!("{b} bytes")),
-                c.digest
-                    .as_ref()
-                    .map_or("-".into(), |d| format!("{}:{}", d.alg, d.short())),
-                c.outcome,
-                c.reason
-                    .as_ref()
-                    .map_or(String::new(), |r| format!("  ({r})"))
-            ));
-        }
+            .map(|c| Line {
+                lead: format!("11-{}#{:<3} ", c.entry, c.string),
+                name: c.name.as_deref().unwrap_or("(no name)"),
+                bytes: c.bytes,
+                digest: Some(c.digest.as_ref()),
+                status: c.outcome.to_string(),
+                reason: c.reason.as_deref(),
+            })
+            .collect();
+        let width = name_width(l.credentials.iter().filter_map(|c| c.name.as_deref()));
+        let mut t = table(&lines, width);
         t.push_str(&format!(
             "{} credential string(s), {} other string(s) not shown\n",
             l.credentials.len(),
@@ -114,5 +98,5 @@ pub fn run(args: &ListArgs) -> anyhow::Result<Exit> {
         t
     };
     super::write_stdout(text.as_bytes())?;
-    Ok(Exit::Verified)
+    Ok(Exit::Success)
 }

@@ -247,7 +247,7 @@ pub struct HttpError {
     pub after: &'static str,
 }
 
-impl Classify for HttpError {
+impl Classify<Exit> for HttpError {
     fn exit(&self) -> Exit {
         Exit::Refused
     }

@@ -95,7 +95,7 @@ pub enum CollectError {
     },
 }
 
-impl Classify for CollectError {
+impl Classify<Exit> for CollectError {
     fn exit(&self) -> Exit {
         match self {
             // Nothing arrived that could be verified: "could not receive".

@@ -5,7 +5,8 @@ use std::path::Path;
 
 use vmcreds_common::limits::{MANIFEST_SIZE_MAX, REPORT_SIZE_MAX};
 use vmcreds_common::manifest::Manifest;
-use vmcreds_common::report::{render_table, Report};
+use vmcreds_common::render::report_table;
+use vmcreds_common::report::Report;
 use vmcreds_common::verify::{verify, VerdictDocument, VERDICT_SCHEMA};
 use vmcreds_os::bounded::read_bounded;
 
@@ -51,7 +52,7 @@ pub fn output(manifest: &Manifest, report: &Report, json: bool) -> Result<Exit> 
     } else {
         format!(
             "guest report:\n{}\nhost verdict:\n{}",
-            render_table(report),
+            report_table(report),
             verdict.render()
         )
     };

@@ -185,7 +185,7 @@ pub enum BinaryError {
     },
 }
 
-impl Classify for BinaryError {
+impl Classify<Exit> for BinaryError {
     fn exit(&self) -> Exit {
         match self {
             BinaryError::Run { .. } => Exit::Io,
@@ -434,7 +434,7 @@ pub enum ChError {
     },
 }
 
-impl Classify for ChError {
+impl Classify<Exit> for ChError {
     fn exit(&self) -> Exit {
         Exit::Refused
     }

@@ -84,7 +84,7 @@ pub enum CrosvmError {
     Nothing,
 }
 
-impl Classify for CrosvmError {
+impl Classify<Exit> for CrosvmError {
     fn exit(&self) -> Exit {
         Exit::Refused
     }

@@ -88,7 +88,7 @@ pub enum FwCfgError {
     Nothing,
 }
 
-impl Classify for FwCfgError {
+impl Classify<Exit> for FwCfgError {
     fn exit(&self) -> Exit {
         Exit::Refused
     }

@@ -69,7 +69,7 @@ pub struct Qemu {
     pub budget: Budget,
 }
 
-impl Classify for QemuError {
+impl Classify<Exit> for QemuError {
     fn exit(&self) -> Exit {
         Exit::Refused
     }

@@ -16,7 +16,7 @@ pub enum Refused {
     Kvmtool,
 }
 
-impl Classify for Refused {
+impl Classify<Exit> for Refused {
     fn exit(&self) -> Exit {
         Exit::Refused
     }

@@ -1,4 +1,5 @@
-//! What a file is, named one way in every message of both binaries.
+//! What a file is, named one way in every message of both binaries (a plain
+//! type: looking at a `FileType` someone else obtained is not I/O).
 
 use std::fmt;
 use std::fs::FileType;
@@ -44,6 +45,20 @@ impl FileKind {
             FileKind::BlockDevice
         } else {
             FileKind::Other
+        }
+    }
+
+    /// The kind of a file whose `st_mode` is `mode` (the `S_IFMT` bits).
+    pub fn from_mode(mode: u32) -> FileKind {
+        match mode & 0o170000 {
+            0o100000 => FileKind::Regular,
+            0o040000 => FileKind::Directory,
+            0o120000 => FileKind::Symlink,
+            0o010000 => FileKind::Fifo,
+            0o140000 => FileKind::Socket,
+            0o020000 => FileKind::CharDevice,
+            0o060000 => FileKind::BlockDevice,
+            _ => FileKind::Other,
         }
     }
 
@@ -97,5 +112,15 @@ mod tests {
         );
         assert_eq!(FileKind::Symlink.to_string(), "symbolic link");
         assert_eq!(FileKind::Fifo.to_string(), "FIFO");
+        use std::os::unix::fs::MetadataExt;
+        for p in [d.path().to_owned(), f.clone(), "/dev/null".into()] {
+            let m = std::fs::metadata(&p).unwrap();
+            assert_eq!(
+                FileKind::from_mode(m.mode()),
+                FileKind::of(m.file_type()),
+                "{}",
+                p.display()
+            );
+        }
     }
 }

@@ -1,0 +1,642 @@
+//! One row per credential name, and its classification: where systemd got
+//! it, what was expected of it, and its status with the reason.
+
+use std::collections::HashMap;
+
+use crate::digest::{digest, Digest};
+use crate::manifest::{ManifestEntry, MANIFEST_CREDENTIAL};
+use crate::predict::{Outcome, PredictedString};
+use crate::report::{
+    CheckState, CredentialReport, CredentialSource, ExpectationSource, Expected, SmbiosStatus,
+    Status, SystemdView,
+};
+
+use super::{Expect, Expectations, ImportedKind, Observation, NOTIFY_CREDENTIAL};
+
+/// One credential name and the SMBIOS strings that carry it.
+#[derive(Debug)]
+pub struct Row<'a> {
+    /// The name (escaped when it came from a refused string).
+    pub name: String,
+    /// Its strings, in systemd's order.
+    pub strings: Vec<&'a PredictedString>,
+}
+
+/// The rows: SMBIOS names in order, then imported files, then the
+/// manifest's and `--expect`'s names; each name once.
+pub fn rows<'a>(obs: &'a Observation, exp: &Expectations) -> Vec<Row<'a>> {
+    let mut rows: Vec<Row<'a>> = Vec::new();
+    let mut index: HashMap<String, usize> = HashMap::new();
+    let mut add = |rows: &mut Vec<Row<'a>>, name: &str| -> usize {
+        *index.entry(name.to_owned()).or_insert_with(|| {
+            rows.push(Row {
+                name: name.to_owned(),
+                strings: Vec::new(),
+            });
+            rows.len() - 1
+        })
+    };
+    for s in &obs.prediction.strings {
+        if let Some(n) = &s.name {
+            let i = add(&mut rows, n);
+            rows[i].strings.push(s);
+        }
+    }
+    if let Some(l) = &obs.imported {
+        for f in &l.files {
+            add(&mut rows, &f.name);
+        }
+    }
+    if let Some(m) = exp.manifest() {
+        for e in &m.credentials {
+            add(&mut rows, e.name.as_str());
+        }
+    }
+    for x in &exp.expects {
+        add(&mut rows, &x.name);
+    }
+    rows
+}
+
+/// What SMBIOS says about a row.
+struct SmbiosFacts<'a> {
+    /// The string systemd imports, else the first that decoded.
+    winner: Option<&'a PredictedString>,
+    status: SmbiosStatus,
+    /// The first reason any of its strings was not imported (with the
+    /// read-limit note, when systemd's read cut one of them).
+    first_reason: Option<String>,
+    /// systemd's read limit cut the last string of an entry that is this row's.
+    cut_note: Option<String>,
+    /// Size and digest of the winner's value.
+    predicted: Option<(u64, Digest)>,
+}
+
+fn smbios_status(strings: &[&PredictedString]) -> SmbiosStatus {
+    let has = |f: &dyn Fn(&Outcome) -> bool| strings.iter().any(|s| f(&s.outcome));
+    if has(&|o| *o == Outcome::Imported) {
+        SmbiosStatus::Importable
+    } else if has(&|o| matches!(o, Outcome::Shadowed(_))) {
+        SmbiosStatus::Shadowed
+    } else if strings.is_empty() {
+        SmbiosStatus::Absent
+    } else {
+        SmbiosStatus::Rejected
+    }
+}
+
+fn smbios_facts<'a>(row: &Row<'a>, obs: &Observation) -> SmbiosFacts<'a> {
+    let winner = row
+        .strings
+        .iter()
+        .find(|s| s.outcome == Outcome::Imported)
+        .or_else(|| row.strings.iter().find(|s| s.value.is_some()))
+        .copied();
+    let raw_read_max = obs.behaviour().raw_read_max;
+    let cut_note = row.strings.iter().find_map(|s| {
+        let e = obs.prediction.entries.iter().find(|e| e.entry == s.entry)?;
+        (e.cut_by_read_limit > 0 && s.string == e.strings).then(|| {
+            format!(
+                "string {} of entry 11-{} was cut: systemd reads only the first {raw_read_max} bytes of an entry",
+                s.string, s.entry
+            )
+        })
+    });
+    let first_reason =
+        row.strings
+            .iter()
+            .find_map(|s| s.outcome.reason())
+            .map(|r| match &cut_note {
+                Some(c) => format!("{r}; {c}"),
+                None => r,
+            });
+    let predicted = winner
+        .and_then(|w| w.value.as_ref())
+        .map(|v| (v.len() as u64, digest(v.expose(), obs.nonce.as_ref())));
+    SmbiosFacts {
+        winner,
+        status: smbios_status(&row.strings),
+        first_reason,
+        cut_note,
+        predicted,
+    }
+}
+
+/// Where systemd got `name`: fw_cfg wins when SMBIOS imports no string of
+/// that name; then SMBIOS, the kernel command line, or `unknown` for a file
+/// nothing explains.
+fn source(
+    name: &str,
+    facts: &SmbiosFacts<'_>,
+    obs: &Observation,
+    present: bool,
+) -> Option<CredentialSource> {
+    let smbios_imports = obs
+        .prediction
+        .strings
+        .iter()
+        .any(|s| s.name.as_deref() == Some(name) && s.outcome == Outcome::Imported);
+    if obs.fw_cfg.iter().any(|c| c.name == name) && !smbios_imports {
+        Some(CredentialSource::FwCfg)
+    } else if facts.status == SmbiosStatus::Importable {
+        Some(CredentialSource::Smbios)
+    } else if obs.cmdline_credentials.iter().any(|c| c == name) {
+        Some(CredentialSource::KernelCmdline)
+    } else if present {
+        Some(CredentialSource::Unknown)
+    } else {
+        None
+    }
+}
+
+/// What was expected of a name: the manifest's entry wins over `--expect`.
+fn expected(manifest: Option<&ManifestEntry>, expect: Option<&Expect>) -> Option<Expected> {
+    match (manifest, expect) {
+        (Some(m), _) => Some(Expected {
+            bytes: Some(m.bytes),
+            digest: Some(m.digest.clone()),
+            from: ExpectationSource::Manifest,
+        }),
+        (None, Some(x)) => Some(Expected {
+            bytes: x.bytes,
+            digest: None,
+            from: ExpectationSource::Expect,
+        }),
+        (None, None) => None,
+    }
+}
+
+/// Everything the status of one row depends on.
+struct Ctx<'r, 'a> {
+    row: &'r Row<'a>,
+    facts: &'r SmbiosFacts<'a>,
+    obs: &'r Observation,
+    exp: &'r Expectations,
+    source: Option<CredentialSource>,
+    expected: Option<&'r Expected>,
+    manifest_entry: Option<&'r ManifestEntry>,
+    expect: Option<&'r Expect>,
+}
+
+/// Status and reason of a name not in the imported directory.
+fn absent(c: &Ctx<'_, '_>) -> (Status, Option<String>) {
+    let name = c.row.name.as_str();
+    let dir = c.obs.imported_dir.as_str();
+    let listing = c.obs.imported.as_ref();
+    if let Some(ImportedKind::Other(kind)) = listing.and_then(|l| l.get(name)).map(|f| &f.kind) {
+        return (
+            Status::Missing,
+            Some(format!(
+                "{dir}/{name} is a {kind}, not a regular file (not followed)"
+            )),
+        );
+    }
+    if c.facts.status == SmbiosStatus::Rejected {
+        return (Status::Rejected, c.facts.first_reason.clone());
+    }
+    let failed_precondition = c
+        .obs
+        .preconditions
+        .iter()
+        .find(|p| p.state == CheckState::Failed);
+    let why = if c.facts.status == SmbiosStatus::Shadowed {
+        c.facts.first_reason.clone()
+    } else if let Some(p) = failed_precondition {
+        Some(format!("precondition {} failed: {}", p.check, p.detail))
+    } else if listing.is_none() {
+        Some(format!(
+            "{dir} does not exist: systemd imported no credentials"
+        ))
+    } else if c.facts.status == SmbiosStatus::Absent {
+        Some(match c.obs.prediction.stopped_at() {
+            Some(e) => format!(
+                "not in the SMBIOS strings systemd read: entry 11-{} has a bad header, systemd stopped scanning there",
+                e.entry
+            ),
+            None if c.obs.fw_cfg.iter().any(|f| f.name == name) => {
+                "offered over fw_cfg but not imported".into()
+            }
+            None => "not in any SMBIOS Type 11 string, fw_cfg or the kernel command line".into(),
+        })
+    } else {
+        Some(format!(
+            "systemd would import it from SMBIOS, but it is not in {dir} (PID 1 imports once per boot chain: was dmi-sysfs usable in the initrd?)"
+        ))
+    };
+    (Status::Missing, why)
+}
+
+/// Status and reason of a name systemd imported (`view` is its file).
+fn present(c: &Ctx<'_, '_>, view: &SystemdView) -> (Status, Option<String>) {
+    let name = c.row.name.as_str();
+    let got = view.bytes.unwrap_or(0);
+    let mut problems: Vec<String> = Vec::new();
+    if let Some(e) = c.expected {
+        if let Some(b) = e.bytes.filter(|&b| b != got) {
+            problems.push(format!("{got} bytes arrived, {b} expected ({})", e.from));
+        }
+        if let (Some(d), Some(g)) = (&e.digest, &view.digest) {
+            if d != g && e.bytes == Some(got) {
+                problems.push("digest differs from the manifest".into());
+            }
+        }
+    }
+    // --expect's size is checked even when the manifest is what is expected.
+    if let (Some(_), Some(b)) = (c.manifest_entry, c.expect.and_then(|x| x.bytes)) {
+        if b != got {
+            problems.push(format!("{got} bytes arrived, {b} expected (--expect)"));
+        }
+    }
+    if c.source == Some(CredentialSource::Smbios) {
+        if let Some((pb, pd)) = &c.facts.predicted {
+            if *pb != got {
+                problems.push(format!(
+                    "{got} bytes arrived, the SMBIOS string decodes to {pb}"
+                ));
+            } else if view.digest.as_ref() != Some(pd) {
+                problems.push("digest differs from the SMBIOS string's".into());
+            }
+        }
+    }
+    let empty_expected =
+        c.expected.and_then(|e| e.bytes) == Some(0) || c.expect.and_then(|x| x.bytes) == Some(0);
+    if got == 0 && !empty_expected {
+        problems.push(format!(
+            "arrived empty (0 bytes); pass --expect {name}:0 if that is intended"
+        ));
+    }
+    let shadowed = c.facts.status == SmbiosStatus::Shadowed;
+    if !problems.is_empty() {
+        // Say why another value won, when one did, or why it is short.
+        problems.extend(if shadowed {
+            c.facts.first_reason.clone()
+        } else {
+            c.facts.cut_note.clone()
+        });
+        return (Status::Mismatch, Some(problems.join("; ")));
+    }
+    // The manifest itself and the VMM's notify socket are never "unexpected".
+    let infrastructure = name == MANIFEST_CREDENTIAL || name == NOTIFY_CREDENTIAL;
+    if c.expected.is_none() && c.exp.any() && !infrastructure {
+        (Status::Unexpected, Some("present but not expected".into()))
+    } else if shadowed {
+        (Status::Ok, c.facts.first_reason.clone())
+    } else {
+        (Status::Ok, None)
+    }
+}
+
+/// The report row of `row`.
+pub fn classify(row: &Row<'_>, obs: &Observation, exp: &Expectations) -> CredentialReport {
+    let name = row.name.as_str();
+    let facts = smbios_facts(row, obs);
+    let view = obs.imported.as_ref().map(|l| l.view(name));
+    let is_present = view.as_ref().is_some_and(|v| v.present);
+    let manifest_entry = exp.manifest().and_then(|m| m.get(name));
+    let expect = exp.expects.iter().rev().find(|e| e.name == name);
+    let expected = expected(manifest_entry, expect);
+    let ctx = Ctx {
+        row,
+        facts: &facts,
+        obs,
+        exp,
+        source: source(name, &facts, obs, is_present),
+        expected: expected.as_ref(),
+        manifest_entry,
+        expect,
+    };
+    let (status, reason) = match view.as_ref().filter(|v| v.present) {
+        Some(v) => present(&ctx, v),
+        None => absent(&ctx),
+    };
+    CredentialReport {
+        name: row.name.clone(),
+        bytes: facts.predicted.as_ref().map(|(b, _)| *b),
+        digest: facts.predicted.as_ref().map(|(_, d)| d.clone()),
+        encoding: facts.winner.and_then(|w| w.encoding),
+        source: ctx.source,
+        smbios: facts.status,
+        systemd: view,
+        expected,
+        status,
+        reason,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::{imported, imported_mode, repredict, text, vm, with_entries};
+    use super::super::{FwCfgCredential, ImportedFile, ManifestSource};
+    use super::*;
+    use crate::digest::Nonce;
+    use crate::file_kind::FileKind;
+    use crate::manifest::Manifest;
+    use crate::name::{CredentialName, NameRule};
+    use crate::oem::Encoding;
+    use crate::report::{Precondition, PreconditionId};
+
+    fn one(obs: &Observation, exp: &Expectations, name: &str) -> CredentialReport {
+        let rows = rows(obs, exp);
+        let row = rows
+            .iter()
+            .find(|r| r.name == name)
+            .unwrap_or_else(|| panic!("no row {name}"));
+        classify(row, obs, exp)
+    }
+
+    fn expect(list: &[&str]) -> Expectations {
+        Expectations {
+            expects: list.iter().map(|s| s.parse().unwrap()).collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn test_row_order_and_uniqueness() {
+        let o = with_entries(
+            vm(),
+            &[&[&text("B", b"1"), &text("A", b"2"), &text("B", b"3")]],
+        );
+        let o = imported(imported(o, "A", b"2"), "Z", b"z");
+        let exp = expect(&["Y", "A"]);
+        let names: Vec<String> = rows(&o, &exp).into_iter().map(|r| r.name).collect();
+        assert_eq!(names, ["B", "A", "Z", "Y"]);
+    }
+
+    /// (what, observation, expectations, name, status, a piece of the reason)
+    type Case = (
+        &'static str,
+        Observation,
+        Expectations,
+        &'static str,
+        Status,
+        &'static str,
+    );
+
+    fn cases() -> Vec<Case> {
+        let ok = imported(with_entries(vm(), &[&[&text("A", b"abc")]]), "A", b"abc");
+        let mut cut = vm();
+        cut.systemd.version = Some(252);
+        let long = vec![b'l'; 4200];
+        let cut = imported(
+            with_entries(cut, &[&[&text("L", &long)]]),
+            "L",
+            &long[..4065],
+        );
+        let mut pre = with_entries(vm(), &[&[&text("A", b"abc")]]);
+        pre.preconditions.push(Precondition {
+            check: PreconditionId::ImportEnabled,
+            state: CheckState::Failed,
+            detail: "kernel command line has systemd.import_credentials=no".into(),
+        });
+        let mut nodir = with_entries(vm(), &[&[&text("A", b"abc")]]);
+        nodir.imported = None;
+        let mut link = with_entries(vm(), &[&[&text("A", b"abc")]]);
+        link.imported.as_mut().unwrap().files.push(ImportedFile {
+            name: "A".into(),
+            kind: ImportedKind::Other(FileKind::Symlink),
+        });
+        let mut stopped = with_entries(vm(), &[&[&text("X", b"1")], &[&text("A", b"2")]]);
+        stopped.entries[0].bytes[1] = 6;
+        let stopped = repredict(stopped);
+        let mut fw = with_entries(vm(), &[&[&text("A", b"smbios")]]);
+        fw.fw_cfg.push(FwCfgCredential {
+            name: "A".into(),
+            bytes: Some(6),
+        });
+        let fw = imported(repredict(fw), "A", b"fw_cfg");
+        let mut fw_lost = vm();
+        fw_lost.fw_cfg.push(FwCfgCredential {
+            name: "A".into(),
+            bytes: Some(3),
+        });
+        let fw_lost = repredict(fw_lost);
+        let none = Expectations::default();
+        vec![
+            ("ok", ok, none.clone(), "A", Status::Ok, ""),
+            (
+                "unexpected",
+                imported(
+                    imported(with_entries(vm(), &[&[&text("A", b"abc")]]), "A", b"abc"),
+                    "B",
+                    b"b",
+                ),
+                expect(&["A"]),
+                "B",
+                Status::Unexpected,
+                "present but not expected",
+            ),
+            (
+                "size differs from --expect",
+                imported(with_entries(vm(), &[&[&text("A", b"abc")]]), "A", b"abc"),
+                expect(&["A:4"]),
+                "A",
+                Status::Mismatch,
+                "3 bytes arrived, 4 expected (expect)",
+            ),
+            (
+                "differs from SMBIOS",
+                imported(with_entries(vm(), &[&[&text("A", b"abc")]]), "A", b"abd"),
+                none.clone(),
+                "A",
+                Status::Mismatch,
+                "digest differs from the SMBIOS string's",
+            ),
+            (
+                "short against SMBIOS",
+                imported(with_entries(vm(), &[&[&text("A", b"abc")]]), "A", b"ab"),
+                none.clone(),
+                "A",
+                Status::Mismatch,
+                "2 bytes arrived, the SMBIOS string decodes to 3",
+            ),
+            (
+                "empty",
+                imported(with_entries(vm(), &[&[&text("A", b"")]]), "A", b""),
+                none.clone(),
+                "A",
+                Status::Mismatch,
+                "arrived empty (0 bytes); pass --expect A:0",
+            ),
+            (
+                "empty on purpose",
+                imported(with_entries(vm(), &[&[&text("A", b"")]]), "A", b""),
+                expect(&["A:0"]),
+                "A",
+                Status::Ok,
+                "",
+            ),
+            (
+                "cut by the one-page read",
+                cut,
+                expect(&["L:4200"]),
+                "L",
+                Status::Mismatch,
+                "string 1 of entry 11-0 was cut: systemd reads only the first 4096 bytes",
+            ),
+            (
+                "rejected",
+                with_entries(vm(), &[&[b"io.systemd.credential.binary:A=QQ"]]),
+                none.clone(),
+                "A",
+                Status::Rejected,
+                "padding is mandatory",
+            ),
+            (
+                "missing, explained by a precondition",
+                pre,
+                none.clone(),
+                "A",
+                Status::Missing,
+                "precondition import_enabled failed",
+            ),
+            (
+                "no directory",
+                nodir,
+                none.clone(),
+                "A",
+                Status::Missing,
+                "/run/credentials/@system does not exist",
+            ),
+            (
+                "a symlink",
+                link,
+                none.clone(),
+                "A",
+                Status::Missing,
+                "/run/credentials/@system/A is a symbolic link, not a regular file (not followed)",
+            ),
+            (
+                "behind a bad header",
+                stopped,
+                expect(&["A"]),
+                "A",
+                Status::Missing,
+                "entry 11-0 has a bad header, systemd stopped scanning there",
+            ),
+            (
+                "lost though importable",
+                with_entries(vm(), &[&[&text("A", b"abc")]]),
+                none.clone(),
+                "A",
+                Status::Missing,
+                "was dmi-sysfs usable in the initrd?",
+            ),
+            (
+                "fw_cfg wins",
+                fw,
+                expect(&["A:6"]),
+                "A",
+                Status::Ok,
+                "shadowed by a credential of the same name from fw_cfg",
+            ),
+            (
+                "offered over fw_cfg, not imported",
+                fw_lost,
+                expect(&["A"]),
+                "A",
+                Status::Missing,
+                "offered over fw_cfg but not imported",
+            ),
+            (
+                "expected, nowhere",
+                vm(),
+                expect(&["A"]),
+                "A",
+                Status::Missing,
+                "not in any SMBIOS Type 11 string, fw_cfg or the kernel command line",
+            ),
+        ]
+    }
+
+    #[test]
+    fn test_every_status_and_reason() {
+        for (what, obs, exp, name, status, reason) in cases() {
+            let r = one(&obs, &exp, name);
+            assert_eq!(r.status, status, "{what}: {:?}", r.reason);
+            let got = r.reason.unwrap_or_default();
+            assert!(
+                got.contains(reason),
+                "{what}: reason {got:?} lacks {reason:?}"
+            );
+            if reason.is_empty() {
+                assert!(got.is_empty(), "{what}: unexpected reason {got:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn test_sources() {
+        let mut o = with_entries(vm(), &[&[&text("S", b"s")]]);
+        o.cmdline_credentials.push("K".into());
+        o.fw_cfg.push(FwCfgCredential {
+            name: "F".into(),
+            bytes: Some(1),
+        });
+        let o = imported(
+            imported(
+                imported(imported(repredict(o), "S", b"s"), "K", b"k"),
+                "F",
+                b"f",
+            ),
+            "U",
+            b"u",
+        );
+        let none = Expectations::default();
+        for (name, src) in [
+            ("S", CredentialSource::Smbios),
+            ("K", CredentialSource::KernelCmdline),
+            ("F", CredentialSource::FwCfg),
+            ("U", CredentialSource::Unknown),
+        ] {
+            assert_eq!(one(&o, &none, name).source, Some(src), "{name}");
+        }
+    }
+
+    #[test]
+    fn test_manifest_expectations_and_infrastructure() {
+        let nonce = Nonce::from_bytes([3; 32]);
+        let mut m = Manifest::new(Some(nonce.clone()), "t");
+        let n = |s| CredentialName::parse(s, NameRule::Portable).unwrap();
+        m.push(n("A"), b"sent", Encoding::Binary);
+        let mut o = vm();
+        o.nonce = Some(nonce);
+        let o = with_entries(
+            o,
+            &[&[&text("A", b"sent"), &text(NOTIFY_CREDENTIAL, b"vsock:2:1")]],
+        );
+        let mut o = imported(o, "A", b"sent");
+        imported_mode(&mut o, NOTIFY_CREDENTIAL, b"vsock:2:1", 0o400);
+        imported_mode(&mut o, MANIFEST_CREDENTIAL, b"{}", 0o400);
+        let exp = Expectations {
+            manifest: Some((m, ManifestSource::Imported)),
+            ..Default::default()
+        };
+        let a = one(&o, &exp, "A");
+        assert_eq!(a.status, Status::Ok);
+        assert_eq!(
+            a.expected.as_ref().unwrap().from,
+            ExpectationSource::Manifest
+        );
+        assert_eq!(
+            one(&o, &exp, NOTIFY_CREDENTIAL).status,
+            Status::Ok,
+            "never unexpected"
+        );
+        assert_eq!(
+            one(&o, &exp, MANIFEST_CREDENTIAL).status,
+            Status::Ok,
+            "never unexpected"
+        );
+        // The manifest's digest decides: same size, same key, other bytes.
+        let mut o2 = vm();
+        o2.nonce = o.nonce.clone();
+        let o2 = imported(with_entries(o2, &[&[&text("A", b"sENT")]]), "A", b"sENT");
+        let r = one(&o2, &exp, "A");
+        assert_eq!(r.status, Status::Mismatch, "{:?}", r.reason);
+        assert_eq!(
+            r.reason.as_deref(),
+            Some("digest differs from the manifest")
+        );
+    }
+}
