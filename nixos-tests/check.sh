@@ -194,23 +194,431 @@ check_readme() {
   [ "$bad" -eq 0 ] && [ "$status" -eq 0 ]
 }
 
-# --- 3. the modules evaluate (stand-in module system) -------------------------
-# eval/lib.nix is a small stand-in for nixpkgs' lib and module system (no
-# nixpkgs here); eval/check.nix evaluates tests/module-cases.nix with it: the
-# same cases `nix flake check` runs with the real one (module-assertions).
+# --- 3. the modules evaluate: stand-in, golden outputs, real lib ------------
+# eval/golden.nix evaluates every configuration of tests/module-configs.nix and
+# every nix block of the README section with a given lib (the stand-in
+# eval/lib.nix, or nixpkgs' real lib) and eval/nixos-options.nix, and renders
+# the units (eval/render.nix); tests/module-cases.nix's booleans run on the
+# same evaluations. golden/ holds those outputs as recorded with the real lib.
+golden=$here/golden
+storeRe='/nix/store/[0-9a-z]{32}'
+# Cases only the real lib with microvm.nix can evaluate.
+notMicrovm='[^m]|m[^i]|mi[^c]'
+
+# The files the golden outputs depend on (the README's nix blocks too).
+source_files() {
+  (cd "$here" && ls modules/*.nix tests/module-configs.nix tests/module-cases.nix \
+    eval/nixos-options.nix eval/nixos-options-microvm.nix eval/render.nix eval/golden.nix \
+    eval/microvm.nix eval/pkgs.nix eval/utils.nix | LC_ALL=C sort)
+}
+sources_hash() {
+  local f
+  {
+    for f in $(source_files); do
+      printf '%s\0' "$f"
+      cat "$here/$f"
+      printf '\0'
+    done
+    for f in "$work"/block-*.nix; do
+      [ -e "$f" ] || continue
+      printf 'README %s\0' "${f##*/}"
+      cat "$f"
+      printf '\0'
+    done
+  } | sha256sum | cut -d' ' -f1
+}
+
+# A Nix list of the README's nix blocks (extracted by check_readme).
+readme_blocks() {
+  local f list="["
+  for f in "$work"/block-*.nix; do
+    [ -e "$f" ] && list="$list $f"
+  done
+  echo "$list ]"
+}
+
+# The nixpkgs lib to hold the modules to: VMCREDS_NIXPKGS_LIB (a nixpkgs
+# checkout or the nixpkgs.lib mirror: PATH/lib), else <nixpkgs/lib>.
+find_real_lib() {
+  local p=${VMCREDS_NIXPKGS_LIB:-}
+  if [ -n "$p" ]; then
+    if [ -f "$p/lib/default.nix" ]; then
+      (cd "$p/lib" && pwd)
+    elif [ -f "$p/default.nix" ] && [ -f "$p/modules.nix" ]; then
+      (cd "$p" && pwd)
+    else
+      echo "FAIL real-lib: VMCREDS_NIXPKGS_LIB=$p holds neither lib/default.nix nor default.nix and modules.nix" >&2
+      return 1
+    fi
+  elif p=$(nix-instantiate --find-file nixpkgs 2>/dev/null) && [ -f "$p/lib/default.nix" ]; then
+    echo "$p/lib"
+  fi
+}
+
+# VMCREDS_REQUIRE (comma-separated, or "all"): nixpkgs-lib, microvm-nix,
+# systemd-analyze, fw-cfg-host. A required part that is missing fails.
+required() { [[ ",${VMCREDS_REQUIRE:-}," == *",$1,"* || ",${VMCREDS_REQUIRE:-}," == *",all,"* ]]; }
+
+# Evaluate golden.nix with LIBEXPR into DIR, one file per output (result.json
+# pretty-printed). EXTRA: more Nix arguments.
+render_outputs() {
+  local dir=$1 libexpr=$2 extra=${3:-} key value
+  rm -rf "$dir"
+  mkdir -p "$dir"
+  nix-instantiate --eval --strict --json -E \
+    "(import $here/eval/golden.nix { lib = $libexpr; readmeBlocks = $(readme_blocks); $extra }).files" \
+    >"$dir.json" 2>"$dir.err" || return 1
+  jq -r 'to_entries[] | (.key | @base64) + " " + (.value | @base64)' "$dir.json" |
+    while read -r key value; do
+      key=$(base64 -d <<<"$key")
+      mkdir -p "$dir/$(dirname "$key")"
+      if [[ $key == */result.json ]]; then
+        base64 -d <<<"$value" | jq . >"$dir/$key"
+      else
+        base64 -d <<<"$value" >"$dir/$key"
+      fi
+    done
+}
+
+cases_with() {
+  nix-instantiate --eval --strict --json -E \
+    "let g = import $here/eval/golden.nix { lib = $1; readmeBlocks = $(readme_blocks); }; in { inherit (g) casesSummary casesOk; }" 2>&1
+}
+
+# Compare DIR with golden/, for the cases whose name matches FILTER (an ERE).
+compare_golden() {
+  local dir=$1 what=$2 filter=$3 out f bad=0
+  out=$(diff <(cd "$golden" && find . -type f ! -name SOURCES | grep -E "^\./($filter)" | LC_ALL=C sort) \
+    <(cd "$dir" && find . -type f | grep -E "^\./($filter)" | LC_ALL=C sort) 2>&1) || {
+    echo "FAIL golden: $what gives other files than the golden outputs:"
+    printf '%s\n' "$out" | head -n 20 | sed 's/^/    /'
+    return 1
+  }
+  while IFS= read -r f; do
+    if ! cmp -s "$golden/$f" "$dir/$f"; then
+      echo "FAIL golden: $what differs from the golden outputs in ${f#./}:"
+      diff -u "$golden/$f" "$dir/$f" | head -n 20 | sed 's/^/    /'
+      bad=1
+    fi
+  done < <(cd "$dir" && find . -type f | grep -E "^\./($filter)" | LC_ALL=C sort)
+  return "$bad"
+}
+
+golden_field() { awk -v k="$1" '$1 == k { $1 = ""; sub(/^ /, ""); print; exit }' "$golden/SOURCES" 2>/dev/null; }
+
 eval_modules() {
-  local dir=$1 out summary
-  if ! out=$(nix-instantiate --eval --strict -E "(import $dir/eval/check.nix).summary" 2>&1); then
+  local out rc=0 hash recorded
+  # The booleans of module-cases.nix with the stand-in.
+  if ! out=$(cases_with "import $here/eval/lib.nix"); then
     echo "FAIL eval: the modules do not evaluate with the stand-in module system:"
     printf '%s\n' "$out" | head -n 15 | sed 's/^/    /'
     return 1
   fi
-  summary=$(tr -d '"' <<<"$out")
-  echo "eval: module cases (stand-in module system): $summary"
-  [ "$(nix-instantiate --eval --strict -E "(import $dir/eval/check.nix).ok")" = true ]
+  echo "eval: module cases (stand-in module system): $(jq -r .casesSummary <<<"$out")"
+  [ "$(jq -r .casesOk <<<"$out")" = true ] || rc=1
+  # The golden outputs must be fresh for these sources...
+  hash=$(sources_hash)
+  recorded=$(golden_field sources-sha256)
+  if [ "$record" -eq 0 ] && [ "$hash" != "$recorded" ]; then
+    echo "FAIL golden: the module sources (sha256 $hash) are not those the golden outputs were recorded from (${recorded:-none}): re-record the golden outputs with the real nixpkgs lib (VMCREDS_NIXPKGS_LIB=PATH VMCREDS_MICROVM_NIX=PATH bash nixos-tests/check.sh --record)"
+    rc=1
+  fi
+  # ...and the stand-in must give exactly what the real lib gave.
+  if ! render_outputs "$work/stand-in" "import $here/eval/lib.nix"; then
+    echo "FAIL eval: eval/golden.nix does not evaluate with the stand-in:"
+    head -n 15 "$work/stand-in.err" | sed 's/^/    /'
+    return 1
+  fi
+  [ "$record" -eq 1 ] && return "$rc"
+  if compare_golden "$work/stand-in" "the stand-in (eval/lib.nix)" "$notMicrovm"; then
+    echo "golden: the stand-in gives the outputs recorded with nixpkgs lib $(golden_field nixpkgs-lib | cut -d' ' -f1): $(cd "$work/stand-in" && find . -name result.json | wc -l) cases, $(cd "$work/stand-in" && find . -path '*/units/*' -type f | wc -l) unit files"
+  else
+    rc=1
+  fi
+  return "$rc"
 }
 
-# --- 4. self-test ---------------------------------------------------------------
+# With nixpkgs' real lib: the cases and the golden outputs (or --record them).
+eval_real() {
+  local lib out rc=0 microvm=${VMCREDS_MICROVM_NIX:-} extra="" version
+  lib=$(find_real_lib) || return 1
+  if [ -z "$lib" ]; then
+    if required nixpkgs-lib || [ "$record" -eq 1 ]; then
+      echo "FAIL real-lib: nixpkgs' lib is required (VMCREDS_REQUIRE or --record), but neither VMCREDS_NIXPKGS_LIB nor <nixpkgs> is given"
+      return 1
+    fi
+    echo "real-lib: NOT RUN (no nixpkgs lib: set VMCREDS_NIXPKGS_LIB=PATH to a nixpkgs or nixpkgs.lib checkout); the stand-in is held to the golden outputs instead"
+    return 0
+  fi
+  if [ -n "$microvm" ]; then
+    [ -f "$microvm/nixos-modules/host/default.nix" ] || {
+      echo "FAIL microvm: VMCREDS_MICROVM_NIX=$microvm has no nixos-modules/host/default.nix"
+      return 1
+    }
+    extra="microvm = $(cd "$microvm" && pwd);"
+  elif required microvm-nix || [ "$record" -eq 1 ]; then
+    echo "FAIL microvm: upstream microvm.nix is required (VMCREDS_REQUIRE or --record): set VMCREDS_MICROVM_NIX=PATH"
+    return 1
+  else
+    echo "microvm: NOT RUN (no microvm.nix: set VMCREDS_MICROVM_NIX=PATH); the golden microvm-* units are still verified below"
+  fi
+  version=$(nix-instantiate --eval -E "(import $lib).version" | tr -d '"')
+  if ! out=$(cases_with "import $lib"); then
+    echo "FAIL real-lib: the modules do not evaluate with nixpkgs' lib ($lib):"
+    printf '%s\n' "$out" | head -n 15 | sed 's/^/    /'
+    return 1
+  fi
+  echo "real-lib: module cases (nixpkgs lib $version): $(jq -r .casesSummary <<<"$out")"
+  [ "$(jq -r .casesOk <<<"$out")" = true ] || rc=1
+  if ! render_outputs "$work/real" "import $lib" "$extra"; then
+    echo "FAIL real-lib: eval/golden.nix does not evaluate with nixpkgs' lib:"
+    head -n 15 "$work/real.err" | sed 's/^/    /'
+    return 1
+  fi
+  if [ -n "$microvm" ] && grep -l '"checks"' "$work/real"/microvm-*/result.json >/dev/null 2>&1 &&
+    jq -e '.checks | to_entries | map(select(.value != true)) | length > 0' "$work/real"/microvm-*/result.json >/dev/null 2>&1; then
+    echo "FAIL microvm: a check of the microvm@ drop-in failed:"
+    jq -c '{checks}' "$work/real"/microvm-*/result.json 2>/dev/null | sed 's/^/    /'
+    rc=1
+  fi
+  if [ "$record" -eq 1 ]; then
+    [ "$rc" -eq 0 ] || { echo "FAIL record: a check fails; not recording"; return 1; }
+    rm -rf "$golden"
+    cp -r "$work/real" "$golden"
+    {
+      echo "# Outputs of nixos-tests/eval/golden.nix recorded with nixpkgs' real lib by"
+      echo "# \`bash nixos-tests/check.sh --record\`. check.sh holds the stand-in to them. Do not edit."
+      echo "sources-sha256 $(sources_hash)"
+      echo "nixpkgs-lib ${VMCREDS_NIXPKGS_LIB_REV:-$(git -C "$lib" rev-parse HEAD 2>/dev/null || echo unknown)} $version"
+      echo "microvm-nix ${VMCREDS_MICROVM_NIX_REV:-$(git -C "$microvm" rev-parse HEAD 2>/dev/null || echo unknown)}"
+      echo "recorded $(date -u +%Y-%m-%d)"
+    } >"$golden/SOURCES"
+    echo "record: wrote $(find "$golden" -type f | wc -l) files to ${golden#"$root"/}"
+    return 0
+  fi
+  local filter=$notMicrovm
+  [ -n "$microvm" ] && filter='.'
+  if compare_golden "$work/real" "nixpkgs' real lib" "$filter"; then
+    echo "real-lib: nixpkgs' lib gives the golden outputs${microvm:+, microvm.nix host module included}"
+  else
+    rc=1
+  fi
+  return "$rc"
+}
+
+# --- 4. the rendered units, checked by systemd --------------------------------
+# Every case's golden units go into a root directory beside Debian's own units
+# (for sysinit.target and friends), with an executable stub at every path an
+# Exec*= line names, and `systemd-analyze verify --root` must load them without
+# a single message. LoadCredential= is read back too: systemd-analyze names a
+# credential it finds invalid, so probes that make each ID and path invalid on
+# purpose (a trailing '/', a leading 'x') show what systemd read, which must be
+# the credential names (hostArgs' `--load NAME:ID`) and the paths (result.json).
+verify_units() {
+  local caseDir cname sysroot units out bad=0 count=0 f u inst p
+  if ! command -v systemd-analyze >/dev/null; then
+    if required systemd-analyze; then
+      echo "FAIL verify: systemd-analyze not found (apt-get install systemd)"
+      return 1
+    fi
+    echo "verify: NOT RUN (no systemd-analyze: apt-get install systemd)"
+    return 0
+  fi
+  for caseDir in "$golden"/*/; do
+    cname=$(basename "$caseDir")
+    [ -d "$caseDir/units" ] || continue
+    sysroot=$work/root-$cname
+    rm -rf "$sysroot"
+    mkdir -p "$sysroot/etc/systemd/system" "$sysroot/usr/lib/systemd" "$sysroot/bin"
+    cp -a /lib/systemd/system "$sysroot/usr/lib/systemd/"
+    (cd "$caseDir/units" && find . -type f ! -path './tmpfiles.d/*' | while read -r f; do
+      mkdir -p "$sysroot/etc/systemd/system/$(dirname "$f")"
+      cp "$f" "$sysroot/etc/systemd/system/$f"
+    done)
+    # microvm.nix's templates for the drop-ins of cases evaluated without it:
+    # the one its host module rendered (golden microvm-fw-cfg).
+    if compgen -G "$sysroot/etc/systemd/system/microvm@?*.service.d" >/dev/null &&
+      [ ! -e "$sysroot/etc/systemd/system/microvm@.service" ]; then
+      cp "$golden"/microvm-fw-cfg/units/microvm*@.service "$sysroot/etc/systemd/system/"
+    fi
+    # The units, and the template instances the drop-ins name.
+    units=$(cd "$sysroot/etc/systemd/system" && {
+      find . -maxdepth 1 -type f \( -name '*.service' -o -name '*.socket' -o -name '*.target' \) ! -name '*@.*' -printf '%f\n'
+      find . -maxdepth 1 -type d -name '*@?*.service.d' -printf '%f\n' | sed 's/\.d$//'
+    } | LC_ALL=C sort -u)
+    # A stub for every executable an Exec*= line names, per instance (%i).
+    grep -rhoE '^Exec[A-Za-z]*=[-+!@:]*("[^"]+"|[^ ]+)' "$sysroot/etc/systemd/system" |
+      sed -E 's/^[^=]*=[-+!@:]*//; s/^"//; s/"$//' | LC_ALL=C sort -u |
+      while read -r f; do
+        for u in $units; do
+          inst=${u#*@}
+          inst=${inst%.service}
+          p=${f//%i/$inst}
+          case "$p" in /*)
+            mkdir -p "$sysroot$(dirname "$p")"
+            printf '#!/bin/sh\n' >"$sysroot$p"
+            chmod +x "$sysroot$p"
+            ;;
+          esac
+        done
+      done
+    # shellcheck disable=SC2086 # one word per unit
+    out=$(cd "$sysroot" && SYSTEMD_LOG_COLOR=0 systemd-analyze verify --root="$sysroot" --man=no --generators=no $units 2>&1) || true
+    count=$((count + $(wc -w <<<"$units")))
+    if [ -n "$out" ]; then
+      echo "FAIL verify: systemd-analyze verify of $cname's units ($(tr '\n' ' ' <<<"$units")):"
+      printf '%s\n' "$out" | head -n 10 | sed 's/^/    /'
+      bad=1
+    fi
+    verify_credentials "$cname" "$sysroot" || bad=1
+  done
+  [ "$bad" -eq 0 ] && echo "verify: $(systemd-analyze --version | head -n 1 | cut -d' ' -f1-2) verify loads all $count golden units without a message; LoadCredential= reads back as the modules meant"
+  return "$bad"
+}
+
+verify_credentials() {
+  local cname=$1 sysroot=$2 probe lines want got
+  probe=$sysroot/etc/systemd/system/vmcreds-probe.service
+  lines=$(grep -rh '^LoadCredential=' "$sysroot/etc/systemd/system" | sed 's/^LoadCredential=//') || true
+  [ -n "$lines" ] || return 0
+  {
+    printf '[Service]\nExecStart=/bin/true\n'
+    # The ID ends at the first ':' that no backslash escapes.
+    perl -ne 'chomp; if (/^((?:[^\\:]|\\.)*):(.*)$/) { print "LoadCredential=$1/:/x\nLoadCredential=p:x$2\n" } else { print "LoadCredential=$_/:/x\n" }' <<<"$lines"
+  } >"$probe"
+  printf '#!/bin/sh\n' >"$sysroot/bin/true"
+  chmod +x "$sysroot/bin/true"
+  got=$(cd "$sysroot" && systemd-analyze verify --root="$sysroot" --man=no --generators=no vmcreds-probe.service 2>&1 |
+    sed -nE 's/.*Credential name "(.*)\/" not valid.*/ID \1/p; s/.*Credential source "x(.*)" not valid.*/PATH \1/p' | LC_ALL=C sort -u)
+  rm -f "$probe"
+  want=$({
+    jq -r '.hostArgs[] | . as $a | range(0; length) | select($a[.] == "--load") | "ID " + ($a[. + 1] | sub("^[^:]*:"; ""))' "$golden/$cname/result.json"
+    jq -r '.credentials[] | .[] | "PATH " + .' "$golden/$cname/result.json"
+  } | LC_ALL=C sort -u)
+  if [ "$got" != "$want" ]; then
+    echo "FAIL verify: $cname: systemd reads LoadCredential= otherwise than the modules meant (< meant, > read):"
+    diff <(printf '%s\n' "$want") <(printf '%s\n' "$got") | grep '^[<>]' | head -n 10 | sed 's/^/    /'
+    return 1
+  fi
+}
+
+# --- 5. the fw-cfg script, spliced as microvm.nix's runner splices it ---------
+# Each golden extraArgsScript runs inside the runner's own lines
+# (`set -eou pipefail`, `runtime_args=$(SCRIPT)`, `exec CMD ${runtime_args:-}`)
+# under real bash, in a working directory full of file names that a glob of
+# its output could match, with, as its vmcreds-host:
+# - a printer of lines that are not safe to splice, each of which must stop the
+#   start, and of one safe line, which must arrive as exactly its two words;
+# - the workspace's real vmcreds-host (VMCREDS_HOST, else target/debug or
+#   target/release) once it has --fw-cfg, run with the golden arguments (paths
+#   moved into a temporary directory): two words again, and 0400 files.
+splice_test() {
+  local script dir host args rc=0 n=0 line real
+  local good='--fw-cfg-config items=[name=opt/io.systemd.credentials/A_KEY,file=/run/vmcreds-fw-cfg/vm3/vmcreds.Ab12Cd34Ef56/A_KEY:name=opt/io.systemd.credentials/B%1,file=/run/vmcreds-fw-cfg/vm3/vmcreds.Ab12Cd34Ef56/B%1]'
+  dir=$work/splice
+  real=${VMCREDS_HOST:-}
+  if [ -z "$real" ]; then
+    for real in "$root/target/debug/vmcreds-host" "$root/target/release/vmcreds-host" ""; do
+      [ -z "$real" ] || [ -x "$real" ] && break
+    done
+  fi
+  if [ -n "$real" ] && ! "$real" cloud-hypervisor --help 2>/dev/null | grep -q -- '--fw-cfg'; then
+    real=""
+  fi
+  for script in "$golden"/*/scripts/vmcreds-fw-cfg-*; do
+    [ -e "$script" ] || continue
+    n=$((n + 1))
+    rm -rf "$dir"
+    mkdir -p "$dir/bin" "$dir/cwd" "$dir/creds" "$dir/run"
+    (cd "$dir/cwd" && for f in 'items=n' 'items=a' 'items==' 'items=o' 'items=]' '--fw-cfg-config' 'x y' '*' '?' '[a]' 'a' 'A' \
+      'A_KEY]' ']' '[' '-' 'items' "$(printf 'new\nline')"; do : >"./$f"; done &&
+      mkdir -p 'items=[name=opt/io.systemd.credentials')
+    printf '%s\n' '#!/usr/bin/env bash' 'printf "%s\0" "$@"' >"$dir/bin/argv"
+    chmod +x "$dir/bin/argv"
+    host=$(grep -oE "$storeRe-vmcreds/bin/vmcreds-host" "$script" | head -n 1)
+    if [ -z "$host" ]; then
+      echo "FAIL splice: ${script#"$golden"/} runs no vmcreds-host"
+      rc=1
+      continue
+    fi
+    while IFS= read -r line; do
+      printf '#!/bin/sh\nprintf "%%s\\n" %s\n' "$(printf '%q' "$line")" >"$dir/bin/printer"
+      chmod +x "$dir/bin/printer"
+      sed "s|$host|$dir/bin/printer|" "$script" >"$dir/fake.sh"
+      if args=$(cd "$dir/cwd" && bash -c "set -eou pipefail; runtime_args=\$(bash $dir/fake.sh 2>/dev/null); exec $dir/bin/argv \${runtime_args:-}" | tr '\0' '\n') && [ -n "$args" ]; then
+        if [ "$line" != "$good" ]; then
+          echo "FAIL splice: ${script#"$golden"/} passed an unsafe line on to the runner: $line"
+          rc=1
+        elif [ "$args" != "$(tr ' ' '\n' <<<"$good")" ]; then
+          echo "FAIL splice: ${script#"$golden"/}: a safe line arrived changed: $(tr '\n' ' ' <<<"$args")"
+          rc=1
+        fi
+      elif [ "$line" = "$good" ]; then
+        echo "FAIL splice: ${script#"$golden"/} refused a safe line"
+        rc=1
+      fi
+    done <<LINES
+$good
+--fw-cfg-config items=[name=opt/io.systemd.credentials/A,file=/run/x/vmcreds.1/A *]
+--fw-cfg-config items=[name=opt/io.systemd.credentials/A,file=/run/x/vmcreds.1/A?]
+--fw-cfg-config items=[name=opt/io.systemd.credentials/A,file=/run/x/vmcreds.1/[a]]
+--fw-cfg-config items=[name=n]
+--fw-cfg-config items=[name=opt/io.systemd.credentials/A,file=/run/x/vmcreds.1/A]	--extra
+--fw-cfg-config  items=[name=opt/io.systemd.credentials/A,file=/run/x/vmcreds.1/A]
+--fw-cfg-config items=[name=opt/io.systemd.credentials/A,file=/run/x/vmcreds.1/A\]
+--fw-cfg-config items=[name=opt/io.systemd.credentials/A,file="/run/x/vmcreds.1/A"]
+--platform oem_strings=[io.systemd.credential:A=b]
+
+LINES
+    if [ -n "$real" ]; then
+      # The golden arguments, with the case's /run paths moved here and no
+      # cloud-hypervisor binary to ask.
+      cat >"$dir/bin/host" <<HOST
+#!/usr/bin/env bash
+args=()
+while [ \$# -gt 0 ]; do
+  case \$1 in
+    --runtime-dir) args+=(--runtime-dir "$dir/run"); shift ;;
+    --manifest-out) args+=(--manifest-out "$dir/manifest.json"); shift ;;
+    --cloud-hypervisor) args+=(--cloud-hypervisor-version v53.0); shift ;;
+    --load) printf 'canary-%s' "\$RANDOM" >"$dir/creds/\${2#*:}"; args+=(--load "\$2"); shift ;;
+    *) args+=("\$1") ;;
+  esac
+  shift
+done
+exec "$real" "\${args[@]}"
+HOST
+      chmod +x "$dir/bin/host"
+      sed "s|$host|$dir/bin/host|" "$script" >"$dir/real.sh"
+      if args=$(cd "$dir/cwd" && CREDENTIALS_DIRECTORY=$dir/creds bash -c "set -eou pipefail; runtime_args=\$(bash $dir/real.sh); exec $dir/bin/argv \${runtime_args:-}" | tr '\0' '\n'); then
+        if [ "$(wc -l <<<"$args")" -ne 2 ] || [ "$(head -n 1 <<<"$args")" != --fw-cfg-config ] ||
+          [[ $(tail -n 1 <<<"$args") != "items=["*"]" ]] || [ -n "$(find "$dir/run" -type f ! -perm 0400)" ]; then
+          echo "FAIL splice: ${script#"$golden"/} with the real vmcreds-host ($real): not one --fw-cfg-config pair, or files not 0400"
+          rc=1
+        fi
+      else
+        echo "FAIL splice: ${script#"$golden"/} with the real vmcreds-host ($real) stopped the start"
+        rc=1
+      fi
+    fi
+  done
+  if [ "$n" -eq 0 ]; then
+    echo "FAIL splice: no golden fw-cfg script (golden/*/scripts/vmcreds-fw-cfg-*)"
+    return 1
+  fi
+  if [ -z "$real" ]; then
+    if required fw-cfg-host; then
+      echo "FAIL splice: VMCREDS_REQUIRE has fw-cfg-host, but there is no vmcreds-host with --fw-cfg (VMCREDS_HOST, target/debug)"
+      rc=1
+    else
+      echo "splice: with the real vmcreds-host: NOT RUN (none with --fw-cfg: set VMCREDS_HOST=PATH or build target/debug)"
+    fi
+  fi
+  [ "$rc" -eq 0 ] && echo "splice: $n fw-cfg scripts under $(bash --version | head -n 1 | sed 's/ (.*//'): 10 unsafe lines stop the start, a safe one arrives as its two words, beside $(ls -A "$dir/cwd" | wc -l) adversarial file names${real:+; the real vmcreds-host too}"
+  return "$rc"
+}
+
+# --- 6. self-test ---------------------------------------------------------------
 
 # Used by the self-test when the README has no NixOS section yet.
 sample_section() {
@@ -234,8 +642,29 @@ sample_section() {
 SAMPLE
 }
 
+# Run a copy of nixos-tests/ (and the README) after MUTATION (a shell command
+# run in the copy's root); it must fail with a line matching EXPECT.
+mutant() {
+  local what=$1 mutation=$2 expect=$3 copy=$work/mutant out
+  rm -rf "$copy"
+  mkdir -p "$copy"
+  cp -r "$here" "$copy/nixos-tests"
+  cp "$readme" "$copy/README.md"
+  (cd "$copy" && eval "$mutation")
+  if out=$(VMCREDS_REQUIRE= bash "$copy/nixos-tests/check.sh" "$copy/README.md" 2>&1); then
+    echo "FAIL self-test: $what was not caught"
+    return 1
+  fi
+  if ! grep -qE -- "$expect" <<<"$out"; then
+    echo "FAIL self-test: $what failed, but not as expected ($expect):"
+    grep -E '^FAIL' <<<"$out" | head -n 5 | sed 's/^/    /'
+    return 1
+  fi
+  echo "self-test caught $what: $(grep -E -- "$expect" <<<"$out" | head -n 1 | cut -c1-160)"
+}
+
 self_test() {
-  local readme=$1 copy=$work/misspelled.md out
+  local readme=$1 copy=$work/misspelled.md out variant
   if ! readme_region "$readme" >/dev/null; then
     sample_section >"$work/sample.md"
     readme=$work/sample.md
@@ -264,32 +693,67 @@ self_test() {
     fi
     grep -E 'enabel|credentails' <<<"$out" | head -n 1 | sed 's/^/self-test caught: /'
   done
-  echo "self-test: misspelled options are caught"
-  # ...and a broken module (a misspelt vmcreds-host flag) must fail step 3.
-  cp -r "$here" "$work/mutant"
-  sed -i 's/"--manifest-out"/"--manifest-outt"/' "$work/mutant/modules/host.nix"
-  if cmp -s "$here/modules/host.nix" "$work/mutant/modules/host.nix"; then
-    echo "FAIL self-test: nothing to break in modules/host.nix (\"--manifest-out\")"
-    return 1
+  local rc=0
+  # Each later step must be able to fail (in a copy; the copy's own steps run).
+  mutant "a misspelt vmcreds-host flag" \
+    "sed -i 's/\"--manifest-out\"/\"--manifest-outt\"/' nixos-tests/modules/host.nix" \
+    'module cases.*failed: .*good-config-host-args' || rc=1
+  mutant "a module change not recorded with the real lib (stale golden outputs)" \
+    "printf '\n# a comment\n' >>nixos-tests/modules/guest.nix" \
+    're-record the golden outputs with the real nixpkgs lib' || rc=1
+  mutant "a stand-in that drifts from nixpkgs (escapeShellArgs joining with two spaces)" \
+    "sed -i 's/escapeShellArgs = l: b.concatStringsSep \" \"/escapeShellArgs = l: b.concatStringsSep \"  \"/' nixos-tests/eval/lib.nix" \
+    'FAIL golden: the stand-in \(eval/lib.nix\) differs' || rc=1
+  mutant "hostArgs without defaultText (the NixOS manual's build would throw)" \
+    "sed -i '/defaultText = literalExpression \"computed from the VM/d' nixos-tests/modules/host.nix" \
+    'used but not defined' || rc=1
+  mutant "an unescaped % in a golden LoadCredential= (KEY%n)" \
+    "sed -i 's/^LoadCredential=KEY%%n:/LoadCredential=KEY%n:/' nixos-tests/golden/any-name/units/vm-a.service" \
+    'systemd reads LoadCredential= otherwise' || rc=1
+  mutant "a unit systemd refuses (a bad Type=)" \
+    "sed -i 's/^Type=oneshot/Type=oneshoot/' nixos-tests/golden/guest/units/vmcreds-check.service" \
+    'FAIL verify: systemd-analyze verify of guest' || rc=1
+  mutant "an fw-cfg script that passes on what it should refuse" \
+    "sed -i 's/^  exit 1$/  true/' nixos-tests/golden/fw-cfg-mode/scripts/vmcreds-fw-cfg-vm3" \
+    'passed an unsafe line on to the runner' || rc=1
+  # A default of the wrong type: the stand-in does not type-check defaults,
+  # nixpkgs' lib does. Without the real lib the stale golden outputs catch
+  # it (the module changed); with it, the real evaluation fails.
+  if [ -n "$(find_real_lib 2>/dev/null)" ]; then
+    mutant "a default of the wrong type (only nixpkgs' module system sees it)" \
+      "sed -i 's/default = 300;/default = \"300\";/' nixos-tests/modules/host.nix" \
+      'FAIL real-lib.*|is not of type' || rc=1
+  else
+    echo "self-test: a default of the wrong type with nixpkgs' lib: NOT RUN (no VMCREDS_NIXPKGS_LIB)"
+    if required nixpkgs-lib; then rc=1; fi
   fi
-  if out=$(eval_modules "$work/mutant"); then
-    echo "FAIL self-test: a broken module was not caught"
-    return 1
-  fi
-  echo "self-test caught: ${out##*$'\n'}"
-  echo "self-test: a broken module is caught"
+  [ "$rc" -eq 0 ] && echo "self-test: every step can fail"
+  return "$rc"
 }
 
 self=0
-if [ "${1:-}" = --self-test ]; then
-  self=1
+record=0
+while [ $# -gt 0 ]; do
+  case $1 in
+    --self-test) self=1 ;;
+    --record) record=1 ;;
+    -*)
+      echo "usage: bash nixos-tests/check.sh [--self-test] [--record] [README]" >&2
+      exit 2
+      ;;
+    *) break ;;
+  esac
   shift
-fi
+done
 readme=${1:-$root/README.md}
 [ -f "$readme" ] || {
   echo "check.sh: $readme: no such file" >&2
   exit 2
 }
+if ! command -v jq >/dev/null 2>&1; then
+  echo "check.sh: jq not found (apt-get install jq)" >&2
+  exit 2
+fi
 
 rc=0
 parse_all || rc=1
@@ -301,7 +765,12 @@ if [ "$status" -eq 2 ]; then
 elif [ "$status" -ne 0 ]; then
   rc=1
 fi
-eval_modules "$here" || rc=1
+eval_modules || rc=1
+eval_real || rc=1
+if [ "$record" -eq 0 ]; then
+  verify_units || rc=1
+  splice_test || rc=1
+fi
 if [ "$self" -eq 1 ]; then
   self_test "$readme" || rc=1
 fi

@@ -6,6 +6,7 @@
 {
   lib,
   rustPlatform,
+  installShellFiles,
   # Workspace packages to build and test; each contributes its binary.
   crates ? [
     "vmcreds-host"
@@ -16,6 +17,7 @@
 let
   root = ../.;
   workspace = lib.importTOML (root + "/Cargo.toml");
+  withDocs = crates != [ "vmcreds-guest" ];
   packageFlags = lib.concatMap (crate: [
     "--package"
     crate
@@ -49,6 +51,21 @@ rustPlatform.buildRustPackage {
   };
 
   cargoLock.lockFile = root + "/Cargo.lock";
+
+  # Man pages (vmcreds-host.1, vmcreds-host-qemu.1, …) and bash/zsh/fish
+  # completions, generated from the clap definitions by `cargo xtask man`
+  # (the static guest-only build leaves them out).
+  nativeBuildInputs = lib.optionals withDocs [ installShellFiles ];
+  postInstall = lib.optionalString withDocs ''
+    cargo run --offline --release -p xtask -- man --out "$TMPDIR/vmcreds-docs"
+    installManPage "$TMPDIR"/vmcreds-docs/man/man1/*.1
+    for bin in vmcreds-host vmcreds-guest; do
+      installShellCompletion --cmd "$bin" \
+        --bash "$TMPDIR/vmcreds-docs/completions/bash/$bin.bash" \
+        --zsh "$TMPDIR/vmcreds-docs/completions/zsh/_$bin" \
+        --fish "$TMPDIR/vmcreds-docs/completions/fish/$bin.fish"
+    done
+  '';
 
   cargoBuildFlags = packageFlags;
   # The common crate's tests run too: it holds the format that both binaries share.

@@ -161,9 +161,15 @@ in
       type = types.bool;
       default = false;
       description = ''
-        Also make `qemu_fw_cfg` available in the initrd, for credentials passed
-        with QEMU's `-fw_cfg name=opt/io.systemd.credentials/NAME` (e.g.
-        microvm.nix's `credentialFiles`); vmcreds itself uses SMBIOS.
+        Also put `qemu_fw_cfg` into the initrd and load it there, for
+        credentials passed as fw_cfg files `opt/io.systemd.credentials/NAME`:
+        the host module's cloud-hypervisor mode `fw-cfg`, QEMU's
+        `-fw_cfg name=opt/io.systemd.credentials/NAME` (microvm.nix's
+        `credentialFiles`). systemd imports fw_cfg credentials in its first
+        PID 1, before any unit runs; that PID 1 loads `qemu_fw_cfg` itself only
+        when it has libkmod (NixOS's systemd does), otherwise the credentials
+        are lost without a message above debug level. A kernel with
+        `CONFIG_FW_CFG_SYSFS=y` needs neither.
       '';
     };
   };
@@ -176,7 +182,7 @@ in
     # it itself before importing; kernelModules also loads it in a scripted
     # initrd.
     boot.initrd.availableKernelModules = [ "dmi_sysfs" ] ++ optional cfg.fwCfg "qemu_fw_cfg";
-    boot.initrd.kernelModules = [ "dmi_sysfs" ];
+    boot.initrd.kernelModules = [ "dmi_sysfs" ] ++ optional cfg.fwCfg "qemu_fw_cfg";
 
     # vmcreds-guest list / get / check for people and scripts.
     environment.systemPackages = [ config.services.vmcreds.package ];

@@ -20,6 +20,7 @@
 #   guest's report and verifies it against the manifest of the VM's start.
 {
   config,
+  options,
   lib,
   pkgs,
   utils,
@@ -71,8 +72,25 @@ let
 
   # QEMU option values: a ',' must be doubled.
   qemuEscape = lib.replaceStrings [ "," ] [ ",," ];
-  # systemd expands '%' specifiers in LoadCredential= paths.
+  # LoadCredential=ID:PATH. systemd reads the ID with extract_first_word()
+  # (a '\' escapes the next character, so `KEY\Z` would become `KEYZ`) and
+  # then expands '%' specifiers in it (`KEY%n` would become `KEYvm-a.service`);
+  # the PATH is taken as it stands, with '%' specifiers expanded. A leading
+  # space would be stripped from the value: escape it.
+  loadCredentialId =
+    n:
+    let
+      e = lib.replaceStrings [ "\\" "%" ] [ "\\\\" "%%" ] n;
+    in
+    if lib.hasPrefix " " e then "\\" + e else e;
   systemdEscapePercent = lib.replaceStrings [ "%" ] [ "%%" ];
+
+  # VM names end up in unit names, paths and RuntimeDirectory=: keep them to
+  # what all of those carry unchanged.
+  vmNameValid = n: builtins.match "[A-Za-z0-9_.-]+" n != null && n != "." && n != "..";
+
+  # Is microvm.nix's host module imported (microvm.vms exists)?
+  hasMicrovm = options ? microvm && options.microvm ? vms;
 
   # The values given to -M/-machine/--machine in a QEMU command line.
   qemuMachineValues =
@@ -103,6 +121,49 @@ let
   isMicrovmMachine =
     v:
     builtins.match "(type=)?microvm(,.*)?" v != null || builtins.match ".*,type=microvm(,.*)?" v != null;
+
+  # nixpkgs' cloud-hypervisor with its `fw_cfg` cargo feature added (the
+  # feature --fw-cfg-config needs; nixpkgs builds without it).
+  withFwCfg =
+    package:
+    package.overrideAttrs (
+      old:
+      let
+        add =
+          attr:
+          lib.concatStringsSep "," (
+            lib.filter (f: f != "" && f != "fw_cfg") (lib.splitString "," (old.${attr} or "")) ++ [ "fw_cfg" ]
+          );
+      in
+      {
+        buildFeatures = lib.filter (f: f != "fw_cfg") (old.buildFeatures or [ ]) ++ [ "fw_cfg" ];
+        cargoBuildFeatures = add "cargoBuildFeatures";
+        cargoCheckFeatures = add "cargoCheckFeatures";
+      }
+    );
+
+  # Mode fw-cfg: microvm.nix's `microvm.extraArgsScript`. microvm-run runs it
+  # as `runtime_args=$(SCRIPT)` and then `exec … ${runtime_args:-}`: unquoted,
+  # so its output is split on whitespace and each word is a glob pattern. The
+  # script passes on vmcreds-host's line only if it is exactly
+  # `--fw-cfg-config items=[…]` with nothing inside the brackets but
+  # [A-Za-z0-9_./=,:@+%-] and at least one '/': two words, no '*' or '?', no
+  # path component that holds both '[' and ']' (so no bracket expression), no
+  # backslash, quote or control character. Anything else stops the start
+  # (`set -e` in microvm-run) without printing what vmcreds-host printed.
+  fwCfgScript =
+    name: vm:
+    pkgs.writeShellScript "vmcreds-fw-cfg-${name}" ''
+      set -euo pipefail
+      line=$(${lib.escapeShellArgs ([ hostBin ] ++ vm.hostArgs)})
+      rest=''${line#"--fw-cfg-config items=["}
+      inner=''${rest%"]"}
+      if [[ $line != "--fw-cfg-config items=["*"]" || $inner == *[!A-Za-z0-9_./=,:@+%-]* || $inner != */* ]]; then
+        echo "vmcreds-fw-cfg-${name}: vmcreds-host did not print one --fw-cfg-config argument that is safe to splice unquoted; not starting the VM" >&2
+        exit 1
+      fi
+      printf '%s\n' "$line"
+    '';
 
   vmModule =
     { name, config, ... }:
@@ -166,12 +227,12 @@ let
         unit = mkOption {
           type = types.strMatching ".+\\.service";
           default =
-            if vm.hypervisor == "cloud-hypervisor" && ch.mode == "env" then
+            if vm.hypervisor == "cloud-hypervisor" && ch.mode != "api" then
               "microvm@${name}.service"
             else
               "vm-${name}.service";
           defaultText = literalExpression ''
-            "microvm@<name>.service" with cloud-hypervisor in mode "env" (microvm.nix),
+            "microvm@<name>.service" with cloud-hypervisor in mode "fw-cfg" or "env" (microvm.nix),
             else "vm-<name>.service" (a unit this module creates)'';
           description = ''
             The systemd unit that runs the VM. With `qemu` and with
@@ -389,11 +450,29 @@ let
           mode = mkOption {
             type = types.enum [
               "api"
+              "fw-cfg"
               "env"
             ];
             default = "api";
             description = ''
-              How the OEM strings reach cloud-hypervisor.
+              How the credentials reach cloud-hypervisor.
+
+              `fw-cfg` (microvm.nix, upstream options only): each credential
+              travels as an fw_cfg file (`opt/io.systemd.credentials/NAME`),
+              which systemd imports before SMBIOS. The module adds a drop-in to
+              {option}`unit` (microvm.nix's `microvm@<name>.service`) with
+              `LoadCredential=` and a private `RuntimeDirectory=`
+              ({option}`cloudHypervisor.fwCfg.runtimeDir`), and the microvm's
+              runner gets {option}`cloudHypervisor.microvmModule`:
+              `microvm.cloud-hypervisor.package` = {option}`cloudHypervisor.fwCfg.package`
+              (cloud-hypervisor built with its `fw_cfg` cargo feature) and
+              `microvm.extraArgsScript`, which runs
+              `vmcreds-host cloud-hypervisor --fw-cfg --runtime-dir …`: the
+              decoded values are 0400 files in a fresh 0700 directory, only their
+              paths are on cloud-hypervisor's command line, and systemd removes
+              them when the unit stops. Names ≤ 28 bytes. The guest needs
+              `qemu_fw_cfg` (and libkmod, or a built-in driver) in its initrd:
+              `services.vmcreds.check.fwCfg = true`.
 
               `api` (preferred): the module creates {option}`unit`, which starts
               cloud-hypervisor with nothing but a socket-activated API socket
@@ -464,11 +543,94 @@ let
             default = [ ];
             description = "Mode `api`: more cloud-hypervisor arguments (e.g. `--log-file`); never `-v`.";
           };
+
+          fwCfg = {
+            package = mkOption {
+              type = types.package;
+              default = withFwCfg ch.package;
+              defaultText = literalExpression ''
+                cloudHypervisor.package.overrideAttrs (old: {
+                  cargoBuildFeatures = …old features… + ",fw_cfg";
+                  cargoCheckFeatures = …old features… + ",fw_cfg";
+                })'';
+              description = ''
+                Mode `fw-cfg`: the cloud-hypervisor the microvm's runner runs
+                (`microvm.cloud-hypervisor.package`). nixpkgs' package is built
+                without the `fw_cfg` cargo feature, which `--fw-cfg-config`
+                needs; the default rebuilds it with the feature added.
+                vmcreds-host asks the binary (`--cloud-hypervisor`) and refuses
+                one without `--fw-cfg-config` before anything is written.
+              '';
+            };
+
+            runtimeDir = mkOption {
+              type = types.str;
+              readOnly = true;
+              default = "/run/vmcreds-fw-cfg/${name}";
+              defaultText = literalExpression ''"/run/vmcreds-fw-cfg/<name>"'';
+              description = ''
+                Mode `fw-cfg`: the unit's `RuntimeDirectory=` (0700, owned by
+                {option}`user`), where vmcreds-host writes the 0400 credential
+                files at each start (`--runtime-dir`) for cloud-hypervisor to
+                read; systemd removes it when the unit stops.
+              '';
+            };
+
+            script = mkOption {
+              type = types.package;
+              readOnly = true;
+              default = fwCfgScript name vm;
+              defaultText = literalExpression ''"vmcreds-fw-cfg-<name>", a shell script'';
+              description = ''
+                Mode `fw-cfg`: the microvm's `microvm.extraArgsScript`. It runs
+                vmcreds-host, checks that its one line of output is exactly
+                `--fw-cfg-config items=[…]` with nothing word splitting or
+                globbing could change (the runner splices it unquoted), and
+                prints it; any failure stops the VM's start.
+              '';
+            };
+          };
+
+          microvmModule = mkOption {
+            type = types.attrs;
+            readOnly = true;
+            default = {
+              microvm.cloud-hypervisor.package = ch.fwCfg.package;
+              microvm.extraArgsScript = "${ch.fwCfg.script}";
+            };
+            defaultText = literalExpression ''
+              {
+                microvm.cloud-hypervisor.package = cloudHypervisor.fwCfg.package;
+                microvm.extraArgsScript = "''${cloudHypervisor.fwCfg.script}";
+              }'';
+            description = ''
+              Mode `fw-cfg`: the settings the microvm's own configuration needs
+              (upstream microvm.nix options). With microvm.nix's host module
+              and `microvm.vms.<name>.config`, the module adds it to
+              `microvm.vms.<name>.extraModules` itself
+              ({option}`cloudHypervisor.addToMicrovm`); a microvm from a flake
+              must import it in its `nixosConfiguration`. Either way the module
+              checks that the microvm's runner really runs the script.
+            '';
+          };
+
+          addToMicrovm = mkOption {
+            type = types.bool;
+            default = hasMicrovm;
+            defaultText = literalExpression "true when microvm.nix's host module is imported";
+            description = ''
+              Mode `fw-cfg`: add {option}`cloudHypervisor.microvmModule` to
+              `microvm.vms.<name>.extraModules` (which microvm.nix applies to
+              VMs declared with `config`). Needs `microvm.vms.<name>` declared
+              on this host.
+            '';
+          };
         };
 
         hostArgs = mkOption {
           type = types.listOf types.str;
           readOnly = true;
+          defaultText = literalExpression "computed from the VM's other options";
           description = ''
             The vmcreds-host arguments (subcommand first) this module runs for
             the VM; for QEMU they precede `--` and the QEMU command line.
@@ -498,6 +660,14 @@ let
                     "--vm-config"
                     (if ch.vmConfig == null then "" else "${ch.vmConfig}")
                   ]
+                else if ch.mode == "fw-cfg" then
+                  [
+                    "--fw-cfg"
+                    "--runtime-dir"
+                    ch.fwCfg.runtimeDir
+                    "--cloud-hypervisor"
+                    (lib.getExe' ch.fwCfg.package "cloud-hypervisor")
+                  ]
                 else
                   [
                     "--format"
@@ -509,7 +679,7 @@ let
     };
 
   loadCredentials =
-    vm: mapAttrsToList (n: path: "${n}:${systemdEscapePercent path}") vm.credentials;
+    vm: mapAttrsToList (n: path: "${loadCredentialId n}:${systemdEscapePercent path}") vm.credentials;
 
   vmAssertions =
     name: vm:
@@ -520,9 +690,33 @@ let
       badNames = lib.filter (n: !nameOk n) names;
       storePaths = lib.filter (p: lib.hasPrefix "${builtins.storeDir}/" p) (lib.attrValues vm.credentials);
       relPaths = lib.filter (p: !lib.hasPrefix "/" p) (lib.attrValues vm.credentials);
+      badPaths = lib.filter (p: builtins.match "[^[:cntrl:]]*[^[:space:]]" p == null) (
+        lib.attrValues vm.credentials
+      );
+      isFwCfg = vm.hypervisor == "cloud-hypervisor" && vm.cloudHypervisor.mode == "fw-cfg";
+      # fw_cfg file names are at most 55 bytes: opt/io.systemd.credentials/ + 28.
+      badFwCfgNames = lib.filter (n: builtins.match "[A-Za-z0-9_.@+%-]{1,28}" n == null) names;
+      microvmVm = config.microvm.vms.${name};
+      # The microvm's own configuration, as microvm.nix's host module reads it.
+      microvmGuest =
+        if microvmVm.flake != null then
+          microvmVm.flake.nixosConfigurations.${name}.config
+        else if microvmVm.evaluatedConfig != null then
+          microvmVm.evaluatedConfig.config
+        else
+          microvmVm.config.config;
+      guestRuns = microvmGuest.microvm.extraArgsScript or null;
       both = lib.intersectLists (lib.attrNames vm.credentials) (lib.attrNames vm.settings);
     in
     [
+      {
+        assertion = vmNameValid name;
+        message = "services.vmcreds.vms.${builtins.toJSON name}: a VM name becomes part of unit names, paths and RuntimeDirectory=; use [A-Za-z0-9_.-] (not \".\" or \"..\")";
+      }
+      {
+        assertion = badPaths == [ ];
+        message = "${where}.credentials: ${builtins.toJSON badPaths}: a path in a unit file cannot hold a control character or end in whitespace";
+      }
       {
         assertion = storePaths == [ ];
         message = "${where}.credentials: ${toString storePaths} is in the Nix store, which every local user can read; give the path of a root-owned file outside the store as a string (e.g. \"/run/secrets/api-key\")";
@@ -573,6 +767,32 @@ let
         message = "${where}.qemu.command: QEMU's microvm machine type has no SMBIOS, so the guest would get no credentials; use -machine q35 (or pc)";
       }
     ]
+    ++ optionals isFwCfg (
+      [
+        {
+          assertion = badFwCfgNames == [ ];
+          message = "${where}: cloudHypervisor.mode = \"fw-cfg\": ${builtins.toJSON badFwCfgNames} cannot be an fw_cfg file name (opt/io.systemd.credentials/NAME: at most 28 bytes of [A-Za-z0-9_.@+%-])";
+        }
+        {
+          assertion = vm.cloudHypervisor.platformKeys == { };
+          message = "${where}.cloudHypervisor.platformKeys: mode \"fw-cfg\" leaves --platform to microvm.nix's runner (microvm.cloud-hypervisor.extraArgs)";
+        }
+        {
+          assertion = vm.oemStrings == [ ] || lib.all (lib.hasPrefix "io.systemd.credential:") vm.oemStrings;
+          message = "${where}.oemStrings: mode \"fw-cfg\" carries credentials only (io.systemd.credential:NAME=VALUE)";
+        }
+        {
+          assertion = isMicrovmUnit vm.unit;
+          message = "${where}: cloudHypervisor.mode = \"fw-cfg\" works through microvm.nix's runner: unit must be microvm@<name>.service";
+        }
+      ]
+      ++ optionals (hasMicrovm && config.microvm.vms ? ${name}) [
+        {
+          assertion = guestRuns == "${vm.cloudHypervisor.fwCfg.script}";
+          message = "${where}: microvm.vms.${name}'s runner does not run ${vm.cloudHypervisor.fwCfg.script} (its microvm.extraArgsScript is ${builtins.toJSON guestRuns}): import services.vmcreds.vms.${name}.cloudHypervisor.microvmModule into the microvm's configuration (done for you with microvm.vms.${name}.config)";
+        }
+      ]
+    )
     ++ optionals (vm.hypervisor == "cloud-hypervisor" && vm.cloudHypervisor.mode == "api") [
       {
         assertion = vm.cloudHypervisor.vmConfig != null;
@@ -595,6 +815,7 @@ let
       isQemu = vm.hypervisor == "qemu";
       isApi = vm.hypervisor == "cloud-hypervisor" && ch.mode == "api";
       isEnv = vm.hypervisor == "cloud-hypervisor" && ch.mode == "env";
+      isFwCfg = vm.hypervisor == "cloud-hypervisor" && ch.mode == "fw-cfg";
       hostCommand = [ hostBin ] ++ vm.hostArgs;
       # The report socket: systemd listens from boot, so the hypervisor can
       # always connect (QEMU at start-up, cloud-hypervisor's hybrid vsock when
@@ -739,6 +960,25 @@ let
             serviceConfig.EnvironmentFile = ch.envFile;
           };
         }
+        // lib.optionalAttrs isFwCfg {
+          ${unitName} = {
+            # A drop-in on microvm.nix's template instance (see mode env).
+            overrideStrategy = "asDropin";
+            requires = reportDeps;
+            after = reportDeps;
+            path = lib.mkForce [ ];
+            serviceConfig = {
+              # For microvm-run's extraArgsScript: vmcreds-host reads
+              # $CREDENTIALS_DIRECTORY and writes the 0400 files, in a fresh 0700
+              # directory, under this RuntimeDirectory, which systemd creates
+              # for the unit's user at every start and removes when it stops
+              # (also between restarts), after cloud-hypervisor has exited.
+              LoadCredential = loadCredentials vm;
+              RuntimeDirectory = lib.removePrefix "/run/" ch.fwCfg.runtimeDir;
+              RuntimeDirectoryMode = "0700";
+            };
+          };
+        }
         // lib.optionalAttrs vm.report.enable {
           "vmcreds-collect-${name}" = {
             description = "vmcreds: verify the credential report of VM ${name}";
@@ -797,7 +1037,7 @@ in
     '';
   };
 
-  config = mkIf (enabledVms != { }) {
+  config = mkIf (enabledVms != { }) ({
     assertions = concatLists (mapAttrsToList vmAssertions enabledVms) ++ [
       {
         assertion = lib.allUnique vmUnitNames;
@@ -815,5 +1055,24 @@ in
     systemd.services = mkMerge (map (u: u.services) allUnits);
     systemd.sockets = mkMerge (map (u: u.sockets) allUnits);
     systemd.tmpfiles.settings."10-vmcreds" = mkMerge (map (u: u.tmpfiles) allUnits);
-  };
+  }
+  // lib.optionalAttrs hasMicrovm {
+    # Mode fw-cfg with microvm.nix's host module: the microvm's runner gets
+    # the package and the extraArgsScript (applied to VMs declared with
+    # `config`; the assertion above catches the others).
+    microvm.vms = mkMerge (
+      mapAttrsToList (
+        name: vm:
+        mkIf
+          (
+            vm.hypervisor == "cloud-hypervisor"
+            && vm.cloudHypervisor.mode == "fw-cfg"
+            && vm.cloudHypervisor.addToMicrovm
+          )
+          {
+            ${name}.extraModules = [ vm.cloudHypervisor.microvmModule ];
+          }
+      ) enabledVms
+    );
+  });
 }

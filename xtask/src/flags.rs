@@ -41,6 +41,11 @@ pub enum Cmd {
     },
     /// `fuzz`.
     Fuzz(Fuzz),
+    /// `man [--out DIR]`: man pages and shell completions (xtask/src/man.rs).
+    Man {
+        /// Where to write them (default target/man).
+        out: Option<std::path::PathBuf>,
+    },
     /// `help`.
     Help,
 }
@@ -108,7 +113,8 @@ pub const USAGE: &str = "usage: cargo xtask <test|demo|images|ground-truth|deps|
   deps
   tidy
   bench [--no-vm]
-  fuzz [--time SECONDS] [--target NAME,...] [--keep]";
+  fuzz [--time SECONDS] [--target NAME,...] [--keep]
+  man [--out DIR]";
 
 fn list(v: &str) -> Vec<String> {
     v.split(',')
@@ -232,6 +238,13 @@ pub fn parse(args: &[String]) -> Result<Cmd> {
             Ok(Cmd::GroundTruth(g))
         }
         "deps" if rest.is_empty() => Ok(Cmd::Deps),
+        "man" => match rest {
+            [] => Ok(Cmd::Man { out: None }),
+            [flag, dir] if flag == "--out" => Ok(Cmd::Man {
+                out: Some(dir.into()),
+            }),
+            _ => bail!("usage: cargo xtask man [--out DIR]"),
+        },
         "tidy" if rest.is_empty() => Ok(Cmd::Tidy),
         "bench" => match rest {
             [] => Ok(Cmd::Bench { vm: true }),

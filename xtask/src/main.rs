@@ -14,6 +14,7 @@ mod fuzz;
 mod ground_truth;
 mod image;
 mod leak;
+mod man;
 mod probe;
 mod scenarios;
 mod test;
@@ -79,6 +80,10 @@ fn run() -> Result<ExitCode> {
         flags::Cmd::Bench { vm } => bench::run(&root, vm),
         flags::Cmd::Fuzz(f) => {
             fuzz::run(&root, f.seconds, &f.only, f.keep)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        flags::Cmd::Man { out } => {
+            man::run(&root, out.as_deref())?;
             Ok(ExitCode::SUCCESS)
         }
         flags::Cmd::Help => {
