@@ -513,7 +513,7 @@ verify_credentials() {
 #   target/release) once it has --fw-cfg, run with the golden arguments (paths
 #   moved into a temporary directory): two words again, and 0400 files.
 splice_test() {
-  local script dir host args rc=0 n=0 line real
+  local script dir host args rc=0 n=0 line real case_dir
   local good='--fw-cfg-config items=[name=opt/io.systemd.credentials/A_KEY,file=/run/vmcreds-fw-cfg/vm3/vmcreds.Ab12Cd34Ef56/A_KEY:name=opt/io.systemd.credentials/B%1,file=/run/vmcreds-fw-cfg/vm3/vmcreds.Ab12Cd34Ef56/B%1]'
   dir=$work/splice
   real=${VMCREDS_HOST:-}
@@ -590,7 +590,20 @@ exec "$real" "\${args[@]}"
 HOST
       chmod +x "$dir/bin/host"
       sed "s|$host|$dir/bin/host|" "$script" >"$dir/real.sh"
-      if args=$(cd "$dir/cwd" && CREDENTIALS_DIRECTORY=$dir/creds bash -c "set -eou pipefail; runtime_args=\$(bash $dir/real.sh); exec $dir/bin/argv \${runtime_args:-}" | tr '\0' '\n'); then
+      # A case the module refuses by assertion never deploys, so the real
+      # host is not asked, except for the names fw_cfg cannot carry: those
+      # vmcreds-host must refuse as well (defence in depth), stopping the start.
+      case_dir=${script%/scripts/*}
+      if [ "$(jq '.assertions | length' "$case_dir/result.json")" -gt 0 ]; then
+        [ "${case_dir##*/}" = fw-cfg-bad-name ] || continue
+        if (cd "$dir/cwd" && CREDENTIALS_DIRECTORY=$dir/creds bash -c "set -eou pipefail; runtime_args=\$(bash $dir/real.sh); exec $dir/bin/argv \${runtime_args:-}" >/dev/null 2>&1); then
+          echo "FAIL splice: ${script#"$golden"/} is refused by the module's assertions, but the real vmcreds-host ($real) let it start"
+          rc=1
+        elif [ -n "$(find "$dir/run" -mindepth 1)" ]; then
+          echo "FAIL splice: ${script#"$golden"/}: the real vmcreds-host refused, but left files in the runtime directory"
+          rc=1
+        fi
+      elif args=$(cd "$dir/cwd" && CREDENTIALS_DIRECTORY=$dir/creds bash -c "set -eou pipefail; runtime_args=\$(bash $dir/real.sh); exec $dir/bin/argv \${runtime_args:-}" | tr '\0' '\n'); then
         if [ "$(wc -l <<<"$args")" -ne 2 ] || [ "$(head -n 1 <<<"$args")" != --fw-cfg-config ] ||
           [[ $(tail -n 1 <<<"$args") != "items=["*"]" ]] || [ -n "$(find "$dir/run" -type f ! -perm 0400)" ]; then
           echo "FAIL splice: ${script#"$golden"/} with the real vmcreds-host ($real): not one --fw-cfg-config pair, or files not 0400"
