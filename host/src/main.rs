@@ -17,6 +17,10 @@ fn code(e: Exit) -> ExitCode {
 }
 
 fn main() -> ExitCode {
+    // First of all: no core dump and no /proc/PID/mem for others of this
+    // user, since loaded secrets are in this process's memory. (exec resets
+    // it for a hypervisor this process starts.)
+    let _ = rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable);
     // Everything this process creates (files, sockets) is private.
     rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
     let cli = match vmcreds_host::cli::parse_from(std::env::args_os()) {
