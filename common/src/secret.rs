@@ -31,10 +31,13 @@ impl Secret {
         self.0.is_empty()
     }
 
-    /// Appends bytes, keeping the old allocation wiped if it has to grow.
+    /// Appends bytes, keeping the old allocation wiped if it has to grow
+    /// (it then at least doubles, so a stream read in chunks is copied a
+    /// bounded number of times).
     pub fn extend_from_slice(&mut self, bytes: &[u8]) {
         if self.0.capacity() - self.0.len() < bytes.len() {
-            let mut grown = Vec::with_capacity((self.0.len() + bytes.len()).max(16));
+            let need = self.0.len() + bytes.len();
+            let mut grown = Vec::with_capacity(need.max(2 * self.0.capacity()).max(16));
             grown.extend_from_slice(&self.0);
             self.0.zeroize();
             self.0 = grown;

@@ -8,6 +8,16 @@
 //! - A file over systemd's 1 MiB per-credential limit is refused from its size,
 //!   before it is read; pipes and other streams are read up to the limit plus
 //!   one byte and then refused.
+//! - Every source is opened `O_NONBLOCK`, so opening a FIFO never waits for a
+//!   writer. A FIFO that nothing has open for writing (and that holds no
+//!   bytes) is refused rather than read as an empty value; a pipe with a
+//!   writer (`--load A:<(command)`, a FIFO whose writer started first) is read
+//!   to EOF, saying on stderr after [`STREAM_ANNOUNCE`] that it waits, and
+//!   refused once [`STREAM_IDLE_MAX`] pass without a byte or EOF.
+//! - A value is read into one buffer sized from `fstat` (plus the byte that
+//!   detects growth); a stream grows it through [`Secret::extend_from_slice`],
+//!   which wipes the old allocation, and the read chunk is wiped too: no copy
+//!   of a secret is freed unwiped.
 //! - `--load-dir DIR` loads each regular file, sorted by name; names starting
 //!   with `.` are skipped (editor and tool leftovers such as `.gitkeep`);
 //!   symbolic links are refused (the directory's files are loaded, nothing
@@ -17,9 +27,10 @@
 
 use std::fmt;
 use std::fs::{File, OpenOptions};
-use std::io::{self, Read};
-use std::os::unix::fs::OpenOptionsExt;
+use std::io;
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use thiserror::Error;
 use vmcreds_common::escape::escape_name;
@@ -30,6 +41,13 @@ use vmcreds_common::file_kind::FileKind;
 
 use crate::cli::SourceSpec;
 use crate::exit::{Classify, Exit};
+use crate::show_path;
+
+/// How long a stream may give neither a byte nor EOF before it is refused.
+pub const STREAM_IDLE_MAX: Duration = Duration::from_secs(60);
+
+/// After how long of waiting on a stream vmcreds-host says so on stderr.
+pub const STREAM_ANNOUNCE: Duration = Duration::from_secs(2);
 
 /// The environment variable systemd sets for `LoadCredential=`.
 pub const CREDENTIALS_DIRECTORY: &str = "CREDENTIALS_DIRECTORY";
@@ -88,14 +106,14 @@ impl fmt::Display for Origin {
                     f,
                     "--load \"{}\":{}",
                     escape_name(name.as_bytes()),
-                    path.display()
+                    show_path(path)
                 )
             }
             Origin::LoadDir { dir, file } => {
                 write!(
                     f,
                     "--load-dir {} (file \"{}\")",
-                    dir.display(),
+                    show_path(dir),
                     escape_name(file.as_bytes())
                 )
             }
@@ -147,7 +165,7 @@ pub enum SourceError {
         path: String,
     },
     /// The file cannot be opened.
-    #[error("credential \"{name}\": cannot open {}", path.display())]
+    #[error("credential \"{name}\": cannot open {}", show_path(path))]
     Open {
         /// The credential.
         name: String,
@@ -158,7 +176,7 @@ pub enum SourceError {
         source: io::Error,
     },
     /// The file cannot be read.
-    #[error("credential \"{name}\": cannot read {}", path.display())]
+    #[error("credential \"{name}\": cannot read {}", show_path(path))]
     Read {
         /// The credential.
         name: String,
@@ -169,7 +187,10 @@ pub enum SourceError {
         source: io::Error,
     },
     /// A directory where a file was expected.
-    #[error("credential \"{name}\": {} is a directory, not a file (use --load-dir)", path.display())]
+    #[error(
+        "credential \"{name}\": {} is a directory, not a file (use --load-dir)",
+        show_path(path)
+    )]
     IsDirectory {
         /// The credential.
         name: String,
@@ -177,7 +198,7 @@ pub enum SourceError {
         path: PathBuf,
     },
     /// Over the per-credential limit, known from the file size.
-    #[error("credential \"{name}\": {} is {actual} bytes, over systemd's limit of {limit} bytes per credential by {} (not read)", path.display(), actual - limit)]
+    #[error("credential \"{name}\": {} is {actual} bytes, over systemd's limit of {limit} bytes per credential by {} (not read)", show_path(path), actual - limit)]
     TooLarge {
         /// The credential.
         name: String,
@@ -188,8 +209,30 @@ pub enum SourceError {
         /// File size.
         actual: u64,
     },
+    /// A FIFO nothing has open for writing: reading it would give an empty
+    /// value (or, opened blocking, wait forever for a writer).
+    #[error("credential \"{name}\": {} is a FIFO with no writer (nothing has it open for writing, and it holds no bytes); vmcreds-host does not wait for one: start the writer first, or pass a pipe such as --load NAME:<(command)", show_path(path))]
+    NoWriter {
+        /// The credential.
+        name: String,
+        /// The path.
+        path: PathBuf,
+    },
+    /// A stream that gives neither bytes nor EOF for too long.
+    #[error("credential \"{name}\": {} gave no byte and no end of file for {secs} s; refusing to wait longer for its writer", show_path(path))]
+    Stalled {
+        /// The credential.
+        name: String,
+        /// The path.
+        path: PathBuf,
+        /// [`STREAM_IDLE_MAX`] in seconds.
+        secs: u64,
+    },
     /// Over the per-credential limit, found while reading a stream.
-    #[error("credential \"{name}\": {} holds more than systemd's limit of {limit} bytes per credential", path.display())]
+    #[error(
+        "credential \"{name}\": {} holds more than systemd's limit of {limit} bytes per credential",
+        show_path(path)
+    )]
     StreamTooLarge {
         /// The credential.
         name: String,
@@ -199,7 +242,7 @@ pub enum SourceError {
         limit: u64,
     },
     /// The directory cannot be listed.
-    #[error("--load-dir {}: cannot read the directory", dir.display())]
+    #[error("--load-dir {}: cannot read the directory", show_path(dir))]
     ReadDir {
         /// The directory.
         dir: PathBuf,
@@ -208,7 +251,7 @@ pub enum SourceError {
         source: io::Error,
     },
     /// A symbolic link in `--load-dir`.
-    #[error("--load-dir {}: \"{entry}\" is a symbolic link; only regular files inside the directory are loaded (use --load NAME:PATH to follow a link)", dir.display())]
+    #[error("--load-dir {}: \"{entry}\" is a symbolic link; only regular files inside the directory are loaded (use --load NAME:PATH to follow a link)", show_path(dir))]
     Symlink {
         /// The directory.
         dir: PathBuf,
@@ -216,7 +259,10 @@ pub enum SourceError {
         entry: String,
     },
     /// Another file type in `--load-dir`.
-    #[error("--load-dir {}: \"{entry}\" is a {kind}, not a regular file", dir.display())]
+    #[error(
+        "--load-dir {}: \"{entry}\" is a {kind}, not a regular file",
+        show_path(dir)
+    )]
     NotRegular {
         /// The directory.
         dir: PathBuf,
@@ -226,7 +272,7 @@ pub enum SourceError {
         kind: FileKind,
     },
     /// A file name that is not UTF-8 (so not a valid credential name).
-    #[error("--load-dir {}: file name \"{entry}\" is not valid UTF-8, so it cannot be a credential name", dir.display())]
+    #[error("--load-dir {}: file name \"{entry}\" is not valid UTF-8, so it cannot be a credential name", show_path(dir))]
     NotUtf8 {
         /// The directory.
         dir: PathBuf,
@@ -234,7 +280,10 @@ pub enum SourceError {
         entry: String,
     },
     /// Nothing to load.
-    #[error("--load-dir {}: no regular file to load (names starting with '.' are skipped)", dir.display())]
+    #[error(
+        "--load-dir {}: no regular file to load (names starting with '.' are skipped)",
+        show_path(dir)
+    )]
     EmptyDir {
         /// The directory.
         dir: PathBuf,
@@ -318,9 +367,12 @@ pub fn resolve(name: &str, path: &str, credentials_directory: Option<&Path>) -> 
 }
 
 fn read_value(name: &str, path: &Path) -> Result<Secret> {
+    // O_NONBLOCK: opening a FIFO never waits for a writer (read_open says
+    // what it refuses); O_NOCTTY: a terminal never becomes ours.
+    let flags = rustix::fs::OFlags::NONBLOCK | rustix::fs::OFlags::NOCTTY;
     let file = OpenOptions::new()
         .read(true)
-        .custom_flags(rustix::fs::OFlags::NOCTTY.bits() as i32)
+        .custom_flags(flags.bits() as i32)
         .open(path)
         .map_err(|source| SourceError::Open {
             name: escape_name(name.as_bytes()),
@@ -330,8 +382,12 @@ fn read_value(name: &str, path: &Path) -> Result<Secret> {
     read_open(name, path, file)
 }
 
+/// Reads an opened source (`O_NONBLOCK`) into a [`Secret`]: at most the
+/// per-credential limit plus one byte, into a buffer sized from `fstat`; a
+/// stream that grows it has the old allocation wiped.
 fn read_open(name: &str, path: &Path, file: File) -> Result<Secret> {
-    let limit = CREDENTIAL_SIZE_MAX as u64;
+    use rustix::io::Errno;
+    let limit = CREDENTIAL_SIZE_MAX;
     let read_err = |source| SourceError::Read {
         name: escape_name(name.as_bytes()),
         path: path.to_owned(),
@@ -345,11 +401,11 @@ fn read_open(name: &str, path: &Path, file: File) -> Result<Secret> {
         });
     }
     let expected = if meta.is_file() {
-        if meta.len() > limit {
+        if meta.len() > limit as u64 {
             return Err(SourceError::TooLarge {
                 name: escape_name(name.as_bytes()),
                 path: path.to_owned(),
-                limit,
+                limit: limit as u64,
                 actual: meta.len(),
             });
         }
@@ -357,21 +413,82 @@ fn read_open(name: &str, path: &Path, file: File) -> Result<Secret> {
     } else {
         0
     };
-    // One allocation for the expected size (plus the byte that detects growth),
-    // so the value is not copied around by reallocation.
-    let mut buf = Vec::with_capacity(expected + 1);
-    file.take(limit + 1)
-        .read_to_end(&mut buf)
-        .map_err(read_err)?;
-    let value = Secret::new(buf);
-    if value.len() as u64 > limit {
+    let fifo = meta.file_type().is_fifo();
+    // One allocation for the expected size plus the byte that detects growth;
+    // a stream grows it, wiping each old allocation (Secret::extend_from_slice).
+    let mut value = Secret::new(Vec::with_capacity(expected + 1));
+    let mut chunk = zeroize::Zeroizing::new([0u8; 16 * 1024]);
+    // Whether the other end of a FIFO has shown it exists (data or EAGAIN).
+    let mut writer_seen = false;
+    let mut idle_since = Instant::now();
+    let mut announced = false;
+    while value.len() <= limit {
+        let room = (limit + 1 - value.len()).min(chunk.len());
+        match rustix::io::read(&file, &mut chunk[..room]) {
+            Ok(0) => break,
+            Ok(n) => {
+                value.extend_from_slice(&chunk[..n]);
+                writer_seen = true;
+                idle_since = Instant::now();
+            }
+            Err(Errno::INTR) => {}
+            Err(Errno::AGAIN) => {
+                writer_seen = true;
+                let waited = idle_since.elapsed();
+                if waited >= STREAM_IDLE_MAX {
+                    return Err(SourceError::Stalled {
+                        name: escape_name(name.as_bytes()),
+                        path: path.to_owned(),
+                        secs: STREAM_IDLE_MAX.as_secs(),
+                    });
+                }
+                if waited >= STREAM_ANNOUNCE && !announced {
+                    announced = true;
+                    eprintln!(
+                        "vmcreds-host: waiting for the writer of {} (credential \"{}\"; at most {} s without a byte)",
+                        show_path(path),
+                        escape_name(name.as_bytes()),
+                        STREAM_IDLE_MAX.as_secs()
+                    );
+                }
+                let next = if announced {
+                    STREAM_IDLE_MAX - waited
+                } else {
+                    STREAM_ANNOUNCE - waited
+                };
+                wait_readable(&file, next).map_err(read_err)?;
+            }
+            Err(e) => return Err(read_err(e.into())),
+        }
+    }
+    if fifo && value.is_empty() && !writer_seen {
+        return Err(SourceError::NoWriter {
+            name: escape_name(name.as_bytes()),
+            path: path.to_owned(),
+        });
+    }
+    if value.len() > limit {
         return Err(SourceError::StreamTooLarge {
             name: escape_name(name.as_bytes()),
             path: path.to_owned(),
-            limit,
+            limit: limit as u64,
         });
     }
     Ok(value)
+}
+
+/// Waits until `file` is readable (or hung up), at most `timeout`.
+fn wait_readable(file: &File, timeout: Duration) -> io::Result<()> {
+    use rustix::event::{poll, PollFd, PollFlags, Timespec};
+    let ts = Timespec::try_from(timeout).unwrap_or(Timespec {
+        tv_sec: 1,
+        tv_nsec: 0,
+    });
+    let mut fds = [PollFd::new(file, PollFlags::IN)];
+    match poll(&mut fds, Some(&ts)) {
+        Ok(_) | Err(rustix::io::Errno::INTR) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
 }
 
 fn load_dir(dir: &Path) -> Result<Vec<Loaded>> {

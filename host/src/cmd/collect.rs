@@ -31,6 +31,7 @@ use super::verify::{output, read_manifest};
 use super::write_private;
 use crate::cli::CollectArgs;
 use crate::exit::{self, Classify, Exit, ResultExt};
+use crate::show_path;
 
 /// Why no report was received.
 #[derive(Debug, Error)]
@@ -39,10 +40,10 @@ pub enum CollectError {
     #[error("--listen \"{0}\": expected unix:PATH")]
     ListenSyntax(String),
     /// PATH exists and is not a stale socket.
-    #[error("{}: exists and is not a socket; refusing to replace it", .0.display())]
+    #[error("{}: exists and is not a socket; refusing to replace it", show_path(.0))]
     NotASocket(PathBuf),
     /// PATH is a socket something listens on.
-    #[error("{}: another process is listening on this socket", .0.display())]
+    #[error("{}: another process is listening on this socket", show_path(.0))]
     InUse(PathBuf),
     /// Neither `--listen` nor an inherited socket.
     #[error("give --listen unix:PATH, or start collect by socket activation (LISTEN_FDS)")]
@@ -51,7 +52,7 @@ pub enum CollectError {
     #[error("LISTEN_FDS is set but fd 3 is not a listening stream socket")]
     NotListening,
     /// Cannot bind or inspect the socket.
-    #[error("cannot listen on {}", path.display())]
+    #[error("cannot listen on {}", show_path(path))]
     Bind {
         /// The socket path.
         path: PathBuf,
@@ -354,7 +355,7 @@ pub fn run(args: CollectArgs) -> exit::Result<Exit> {
             let l = Listener::bind(&path)?;
             eprintln!(
                 "vmcreds-host: listening on unix:{} for one report (timeout {} s)",
-                path.display(),
+                show_path(&path),
                 args.timeout
             );
             l
