@@ -5,7 +5,67 @@
 use std::fmt::Write as _;
 
 use crate::digest::Digest;
-use crate::report::{CheckState, Report, Status};
+use crate::escape::{escape_bytes, escape_name};
+use crate::report::{CheckState, PreconditionId, Report, Status};
+
+/// Most bytes of one free-text field of a report shown by [`escaped`].
+pub const TEXT_SHOWN: usize = 1000;
+
+/// A copy of `report` with every string in it escaped (names as
+/// [`escape_name`], other text as [`escape_bytes`], at most [`TEXT_SHOWN`]
+/// bytes each): what the host renders of a report that came from a guest, so
+/// that no control sequence, no line break and no non-ASCII character the
+/// guest chose reaches a terminal or a journal. Numbers and enums are kept.
+pub fn escaped(report: &Report) -> Report {
+    let t = |s: &mut String| *s = escape_bytes(s.as_bytes(), TEXT_SHOWN);
+    let o = |s: &mut Option<String>| {
+        if let Some(s) = s {
+            *s = escape_bytes(s.as_bytes(), TEXT_SHOWN);
+        }
+    };
+    let d = |d: &mut Option<Digest>| {
+        if let Some(d) = d {
+            d.hex = escape_bytes(d.hex.as_bytes(), 64);
+        }
+    };
+    let mut r = report.clone();
+    t(&mut r.schema);
+    t(&mut r.generator);
+    o(&mut r.nonce_id);
+    o(&mut r.system.smbios_version);
+    o(&mut r.system.hypervisor_vendor);
+    o(&mut r.system.hypervisor_product);
+    for p in &mut r.preconditions {
+        if let PreconditionId::Other(s) = &mut p.check {
+            t(s);
+        }
+        t(&mut p.detail);
+    }
+    for e in &mut r.smbios.entries {
+        o(&mut e.error);
+        e.anomalies.iter_mut().for_each(t);
+    }
+    for u in &mut r.smbios.unnamed_rejections {
+        t(&mut u.reason);
+    }
+    if let Some(x) = &mut r.smbios.table_cross_check {
+        t(&mut x.detail);
+    }
+    for c in &mut r.credentials {
+        c.name = escape_name(c.name.as_bytes());
+        d(&mut c.digest);
+        if let Some(sd) = &mut c.systemd {
+            d(&mut sd.digest);
+        }
+        if let Some(x) = &mut c.expected {
+            d(&mut x.digest);
+        }
+        o(&mut c.reason);
+    }
+    t(&mut r.verdict.summary);
+    r.verdict.reasons.iter_mut().for_each(t);
+    r
+}
 
 /// The mark people look for: ✓ for ok, ✗ for a failure, ! for unexpected.
 pub fn status_mark(status: Status) -> &'static str {
@@ -215,5 +275,30 @@ mod tests {
         assert_eq!(name_width([]), 4);
         assert_eq!(name_width(["a"]), 4);
         assert_eq!(name_width([&*"n".repeat(60)]), 40);
+    }
+
+    #[test]
+    fn test_escaped_leaves_no_control_or_line_break() {
+        let mut r = crate::report::tests::sample();
+        let evil = "\u{1b}[2J\nhost verdict: verified\u{9b}\u{202e}\u{7}";
+        r.credentials[0].name = evil.into();
+        r.credentials[0].reason = Some(evil.into());
+        r.credentials[0].digest.as_mut().unwrap().hex = evil.into();
+        r.verdict.summary = evil.into();
+        r.verdict.reasons = vec![evil.into()];
+        r.preconditions[0].detail = evil.into();
+        let t = report_table(&escaped(&r)) + &preamble(&escaped(&r), "/x");
+        for l in t.lines() {
+            assert!(!l.starts_with("host verdict"), "{l}");
+        }
+        assert!(
+            t.chars()
+                .all(|c| (' '..='~').contains(&c) || "\n✓✗!…".contains(c)),
+            "{t}"
+        );
+        assert!(
+            t.contains("\\x1b[2J\\x0ahost verdict: verified\\xc2\\x9b"),
+            "{t}"
+        );
     }
 }
