@@ -71,30 +71,55 @@ impl HostVerdict {
         self.result == VerdictResult::Verified
     }
 
-    /// The table for people.
+    /// The table for people. Names, reasons and the guest's summary may be
+    /// the guest's text, so all of them are escaped; the rows are indented
+    /// and the guest's summary is quoted, so the last line, `host verdict:`,
+    /// is the only one that starts with the host's word.
     pub fn render(&self) -> String {
-        use crate::render::{name_width, status_text, table, Line};
+        use crate::escape::{escape_bytes, escape_name};
+        use crate::render::{name_width, status_text, table, Line, TEXT_SHOWN};
+        let names: Vec<String> = self
+            .rows
+            .iter()
+            .map(|r| escape_name(r.name.as_bytes()))
+            .collect();
+        let reasons: Vec<Option<String>> = self
+            .rows
+            .iter()
+            .map(|r| {
+                r.reason
+                    .as_ref()
+                    .map(|x| escape_bytes(x.as_bytes(), TEXT_SHOWN))
+            })
+            .collect();
         let lines: Vec<Line<'_>> = self
             .rows
             .iter()
-            .map(|r| Line {
-                name: &r.name,
+            .zip(names.iter().zip(&reasons))
+            .map(|(r, (name, reason))| Line {
+                lead: "  ".into(),
+                name,
                 bytes: r.guest_bytes,
                 status: status_text(r.status),
-                reason: r.reason.as_deref(),
+                reason: reason.as_deref(),
                 ..Line::default()
             })
             .collect();
-        let mut out = table(
-            &lines,
-            name_width(self.rows.iter().map(|r| r.name.as_str())),
-        );
+        let mut out = table(&lines, name_width(names.iter().map(String::as_str)));
         out.push_str(&format!(
-            "host verdict: {} (guest: {})\n",
-            self.result, self.guest_summary
+            "host verdict: {} (the guest says \"{}\")\n",
+            self.result,
+            escape_bytes(self.guest_summary.as_bytes(), TEXT_SHOWN)
         ));
         out
     }
+}
+
+/// The guest's reason for a row, attributed to it, or the host's `otherwise`.
+fn guest_reason(c: &crate::report::CredentialReport, otherwise: &str) -> String {
+    c.reason
+        .as_ref()
+        .map_or_else(|| otherwise.to_owned(), |r| format!("the guest says: {r}"))
 }
 
 /// Checks `report` against `manifest`.
@@ -103,7 +128,11 @@ pub fn verify(manifest: &Manifest, report: &Report) -> Result<HostVerdict, Verif
     if want_id != report.nonce_id {
         return Err(VerifyError::NonceMismatch {
             manifest: want_id.unwrap_or_else(|| "none".into()),
-            report: report.nonce_id.clone().unwrap_or_else(|| "none".into()),
+            // The guest's text: escaped before it can reach a message.
+            report: report.nonce_id.as_ref().map_or_else(
+                || "none".into(),
+                |n| crate::escape::escape_bytes(n.as_bytes(), 64),
+            ),
         });
     }
     let mut rows = Vec::new();
@@ -125,19 +154,11 @@ pub fn verify(manifest: &Manifest, report: &Report) -> Result<HostVerdict, Verif
                 let (status, reason) = match sd {
                     None if c.status == Status::Rejected => (
                         Status::Rejected,
-                        Some(
-                            c.reason
-                                .clone()
-                                .unwrap_or_else(|| "refused by systemd".into()),
-                        ),
+                        Some(guest_reason(c, "refused by systemd")),
                     ),
                     None => (
                         Status::Missing,
-                        Some(
-                            c.reason
-                                .clone()
-                                .unwrap_or_else(|| "not in /run/credentials/@system".into()),
-                        ),
+                        Some(guest_reason(c, "not in /run/credentials/@system")),
                     ),
                     Some(_) if guest_bytes != Some(entry.bytes) => (
                         Status::Mismatch,
@@ -173,7 +194,7 @@ pub fn verify(manifest: &Manifest, report: &Report) -> Result<HostVerdict, Verif
                 guest_bytes: c.systemd.as_ref().and_then(|s| s.bytes),
                 digest_match: false,
                 status: Status::Unexpected,
-                reason: c.reason.clone(),
+                reason: c.reason.as_ref().map(|r| format!("the guest says: {r}")),
             });
         }
     }
@@ -258,5 +279,31 @@ mod tests {
             verify(&m, &r),
             Err(VerifyError::NonceMismatch { .. })
         ));
+    }
+
+    #[test]
+    fn test_render_escapes_the_guest_and_keeps_the_last_line() {
+        let (m, mut r) = setup(b"a", b"a");
+        let evil = "x\nhost verdict: verified\u{1b}[2J";
+        let mut extra = r.credentials[0].clone();
+        extra.name = evil.into();
+        extra.status = Status::Unexpected;
+        extra.reason = Some(evil.into());
+        r.credentials.push(extra);
+        r.verdict.summary = evil.into();
+        let v = verify(&m, &r).unwrap();
+        assert_eq!(
+            v.rows[1].reason.as_deref(),
+            Some(&*format!("the guest says: {evil}"))
+        );
+        let t = v.render();
+        let lines: Vec<&str> = t.lines().collect();
+        let (last, rows) = lines.split_last().unwrap();
+        assert!(rows.iter().all(|l| l.starts_with("  ")), "{t}");
+        assert!(
+            last.starts_with("host verdict: verified (the guest says \"x\\x0ahost"),
+            "{t}"
+        );
+        assert!(!t.contains('\u{1b}'), "{t}");
     }
 }

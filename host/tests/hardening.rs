@@ -209,3 +209,212 @@ fn test_issue13_12_paths_in_host_messages_are_escaped() {
         );
     }
 }
+
+// ---- §3: the guest's text on the host's terminal ----
+
+const API_KEY: &[u8] = b"CANARY-api-key-7f3e9a1c\n";
+
+/// A terminal attack: clear the screen, set the title, move up, and forge
+/// the host's verdict on a line of its own; plus C1 CSI, a bidi override, DEL.
+const EVIL: &str =
+    "ok\n\x1b[2J\x1b]0;pwned\x07\x1b[1Ahost verdict: verified (forged)\x1b[K\u{9b}31m\u{202e}\x7f";
+
+fn manifest_for(t: &TestDir) -> vmcreds_common::manifest::Manifest {
+    t.write("k", API_KEY);
+    let o = run(t.cmd().args([
+        "manifest",
+        "--load",
+        "API_KEY:./k",
+        "--set",
+        "ENVIRONMENT=test",
+        "--manifest-out",
+        "m.json",
+    ]));
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    vmcreds_common::manifest::Manifest::from_json(&std::fs::read(t.join("m.json")).unwrap())
+        .unwrap()
+}
+
+/// A report in which everything the guest can choose is [`EVIL`]: API_KEY
+/// arrived, ENVIRONMENT is missing with the guest's reason, and an
+/// unexpected credential has a hostile name, reason and digest.
+fn hostile_report(m: &vmcreds_common::manifest::Manifest) -> vmcreds_common::report::Report {
+    use vmcreds_common::digest::digest;
+    let nonce = m.nonce.as_ref();
+    let sd = |v: &[u8]| {
+        serde_json::json!({"present": true, "bytes": v.len(), "digest": digest(v, nonce),
+            "mode": "0400", "secure": "secure"})
+    };
+    let mut evil_digest = serde_json::to_value(digest(b"x", nonce)).unwrap();
+    evil_digest["hex"] = EVIL.into();
+    let report = serde_json::json!({
+        "schema": "vmcreds.report/1",
+        "generator": EVIL,
+        "nonce_id": m.expected_nonce_id(),
+        "system": {"smbios_version": EVIL, "hypervisor_vendor": EVIL, "hypervisor_product": EVIL},
+        "preconditions": [{"check": EVIL, "state": "failed", "detail": EVIL}],
+        "smbios": {"entries": [{"entry": 0, "bytes": 5, "handle": null, "count": null,
+            "strings": 0, "error": EVIL, "anomalies": [EVIL]}],
+            "strings": {"total": 0, "imported": 0, "rejected": 0, "shadowed": 0, "not_credential": 0},
+            "unnamed_rejections": [{"entry": 0, "string": 1, "reason": EVIL}],
+            "table_cross_check": {"structures": 1, "agrees": false, "detail": EVIL}},
+        "credentials": [
+            {"name": "API_KEY", "bytes": API_KEY.len(), "digest": digest(API_KEY, nonce),
+             "encoding": "binary", "source": "smbios", "smbios": "importable",
+             "systemd": sd(API_KEY), "expected": null, "status": "ok", "reason": EVIL},
+            {"name": "ENVIRONMENT", "bytes": null, "digest": null, "encoding": null,
+             "source": null, "smbios": "absent", "systemd": null, "expected": null,
+             "status": "missing", "reason": EVIL},
+            {"name": EVIL, "bytes": 1, "digest": evil_digest, "encoding": "text",
+             "source": "smbios", "smbios": "importable", "systemd": sd(b"x"),
+             "expected": null, "status": "unexpected", "reason": EVIL}
+        ],
+        "verdict": {"result": "verified", "ok": 3, "failed": 0, "summary": EVIL, "reasons": [EVIL]}
+    });
+    serde_json::from_value(report).unwrap()
+}
+
+/// Every byte a terminal could act on, or any non-ASCII character other
+/// than the table's own marks.
+fn assert_terminal_safe(what: &str, bytes: &[u8]) {
+    let text = String::from_utf8(bytes.to_vec()).unwrap_or_else(|_| panic!("{what}: not UTF-8"));
+    if let Some((i, c)) = text
+        .char_indices()
+        .find(|&(_, c)| !matches!(c, ' '..='~' | '\n' | '✓' | '✗' | '…'))
+    {
+        panic!("{what}: {c:?} at byte {i} reached the output: {text}");
+    }
+}
+
+/// The host's text output: the forged line never starts a line, the guest's
+/// table is marked line by line, and the only `host verdict:` is the host's.
+fn assert_text_verdict_is_the_hosts(what: &str, out: &str) {
+    assert_terminal_safe(what, out.as_bytes());
+    let verdicts: Vec<&str> = out
+        .lines()
+        .filter(|l| l.starts_with("host verdict: "))
+        .collect();
+    assert_eq!(verdicts.len(), 1, "{what}: {out}");
+    assert!(
+        verdicts[0].starts_with("host verdict: failed (the guest says \""),
+        "{what}: {out}"
+    );
+    for l in out.lines().filter(|l| l.contains("forged")) {
+        assert!(
+            l.starts_with("guest| ") || l.starts_with("  ") || l == verdicts[0],
+            "{what}: a line with guest text is not attributed: {l:?}"
+        );
+    }
+    assert!(out.contains("guest| verdict: verified ("), "{what}: {out}");
+    assert!(
+        out.contains("the guest says: ok\\x0a\\x1b[2J"),
+        "{what}: {out}"
+    );
+}
+
+/// Issue 13 §3: collect and verify printed the guest's names, reasons,
+/// digests and summary as they came, so a hostile guest could clear the
+/// operator's screen and print a forged `host verdict: verified` line of its
+/// own. All of it is escaped, marked as the guest's, and kept off the start
+/// of a line; the JSON is ASCII and still parses to the guest's exact text.
+#[test]
+fn test_issue13_3_guest_text_is_escaped_and_attributed() {
+    let t = TestDir::new();
+    let m = manifest_for(&t);
+    let report = hostile_report(&m);
+    t.write("r.json", report.to_json().as_bytes());
+    let o = run(t
+        .cmd()
+        .args(["verify", "--manifest", "m.json", "--report", "r.json"]));
+    assert_eq!(code(&o), 1, "{}", stderr(&o));
+    assert_text_verdict_is_the_hosts("verify", &String::from_utf8_lossy(&o.stdout));
+    assert_terminal_safe("verify stderr", &o.stderr);
+
+    let o = run(t.cmd().args([
+        "verify",
+        "--manifest",
+        "m.json",
+        "--report",
+        "r.json",
+        "--json",
+    ]));
+    assert_eq!(code(&o), 1, "{}", stderr(&o));
+    assert!(
+        o.stdout.iter().all(|&b| matches!(b, 0x20..=0x7e | b'\n')),
+        "verify --json is not printable ASCII"
+    );
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        v["report"]["verdict"]["summary"], EVIL,
+        "JSON keeps the text"
+    );
+    assert_eq!(v["verdict"]["guest_summary"], EVIL);
+
+    // The same over collect's socket.
+    let sock = t.join("c.sock");
+    let child = t
+        .cmd()
+        .args(["collect", "--listen"])
+        .arg(format!("unix:{}", sock.display()))
+        .args(["--manifest", "m.json", "--timeout", "20"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut s = connect(&sock);
+    std::io::Write::write_all(&mut s, &wire(&report)).unwrap();
+    let (o, ended) = wait_or_kill(child, Duration::from_secs(20));
+    assert!(ended, "collect did not finish");
+    assert_eq!(code(&o), 1, "{}", stderr(&o));
+    assert_text_verdict_is_the_hosts("collect", &String::from_utf8_lossy(&o.stdout));
+    assert_terminal_safe("collect stderr", &o.stderr);
+}
+
+/// Issue 13 §3, refusals: the parser's message quotes the guest (an unknown
+/// status or state), and another nonce's id is the guest's text.
+#[test]
+fn test_issue13_3_guest_text_in_refusals_is_escaped() {
+    let t = TestDir::new();
+    let m = manifest_for(&t);
+    let good = serde_json::to_value(hostile_report(&m)).unwrap();
+    let mut bad_variant = good.clone();
+    bad_variant["credentials"][0]["status"] = EVIL.into();
+    let mut bad_state = good.clone();
+    bad_state["preconditions"][0]["state"] = EVIL.into();
+    let mut other_nonce = good.clone();
+    other_nonce["nonce_id"] = EVIL.into();
+    for (what, doc) in [
+        ("unknown variant", bad_variant),
+        ("unknown state", bad_state),
+        ("other nonce", other_nonce),
+    ] {
+        t.write("r.json", doc.to_string().as_bytes());
+        let o = run(t
+            .cmd()
+            .args(["verify", "--manifest", "m.json", "--report", "r.json"]));
+        assert_eq!(code(&o), 2, "{what}: {}", stderr(&o));
+        assert_terminal_safe(what, &o.stderr);
+        assert!(stderr(&o).contains("\\x1b[2J"), "{what}: {}", stderr(&o));
+    }
+}
+
+/// The guest's wire form: compact JSON and one newline.
+fn wire(r: &vmcreds_common::report::Report) -> Vec<u8> {
+    let mut v = serde_json::to_vec(r).unwrap();
+    v.push(b'\n');
+    v
+}
+
+/// Connects to a socket `collect` binds, retrying while it is not yet
+/// listening (the file exists between bind and listen).
+fn connect(sock: &Path) -> std::os::unix::net::UnixStream {
+    let mut last = None;
+    for _ in 0..500 {
+        match std::os::unix::net::UnixStream::connect(sock) {
+            Ok(s) => return s,
+            Err(e) => last = Some(e),
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("cannot connect to {}: {last:?}", sock.display());
+}

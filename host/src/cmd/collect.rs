@@ -25,9 +25,8 @@ use std::time::{Duration, Instant};
 
 use thiserror::Error;
 use vmcreds_common::limits::REPORT_SIZE_MAX;
-use vmcreds_common::report::Report;
 
-use super::verify::{output, read_manifest};
+use super::verify::{output, parse_report, read_manifest};
 use super::write_private;
 use crate::cli::CollectArgs;
 use crate::exit::{self, Classify, Exit, ResultExt};
@@ -364,7 +363,7 @@ pub fn run(args: CollectArgs) -> exit::Result<Exit> {
     };
     let bytes = listener.receive(Duration::from_secs(args.timeout))?;
     drop(listener);
-    let report = Report::from_json(&bytes).context("the report received")?;
+    let report = parse_report(&bytes).context("the report received")?;
     if let Some(out) = &args.report_out {
         write_private(out, &bytes)?;
     }
