@@ -635,12 +635,31 @@ fn test_bad_header_stops_the_scan() {
         .as_ref()
         .unwrap()
         .contains("exactly 5"));
+    // Issue 11 §2: C, in an entry systemd never read, is named with the reason.
     let c = row(&r, "C");
-    assert_eq!(c.status, Status::Missing);
+    assert_eq!(c.status, Status::NotRead);
+    assert_eq!(c.smbios, SmbiosStatus::NotRead);
     assert!(
-        c.reason.as_ref().unwrap().contains("11-1"),
+        c.reason.as_ref().unwrap().contains("stopped at entry 11-1"),
         "{:?}",
         c.reason
+    );
+    let lost: Vec<(u32, Option<&str>)> = r
+        .smbios
+        .not_imported
+        .iter()
+        .map(|s| (s.entry, s.name.as_deref()))
+        .collect();
+    assert_eq!(
+        lost,
+        [(2, Some("C"))],
+        "B's bytes start inside the 6-byte formatted area"
+    );
+    assert_eq!(r.smbios.strings.not_read, 1);
+    assert!(
+        r.verdict.summary.contains("C not_read"),
+        "{}",
+        r.verdict.summary
     );
 }
 
