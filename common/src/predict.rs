@@ -55,6 +55,14 @@ pub enum Outcome {
     },
     /// The name exists already: `Credential '%s' set twice, ignoring.` (debug).
     Shadowed(ShadowSource),
+    /// In an entry systemd never parsed: its scan stopped at entry
+    /// `stopped_at` (this one or an earlier one) because of `why`.
+    NotRead {
+        /// The N of the `11-N` whose header stopped the scan.
+        stopped_at: u32,
+        /// What was wrong with that header.
+        why: Type11Error,
+    },
     /// Imported into `/run/credentials/@system`.
     Imported,
 }
@@ -74,6 +82,8 @@ pub enum OutcomeKind {
     OverTotal,
     /// Another string or fw_cfg won.
     Shadowed,
+    /// In an entry systemd never read.
+    NotRead,
     /// Imported.
     Imported,
 }
@@ -87,6 +97,7 @@ impl OutcomeKind {
             OutcomeKind::TooLarge => "too_large",
             OutcomeKind::OverTotal => "over_total",
             OutcomeKind::Shadowed => "shadowed",
+            OutcomeKind::NotRead => "not_read",
             OutcomeKind::Imported => "imported",
         }
     }
@@ -107,6 +118,7 @@ impl Outcome {
             Outcome::TooLarge { .. } => OutcomeKind::TooLarge,
             Outcome::OverTotal { .. } => OutcomeKind::OverTotal,
             Outcome::Shadowed(_) => OutcomeKind::Shadowed,
+            Outcome::NotRead { .. } => OutcomeKind::NotRead,
             Outcome::Imported => OutcomeKind::Imported,
         }
     }
@@ -128,6 +140,9 @@ impl Outcome {
             }
             Outcome::Shadowed(ShadowSource::EarlierString { entry, string }) => Some(format!(
                 "shadowed by string {string} of entry 11-{entry} with the same name (systemd keeps the first)"
+            )),
+            Outcome::NotRead { stopped_at, why } => Some(format!(
+                "never read by systemd: its scan of the Type 11 entries stopped at entry 11-{stopped_at} ({why})"
             )),
         }
     }
@@ -225,6 +240,49 @@ pub fn fw_cfg_imports<'a>(
     out
 }
 
+/// The strings of an entry systemd never parsed, delimited as dmi-sysfs
+/// delimits them, each [`Outcome::NotRead`]: names and values for people;
+/// they take no name from later strings and count in no total.
+fn not_read(
+    prediction: &mut Prediction,
+    entry: u32,
+    raw: &[u8],
+    stopped_at: u32,
+    why: &Type11Error,
+    behaviour: &Behaviour,
+) {
+    let Some(parsed) = type11::parse_entry_lenient(raw) else {
+        return;
+    };
+    for (n, s) in parsed.strings.iter().enumerate() {
+        let (encoding, name, value) = match oem::parse(s.bytes, behaviour) {
+            Parsed::NotCredential => (None, None, None),
+            Parsed::Rejected { encoding, name, .. } => (Some(encoding), name, None),
+            Parsed::Credential {
+                name,
+                encoding,
+                value,
+            } => (Some(encoding), Some(name.to_string()), Some(value)),
+        };
+        let outcome = if encoding.is_none() {
+            Outcome::NotCredential
+        } else {
+            Outcome::NotRead {
+                stopped_at,
+                why: why.clone(),
+            }
+        };
+        prediction.strings.push(PredictedString {
+            entry,
+            string: n + 1,
+            encoding,
+            name,
+            value,
+            outcome,
+        });
+    }
+}
+
 /// Predicts systemd's import of `entries` (raw contents of `11-0`, `11-1`, …
 /// in order, as read to EOF), after `prior` fw_cfg credentials.
 pub fn predict(entries: &[&[u8]], behaviour: &Behaviour, prior: &[PriorCredential]) -> Prediction {
@@ -235,8 +293,13 @@ pub fn predict(entries: &[&[u8]], behaviour: &Behaviour, prior: &[PriorCredentia
         .collect();
     let mut total: usize = prior.iter().map(|p| p.bytes).sum();
 
+    let mut stopped: Option<(u32, Type11Error)> = None;
     for (i, full) in entries.iter().enumerate() {
         let entry = i as u32;
+        if let Some((stopped_at, why)) = &stopped {
+            not_read(&mut prediction, entry, full, *stopped_at, why, behaviour);
+            continue;
+        }
         let read = &full[..full.len().min(behaviour.raw_read_max)];
         let cut = full.len() - read.len();
         let parsed = match type11::parse_entry(read) {
@@ -248,11 +311,13 @@ pub fn predict(entries: &[&[u8]], behaviour: &Behaviour, prior: &[PriorCredentia
                     handle: None,
                     count: None,
                     strings: 0,
-                    error: Some(e),
+                    error: Some(e.clone()),
                     anomalies: Vec::new(),
                     cut_by_read_limit: cut,
                 });
-                break;
+                not_read(&mut prediction, entry, full, entry, &e, behaviour);
+                stopped = Some((entry, e));
+                continue;
             }
         };
         prediction.entries.push(EntrySummary {
@@ -457,11 +522,41 @@ mod tests {
         let good = build(0, &[b"io.systemd.credential:A=1"]);
         let mut bad = build(1, &[b"io.systemd.credential:B=2"]);
         bad[1] = 6;
-        let later = build(2, &[b"io.systemd.credential:C=3"]);
+        bad.insert(5, 0);
+        let later = build(
+            2,
+            &[
+                b"io.systemd.credential:C=3",
+                b"plain",
+                b"io.systemd.credential:A=x",
+            ],
+        );
         let p = predict(&[&good, &bad, &later], &b(257), &[]);
-        assert_eq!(p.entries.len(), 2);
+        assert_eq!(p.entries.len(), 2, "entries systemd read");
         assert_eq!(p.stopped_at().unwrap().entry, 1);
         assert_eq!(p.imported().count(), 1);
+        // Every string of the refused entry and of the later one is named.
+        let lost: Vec<(u32, Option<&str>, OutcomeKind)> = p
+            .strings
+            .iter()
+            .skip(1)
+            .map(|s| (s.entry, s.name.as_deref(), s.outcome.kind()))
+            .collect();
+        assert_eq!(
+            lost,
+            [
+                (1, Some("B"), OutcomeKind::NotRead),
+                (2, Some("C"), OutcomeKind::NotRead),
+                (2, None, OutcomeKind::NotCredential),
+                (2, Some("A"), OutcomeKind::NotRead),
+            ]
+        );
+        let r = p.strings[1].outcome.reason().unwrap();
+        assert!(
+            r.contains("stopped at entry 11-1") && r.contains("formatted length is 6"),
+            "{r}"
+        );
+        assert_eq!(p.strings[2].value.as_ref().unwrap().expose(), b"3");
     }
 
     #[test]

@@ -166,7 +166,7 @@ pub fn preamble(report: &Report, dir: &str) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "vmcreds-guest: systemd {}, SMBIOS {} ({}), {} / {}, {entries} Type 11 entr{}, {} string(s): {} imported, {} rejected, {} shadowed, {} not credentials; reading {dir}",
+        "vmcreds-guest: systemd {}, SMBIOS {} ({}), {} / {}, {entries} Type 11 entr{}, {} string(s): {} imported, {} rejected, {} shadowed, {}{} not credentials; reading {dir}",
         s.systemd_version
             .map_or("unknown (modelling the newest)".into(), |v| v.to_string()),
         s.smbios_version.as_deref().unwrap_or("?"),
@@ -178,6 +178,11 @@ pub fn preamble(report: &Report, dir: &str) -> String {
         c.imported,
         c.rejected,
         c.shadowed,
+        if c.not_read > 0 {
+            format!("{} not read, ", c.not_read)
+        } else {
+            String::new()
+        },
         c.not_credential
     );
     for p in report
@@ -195,11 +200,17 @@ pub fn preamble(report: &Report, dir: &str) -> String {
             let _ = writeln!(out, "entry 11-{}: {a}", e.entry);
         }
     }
-    for u in &report.smbios.unnamed_rejections {
+    for n in &report.smbios.not_imported {
         let _ = writeln!(
             out,
-            "entry 11-{} string {}: rejected: {}",
-            u.entry, u.string, u.reason
+            "entry 11-{} string {}{}: {}: {}",
+            n.entry,
+            n.string,
+            n.name
+                .as_deref()
+                .map_or(String::new(), |name| format!(" ({name})")),
+            n.outcome,
+            n.reason
         );
     }
     if let Some(x) = report

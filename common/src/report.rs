@@ -289,6 +289,10 @@ pub struct Smbios {
     /// Credential strings systemd refuses and whose name cannot be delimited
     /// (no `=`), so they have no row in `credentials`.
     pub unnamed_rejections: Vec<UnnamedRejection>,
+    /// Every credential string systemd did not import, in every entry
+    /// (those of entries it never read included), one each, in entry order.
+    #[serde(default)]
+    pub not_imported: Vec<StringReport>,
     /// Does the whole-table reader (`/sys/firmware/dmi/tables/DMI`) agree
     /// with the per-entry reader?
     pub table_cross_check: Option<TableCrossCheck>,
@@ -326,6 +330,10 @@ pub struct StringCounts {
     pub shadowed: u64,
     /// Strings without a credential prefix (never printed).
     pub not_credential: u64,
+    /// Credential strings in entries systemd never read (its scan stopped
+    /// at an earlier or this entry's bad header).
+    #[serde(default)]
+    pub not_read: u64,
 }
 
 /// A refused string without a name.
@@ -336,6 +344,24 @@ pub struct UnnamedRejection {
     /// 1-based position in the entry.
     pub string: u64,
     /// systemd's reason.
+    pub reason: String,
+}
+
+/// One credential string systemd did not import.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StringReport {
+    /// The N of `11-N`.
+    pub entry: u32,
+    /// 1-based position in the entry.
+    pub string: u64,
+    /// Its name (escaped), when one could be delimited.
+    pub name: Option<String>,
+    /// How it claimed to be carried.
+    pub encoding: Option<Encoding>,
+    /// What systemd did with it: `rejected`, `too_large`, `over_total`,
+    /// `shadowed` or `not_read`.
+    pub outcome: crate::predict::OutcomeKind,
+    /// Why.
     pub reason: String,
 }
 
@@ -360,6 +386,8 @@ pub enum SmbiosStatus {
     Rejected,
     /// Another credential of the same name wins.
     Shadowed,
+    /// Only in entries systemd never read.
+    NotRead,
     /// Not in SMBIOS.
     Absent,
 }
@@ -371,6 +399,7 @@ impl SmbiosStatus {
             SmbiosStatus::Importable => "importable",
             SmbiosStatus::Rejected => "rejected",
             SmbiosStatus::Shadowed => "shadowed",
+            SmbiosStatus::NotRead => "not_read",
             SmbiosStatus::Absent => "absent",
         }
     }
@@ -417,6 +446,9 @@ pub enum Status {
     Rejected,
     /// Present but not expected (fails only in strict mode).
     Unexpected,
+    /// Only in SMBIOS entries systemd never read: its scan stopped at a bad
+    /// Type 11 header.
+    NotRead,
 }
 
 impl Status {
@@ -428,6 +460,7 @@ impl Status {
             Status::Mismatch => "mismatch",
             Status::Rejected => "rejected",
             Status::Unexpected => "unexpected",
+            Status::NotRead => "not_read",
         }
     }
 

@@ -188,6 +188,43 @@ pub fn parse_entry(raw: &[u8]) -> Result<Type11Entry<'_>, Type11Error> {
     })
 }
 
+/// Parses an entry systemd refuses (or never reaches) the way Linux's
+/// dmi-sysfs delimits it: the strings start after the formatted area the
+/// length byte names, whatever that length is. `None` when not even that
+/// can be read (shorter than a header, or a length past the end). For
+/// people only: systemd imports nothing from such an entry.
+pub fn parse_entry_lenient(raw: &[u8]) -> Option<Type11Entry<'_>> {
+    if let Ok(e) = parse_entry(raw) {
+        return Some(e);
+    }
+    let length = usize::from(*raw.get(1)?);
+    if raw.len() < TYPE11_HEADER_LEN || length < 4 || length > raw.len() {
+        return None;
+    }
+    // Re-frame as a length-5 entry: the header fields, then the strings.
+    let mut strings = Vec::new();
+    let mut pos = length;
+    while pos < raw.len() {
+        let n = raw[pos..]
+            .iter()
+            .position(|&b| b == 0)
+            .unwrap_or(raw.len() - pos);
+        if n > 0 {
+            strings.push(OemStringRef {
+                offset: pos,
+                bytes: &raw[pos..pos + n],
+            });
+        }
+        pos += n + 1;
+    }
+    Some(Type11Entry {
+        handle: u16::from_le_bytes([raw[2], raw[3]]),
+        count: raw[4],
+        strings,
+        anomalies: Vec::new(),
+    })
+}
+
 /// Builds a Type 11 structure the way QEMU does (one structure, `count` =
 /// number of strings, truncated to u8 as QEMU and cloud-hypervisor do).
 /// Strings must not contain NUL; empty strings are written as given (tests
@@ -305,7 +342,44 @@ mod tests {
         }));
     }
 
+    #[test]
+    fn test_lenient_parse_of_refused_headers() {
+        let mut long = build(0, &[b"io.systemd.credential:A=1", b"x"]);
+        long[1] = 6;
+        long.insert(5, 0xaa); // the sixth formatted byte
+        assert!(parse_entry(&long).is_err());
+        let e = parse_entry_lenient(&long).unwrap();
+        let got: Vec<&[u8]> = e.strings.iter().map(|s| s.bytes).collect();
+        assert_eq!(got, [&b"io.systemd.credential:A=1"[..], b"x"]);
+        assert_eq!(e.strings[0].offset, 6);
+        assert!(
+            parse_entry_lenient(&[11, 200, 0, 0, 0]).is_none(),
+            "length past the end"
+        );
+        assert!(
+            parse_entry_lenient(&[11, 2, 0, 0, 0]).is_none(),
+            "length under 4"
+        );
+        assert!(parse_entry_lenient(&[11]).is_none());
+        assert_eq!(
+            parse_entry_lenient(&build(0, &[b"y"]))
+                .unwrap()
+                .strings
+                .len(),
+            1
+        );
+    }
+
     proptest! {
+        #[test]
+        fn prop_lenient_never_panics(raw in proptest::collection::vec(any::<u8>(), 0..256)) {
+            if let Some(e) = parse_entry_lenient(&raw) {
+                for s in &e.strings {
+                    prop_assert!(s.offset + s.bytes.len() <= raw.len());
+                }
+            }
+        }
+
         #[test]
         fn prop_round_trip(strings in proptest::collection::vec(proptest::collection::vec(1u8..=255, 1..64), 0..40)) {
             let refs: Vec<&[u8]> = strings.iter().map(|s| s.as_slice()).collect();

@@ -152,10 +152,9 @@ pub fn verify(manifest: &Manifest, report: &Report) -> Result<HostVerdict, Verif
                 let guest_bytes = sd.and_then(|s| s.bytes);
                 let digest_match = sd.and_then(|s| s.digest.as_ref()) == Some(&entry.digest);
                 let (status, reason) = match sd {
-                    None if c.status == Status::Rejected => (
-                        Status::Rejected,
-                        Some(guest_reason(c, "refused by systemd")),
-                    ),
+                    None if matches!(c.status, Status::Rejected | Status::NotRead) => {
+                        (c.status, Some(guest_reason(c, "refused by systemd")))
+                    }
                     None => (
                         Status::Missing,
                         Some(guest_reason(c, "not in /run/credentials/@system")),
@@ -265,6 +264,23 @@ mod tests {
         let (m, mut r) = setup(b"secret-1", b"secret-X");
         r.credentials[0].status = Status::Ok;
         assert!(!verify(&m, &r).unwrap().ok());
+    }
+
+    #[test]
+    fn test_refused_and_unread_keep_their_status() {
+        for status in [Status::Rejected, Status::NotRead] {
+            let (m, mut r) = setup(b"a", b"a");
+            r.credentials[0].systemd = None;
+            r.credentials[0].status = status;
+            r.credentials[0].reason = Some("the guest's reason".into());
+            let v = verify(&m, &r).unwrap();
+            assert_eq!(v.rows[0].status, status);
+            assert_eq!(
+                v.rows[0].reason.as_deref(),
+                Some("the guest says: the guest's reason")
+            );
+            assert!(!v.ok());
+        }
     }
 
     #[test]

@@ -17,6 +17,10 @@ pub struct Cli {
     /// The subcommand.
     #[command(subcommand)]
     pub command: Command,
+    /// More diagnostics on stderr: -v info, -vv debug, -vvv trace (names,
+    /// sizes, paths and steps; never a value). RUST_LOG overrides the level.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
 }
 
 /// Subcommands.

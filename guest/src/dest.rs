@@ -112,6 +112,7 @@ pub fn wire(report: &vmcreds_common::report::Report) -> Vec<u8> {
 
 /// Sends `doc` to `dest` in one write, then closes.
 pub fn send(dest: &Dest, root: &Root, doc: &[u8]) -> Result<(), SendError> {
+    tracing::info!(dest = %dest, bytes = doc.len(), "sending the report");
     let r = match dest {
         Dest::Stdout => {
             let mut out = io::stdout().lock();

@@ -80,6 +80,7 @@ pub fn read_entries(root: &Root) -> Result<(Vec<RawEntry>, Option<usize>), ReadE
             }
         }
     }
+    tracing::debug!(entries = out.len(), bytes = total, "Type 11 entries read");
     Ok((out, None))
 }
 

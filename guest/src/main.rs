@@ -33,6 +33,7 @@ fn main() -> ExitCode {
             });
         }
     };
+    vmcreds_os::log::init("vmcreds-guest", cli.verbose);
     match vmcreds_guest::run(&cli) {
         Ok(e) => code(e),
         Err(f) => {

@@ -65,6 +65,17 @@ pub fn read_smbios(root: &Root, systemd_override: Option<u32>) -> Result<SmbiosR
     let facts = precond::check(root, &systemd)?;
     let fw_cfg = precond::fw_cfg(root)?;
     let prediction = check::predict_import(&entries, &systemd.behaviour(), &fw_cfg);
+    tracing::info!(
+        systemd = %systemd.detail,
+        entries = entries.len(),
+        strings = prediction.strings.len(),
+        importable = prediction.imported().count(),
+        fw_cfg = fw_cfg.len(),
+        "SMBIOS read and systemd's import predicted"
+    );
+    for p in &facts.preconditions {
+        tracing::debug!(check = %p.check, state = %p.state, detail = %p.detail, "precondition");
+    }
     Ok(SmbiosReading {
         systemd,
         entries,
@@ -182,7 +193,19 @@ pub fn observe(
         problem: manifest_problem,
     } = choose_manifest(root, loc, &smbios, asked.manifest.as_ref())?;
     let nonce = manifest.as_ref().and_then(|(m, _)| m.nonce.clone());
+    tracing::info!(
+        manifest = ?manifest.as_ref().map(|(_, s)| s),
+        nonce_id = ?nonce.as_ref().map(|n| n.id()),
+        problem = manifest_problem.is_some(),
+        "manifest in force"
+    );
     let imported = creds_dir::read_listing(root, loc, nonce.as_ref())?;
+    match &imported {
+        Some(l) => {
+            tracing::info!(dir = %loc.display(), files = l.files.len(), storage = %l.storage, "imported credentials listed")
+        }
+        None => tracing::info!(dir = %loc.display(), "no imported credentials directory"),
+    }
     Ok(Observed {
         observation: Observation {
             reader: reader(),

@@ -119,9 +119,15 @@ impl Root {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(ReadError::new(&self.path(abs), e)),
         };
-        vmcreds_os::bounded::read_bounded(std::fs::File::from(fd), max)
-            .map(Some)
-            .map_err(|e| ReadError::new(&self.path(abs), e))
+        let b = vmcreds_os::bounded::read_bounded(std::fs::File::from(fd), max)
+            .map_err(|e| ReadError::new(&self.path(abs), e))?;
+        tracing::trace!(
+            path = abs,
+            bytes = b.bytes.len(),
+            over_bound = b.over_bound,
+            "read"
+        );
+        Ok(Some(b))
     }
 
     /// Reads a small text file (≤ 1 MiB), lossily as UTF-8; `Ok(None)` when missing.

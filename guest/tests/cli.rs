@@ -635,12 +635,31 @@ fn test_bad_header_stops_the_scan() {
         .as_ref()
         .unwrap()
         .contains("exactly 5"));
+    // Issue 11 §2: C, in an entry systemd never read, is named with the reason.
     let c = row(&r, "C");
-    assert_eq!(c.status, Status::Missing);
+    assert_eq!(c.status, Status::NotRead);
+    assert_eq!(c.smbios, SmbiosStatus::NotRead);
     assert!(
-        c.reason.as_ref().unwrap().contains("11-1"),
+        c.reason.as_ref().unwrap().contains("stopped at entry 11-1"),
         "{:?}",
         c.reason
+    );
+    let lost: Vec<(u32, Option<&str>)> = r
+        .smbios
+        .not_imported
+        .iter()
+        .map(|s| (s.entry, s.name.as_deref()))
+        .collect();
+    assert_eq!(
+        lost,
+        [(2, Some("C"))],
+        "B's bytes start inside the 6-byte formatted area"
+    );
+    assert_eq!(r.smbios.strings.not_read, 1);
+    assert!(
+        r.verdict.summary.contains("C not_read"),
+        "{}",
+        r.verdict.summary
     );
 }
 
@@ -1300,23 +1319,32 @@ fn test_canaries_never_leak() {
             ],
         ),
     ];
+    // Each run plain and at the highest trace level (issue 12 §4).
     for (sub, args) in &runs {
-        let a: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
-        let out = f.run(sub, &a);
-        assert!(
-            out.status.code().is_some_and(|c| c != 101),
-            "{sub} {args:?}"
-        );
-        assert_output_clean(&format!("{sub} {args:?}"), &out, canaries);
-        assert!(
-            !String::from_utf8_lossy(&out.stdout).contains(&nonce.to_hex()),
-            "nonce in {sub}"
-        );
+        for verbose in [false, true] {
+            let mut a: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
+            if verbose {
+                a.push("-vvv");
+            }
+            let out = f.run(sub, &a);
+            assert!(out.status.code().is_some_and(|c| c != 101), "{sub} {a:?}");
+            assert_output_clean(&format!("{sub} {a:?}"), &out, canaries);
+            assert!(
+                !String::from_utf8_lossy(&out.stdout).contains(&nonce.to_hex()),
+                "nonce in {sub}"
+            );
+            let err = String::from_utf8_lossy(&out.stderr);
+            // `get bad:name` is refused before anything is read.
+            let reads = *sub != "get";
+            let traced = err.contains("vmcreds-guest: trace: read");
+            assert_eq!(traced, verbose && reads, "{sub} {a:?}: {err}");
+        }
     }
     assert_no_canary("report file", &std::fs::read(&file).unwrap(), canaries);
-    // get is the one command that prints a value, on purpose.
-    let out = f.run("get", &["API_KEY"]);
+    // get is the one command that prints a value, on purpose; never on stderr.
+    let out = f.run("get", &["API_KEY", "-vvv"]);
     assert_eq!(out.stdout, CANARY_A);
+    assert_no_canary("get -vvv stderr", &out.stderr, canaries);
 }
 
 /// The prediction against real systemd: the raw entries real systemd guests

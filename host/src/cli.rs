@@ -14,6 +14,10 @@ pub struct Cli {
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
+    /// More diagnostics on stderr: -v info, -vv debug, -vvv trace (names,
+    /// sizes, paths and steps; never a value). RUST_LOG overrides the level.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
 }
 
 /// The subcommands.

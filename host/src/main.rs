@@ -34,6 +34,7 @@ fn main() -> ExitCode {
             });
         }
     };
+    vmcreds_os::log::init("vmcreds-host", cli.verbose);
     match vmcreds_host::run(cli) {
         Ok(exit) => code(exit),
         Err(failure) => {

@@ -299,6 +299,15 @@ impl Builder {
                 target: self.opts.budget.target,
                 source,
             })?;
+        tracing::info!(
+            target_name = self.opts.budget.target,
+            strings = usage.strings,
+            type11_bytes = usage.type11_bytes,
+            decoded_bytes = usage.decoded_total,
+            manifest = self.opts.manifest,
+            warnings = self.warnings.len(),
+            "plan validated"
+        );
         Ok(Plan {
             strings: self.strings,
             manifest: self.manifest,

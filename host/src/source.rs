@@ -320,6 +320,7 @@ pub fn load_all(specs: &[SourceSpec], credentials_directory: Option<&Path>) -> R
                 }
                 let path = resolve(name, path, credentials_directory)?;
                 let value = read_value(name, &path)?;
+                tracing::info!(name, path = %vmcreds_os::show_path(&path), bytes = value.len(), "loaded --load");
                 out.push(Loaded::Credential {
                     name: name.to_owned(),
                     origin: Origin::Load {
@@ -329,9 +330,14 @@ pub fn load_all(specs: &[SourceSpec], credentials_directory: Option<&Path>) -> R
                     value,
                 });
             }
-            SourceSpec::LoadDir(dir) => out.extend(load_dir(dir)?),
+            SourceSpec::LoadDir(dir) => {
+                let files = load_dir(dir)?;
+                tracing::info!(dir = %vmcreds_os::show_path(dir), files = files.len(), "loaded --load-dir");
+                out.extend(files);
+            }
             SourceSpec::Set(arg) => {
                 let (name, value) = arg.split_once('=').ok_or(SourceError::SetSyntax)?;
+                tracing::debug!(name, bytes = value.len(), "--set");
                 out.push(Loaded::Credential {
                     name: name.to_owned(),
                     origin: Origin::Set {
@@ -342,6 +348,7 @@ pub fn load_all(specs: &[SourceSpec], credentials_directory: Option<&Path>) -> R
             }
             SourceSpec::Oem(s) => {
                 oem_index += 1;
+                tracing::debug!(index = oem_index, bytes = s.len(), "--oem");
                 out.push(Loaded::Oem {
                     origin: Origin::Oem { index: oem_index },
                     string: s.clone(),

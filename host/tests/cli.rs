@@ -1091,3 +1091,93 @@ fn real_qemu_accepts_the_arguments() {
     assert_ne!(code(&o), 0, "qemu accepted a NUL in an OEM string file");
     assert!(stderr(&o).contains("NUL"), "{}", stderr(&o));
 }
+
+/// Issue 12 §4: every command at the highest level traces its steps on
+/// stderr (journald-style when `$JOURNAL_STREAM` is set) and never a value.
+#[test]
+fn every_command_traces_at_vvv_without_a_secret() {
+    let t = TestDir::new();
+    let creds = setup_creds(&t);
+    let runtime = t.mkdir("runtime");
+    let sources = [
+        "--load",
+        "API_KEY:host-api-key",
+        "--load",
+        "DB_PASSWORD:host-db-password",
+        "--set",
+        "ENVIRONMENT=test",
+    ];
+    let mut runs: Vec<(&str, Vec<String>)> = vec![
+        (
+            "qemu",
+            vec![
+                "qemu".into(),
+                "--runtime-dir".into(),
+                runtime.display().to_string(),
+            ],
+        ),
+        ("manifest", vec!["manifest".into()]),
+        ("cloud-hypervisor arg", vec!["cloud-hypervisor".into()]),
+        (
+            "cloud-hypervisor json",
+            vec!["cloud-hypervisor".into(), "--format".into(), "json".into()],
+        ),
+        (
+            "cloud-hypervisor fw_cfg",
+            vec![
+                "cloud-hypervisor".into(),
+                "--fw-cfg".into(),
+                "--runtime-dir".into(),
+                runtime.display().to_string(),
+            ],
+        ),
+        ("crosvm", vec!["crosvm".into()]),
+    ];
+    for (_, a) in &mut runs {
+        a.extend(sources.iter().map(|s| s.to_string()));
+        a.push("-vvv".into());
+    }
+    for (what, a) in &runs {
+        for journald in [false, true] {
+            let mut c = t.cmd();
+            c.args(a).env("CREDENTIALS_DIRECTORY", &creds);
+            if journald {
+                c.env("JOURNAL_STREAM", "8:123");
+            }
+            let o = run(&mut c);
+            assert_eq!(code(&o), 0, "{what}: {}", stderr(&o));
+            let err = stderr(&o);
+            let traced = if journald {
+                "<6>info: "
+            } else {
+                "vmcreds-host: info: "
+            };
+            assert!(err.contains(traced), "{what}: no {traced:?} line in {err}");
+            assert!(
+                err.contains("loaded --load") && err.contains("plan validated"),
+                "{what}: {err}"
+            );
+            assert_no_canary(&format!("{what} stderr"), &o.stderr);
+        }
+    }
+    // verify, with the level from RUST_LOG.
+    let m = manifest_for(&t);
+    let r = report_for(&m, &[("API_KEY", API_KEY), ("ENVIRONMENT", b"test")]);
+    t.write("r.json", r.to_json().as_bytes());
+    let o = run(t
+        .cmd()
+        .args(["verify", "--manifest", "m.json", "--report", "r.json"])
+        .env("RUST_LOG", "trace"));
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("vmcreds-host: info: verified against the manifest"),
+        "{}",
+        stderr(&o)
+    );
+    assert_no_canary("verify stderr", &o.stderr);
+    // Without -v nothing is traced.
+    let o = run(t
+        .cmd()
+        .args(["verify", "--manifest", "m.json", "--report", "r.json"]));
+    assert!(!stderr(&o).contains("info:"), "{}", stderr(&o));
+}

@@ -4,7 +4,8 @@
 //!   never through a symbolic link;
 //! - [`beneath`]: paths resolved inside a root directory, never outside it;
 //! - [`bounded`]: reads that never keep more than a caller's bound;
-//! - [`failure`]: errors that carry how they end the process.
+//! - [`failure`]: errors that carry how they end the process;
+//! - [`log`]: `tracing` diagnostics on stderr, journald-friendly.
 //!
 //! Format rules, and the one naming of file kinds, live in `vmcreds-common`
 //! (which does no I/O); this crate knows nothing about credentials.
@@ -17,6 +18,7 @@ compile_error!("vmcreds-os uses Linux system calls and runs only on Linux");
 pub mod beneath;
 pub mod bounded;
 pub mod failure;
+pub mod log;
 pub mod private;
 
 /// A path for a message: every byte outside printable ASCII (and `\` and

@@ -3,7 +3,7 @@
 //! cross-check, and every anomaly (strict mode fails on any).
 
 use crate::predict::{EntrySummary, Outcome};
-use crate::report::{EntryReport, Smbios, StringCounts, UnnamedRejection};
+use crate::report::{EntryReport, Smbios, StringCounts, StringReport, UnnamedRejection};
 use crate::type11;
 
 use super::{Observation, RawEntry};
@@ -50,24 +50,35 @@ fn unread_entry(raw: &RawEntry, stop: u32) -> EntryReport {
     }
 }
 
-/// Counts the predicted strings by class, and lists the refused ones that
-/// have no name (so no row).
-fn strings(obs: &Observation) -> (StringCounts, Vec<UnnamedRejection>) {
+/// The strings, counted by class; the refused ones without a name (so no
+/// row); and every credential string that was not imported.
+struct Strings {
+    counts: StringCounts,
+    unnamed: Vec<UnnamedRejection>,
+    not_imported: Vec<StringReport>,
+}
+
+fn strings(obs: &Observation) -> Strings {
     let p = &obs.prediction;
-    let mut counts = StringCounts {
-        total: p.strings.len() as u64,
-        ..Default::default()
+    let mut out = Strings {
+        counts: StringCounts {
+            total: p.strings.len() as u64,
+            ..Default::default()
+        },
+        unnamed: Vec::new(),
+        not_imported: Vec::new(),
     };
-    let mut unnamed = Vec::new();
+    let c = &mut out.counts;
     for s in &p.strings {
         match &s.outcome {
-            Outcome::NotCredential => counts.not_credential += 1,
-            Outcome::Imported => counts.imported += 1,
-            Outcome::Shadowed(_) => counts.shadowed += 1,
+            Outcome::NotCredential => c.not_credential += 1,
+            Outcome::Imported => c.imported += 1,
+            Outcome::Shadowed(_) => c.shadowed += 1,
+            Outcome::NotRead { .. } => c.not_read += 1,
             Outcome::Rejected(_) | Outcome::TooLarge { .. } | Outcome::OverTotal { .. } => {
-                counts.rejected += 1;
+                c.rejected += 1;
                 if s.name.is_none() {
-                    unnamed.push(UnnamedRejection {
+                    out.unnamed.push(UnnamedRejection {
                         entry: s.entry,
                         string: s.string as u64,
                         reason: s.outcome.reason().unwrap_or_default(),
@@ -75,8 +86,18 @@ fn strings(obs: &Observation) -> (StringCounts, Vec<UnnamedRejection>) {
                 }
             }
         }
+        if !matches!(s.outcome, Outcome::NotCredential | Outcome::Imported) {
+            out.not_imported.push(StringReport {
+                entry: s.entry,
+                string: s.string as u64,
+                name: s.name.clone(),
+                encoding: s.encoding,
+                outcome: s.outcome.kind(),
+                reason: s.outcome.reason().unwrap_or_default(),
+            });
+        }
     }
-    (counts, unnamed)
+    out
 }
 
 /// The SMBIOS summary of `obs`.
@@ -114,7 +135,10 @@ pub fn summarise(obs: &Observation) -> Summary {
             "more than {bound} bytes of Type 11 entries: vmcreds stopped reading"
         ));
     }
-    (report.strings, report.unnamed_rejections) = strings(obs);
+    let s = strings(obs);
+    report.strings = s.counts;
+    report.unnamed_rejections = s.unnamed;
+    report.not_imported = s.not_imported;
     report.table_cross_check = obs.table.cross_check.clone();
     if let Some(x) = report.table_cross_check.as_ref().filter(|x| !x.agrees) {
         anomalies.push(format!("table cross-check: {}", x.detail));

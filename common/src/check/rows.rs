@@ -80,6 +80,11 @@ fn smbios_status(strings: &[&PredictedString]) -> SmbiosStatus {
         SmbiosStatus::Shadowed
     } else if strings.is_empty() {
         SmbiosStatus::Absent
+    } else if strings
+        .iter()
+        .all(|s| matches!(s.outcome, Outcome::NotRead { .. }))
+    {
+        SmbiosStatus::NotRead
     } else {
         SmbiosStatus::Rejected
     }
@@ -191,8 +196,10 @@ fn absent(c: &Ctx<'_, '_>) -> (Status, Option<String>) {
             )),
         );
     }
-    if c.facts.status == SmbiosStatus::Rejected {
-        return (Status::Rejected, c.facts.first_reason.clone());
+    match c.facts.status {
+        SmbiosStatus::Rejected => return (Status::Rejected, c.facts.first_reason.clone()),
+        SmbiosStatus::NotRead => return (Status::NotRead, c.facts.first_reason.clone()),
+        _ => {}
     }
     let failed_precondition = c
         .obs
@@ -511,8 +518,8 @@ mod tests {
                 stopped,
                 expect(&["A"]),
                 "A",
-                Status::Missing,
-                "entry 11-0 has a bad header, systemd stopped scanning there",
+                Status::NotRead,
+                "never read by systemd: its scan of the Type 11 entries stopped at entry 11-0 (Type 11 formatted length is 6",
             ),
             (
                 "lost though importable",

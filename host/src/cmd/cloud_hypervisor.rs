@@ -206,6 +206,7 @@ fn run_fw_cfg(args: &CloudHypervisorArgs, dir: &Path) -> Result<Exit> {
         )
     })?;
     drop(items);
+    tracing::info!(dir = %show_path(delivery.dir.path()), files = delivery.files.len(), "fw_cfg files written");
     let manifest = ManifestOut::write(&args.sources, &plan)?;
     drop(plan);
     // The line is safe to splice unquoted into a shell command: the names
@@ -285,12 +286,15 @@ fn send(socket: &Path, body: &Secret, needles: &[Secret]) -> Result<()> {
         body: hv::quote_body(&r.body, needles),
         after,
     };
+    tracing::info!(socket = %show_path(socket), body_bytes = body.len(), "PUT /api/v1/vm.create");
     let r = put(socket, "/api/v1/vm.create", Some(body.expose()))?;
+    tracing::info!(status = r.status, "vm.create answered");
     if !r.is_success() {
         return Err(fail("/api/v1/vm.create", r, "; vm.boot was not sent").into());
     }
     const CREATED: &str = "the VM was created but not booted (ch-remote delete removes it)";
     let r = put(socket, "/api/v1/vm.boot", None).map_err(|f| f.context(CREATED))?;
+    tracing::info!(status = r.status, "vm.boot answered");
     if !r.is_success() {
         return Err(fail(
             "/api/v1/vm.boot",

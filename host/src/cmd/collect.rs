@@ -168,6 +168,7 @@ impl Listener {
     pub fn receive(&self, timeout: Duration) -> Result<Vec<u8>, CollectError> {
         let deadline = Instant::now() + timeout;
         let stream = accept_by(&self.listener, deadline, timeout)?;
+        tracing::debug!("connection accepted");
         read_socket_document(stream, deadline, timeout)
     }
 }
@@ -362,6 +363,7 @@ pub fn run(args: CollectArgs) -> exit::Result<Exit> {
         (None, None) => return Err(CollectError::NoListener.into()),
     };
     let bytes = listener.receive(Duration::from_secs(args.timeout))?;
+    tracing::info!(bytes = bytes.len(), "report received");
     drop(listener);
     let report = parse_report(&bytes).context("the report received")?;
     if let Some(out) = &args.report_out {

@@ -102,6 +102,7 @@ fn cannot_execute(args: &QemuArgs, e: std::io::Error) -> IoError {
 fn exec(args: &QemuArgs, delivery: Delivery) -> Result<Exit> {
     // The memfds are not close-on-exec: QEMU inherits them and opens
     // /dev/fd/N at start-up.
+    tracing::info!(program = %show_path(std::path::Path::new(&args.command[0])), smbios_args = delivery.args.len(), "exec");
     let err = command(args, &delivery).exec();
     drop(delivery);
     Err(cannot_execute(args, err).into())
@@ -119,6 +120,7 @@ fn run_child(args: &QemuArgs, delivery: Delivery, manifest: ManifestOut<'_>) -> 
         .map_err(|e| cannot_execute(args, e))?;
     manifest.commit();
     let pid = rustix::process::Pid::from_child(&child);
+    tracing::info!(pid = pid.as_raw_nonzero().get(), "QEMU started as a child");
     let forwarder = std::thread::spawn(move || {
         for sig in signals.forever() {
             let s = match sig {

@@ -71,6 +71,7 @@ pub fn parse_report(bytes: &[u8]) -> std::result::Result<Report, BadReport> {
 /// host's verdict (or the JSON document); exit 0 verified, 1 failed.
 pub fn output(manifest: &Manifest, report: &Report, json: bool) -> Result<Exit> {
     let verdict = verify(manifest, report)?;
+    tracing::info!(result = %verdict.result, rows = verdict.rows.len(), "verified against the manifest");
     let text = if json {
         let s = serde_json::to_string_pretty(&VerdictDocument {
             schema: VERDICT_SCHEMA,

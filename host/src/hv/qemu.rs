@@ -174,6 +174,12 @@ pub fn deliver_memfd(plan: &Plan) -> io::Result<Delivery> {
         )?;
         let fd = OwnedFd::from(file);
         let path = format!("/dev/fd/{}", fd.as_raw_fd());
+        tracing::debug!(
+            string = i,
+            fd = fd.as_raw_fd(),
+            bytes = s.bytes.len(),
+            "sealed memfd"
+        );
         d.args.push("-smbios".into());
         d.args.push(smbios_value(Path::new(&path)));
         d.memfds.push(fd);
@@ -188,6 +194,7 @@ pub fn deliver_files(plan: &Plan, parent: &Path) -> io::Result<Delivery> {
     let mut args = Vec::new();
     for (i, s) in plan.strings.iter().enumerate() {
         let path = dir.write_file(&format!("oem-{i:03}"), s.bytes.expose())?;
+        tracing::debug!(string = i, path = %crate::show_path(&path), bytes = s.bytes.len(), "0400 file");
         args.push(OsString::from("-smbios"));
         args.push(smbios_value(&path));
     }
