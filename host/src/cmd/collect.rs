@@ -9,8 +9,12 @@
 //! can start before `vmcreds-host qemu --manifest-out` writes it. The report
 //! ends at the first complete JSON value: with QEMU's
 //! virtio-serial the host side of the connection stays open after the guest
-//! closes its port, so EOF is not awaited. The socket file is removed on every
-//! exit path it bound itself.
+//! closes its port, so EOF is not awaited. The document is parsed as its
+//! bytes arrive (each byte once), the connection is read at most every
+//! [`READ_GAP`] and given `--timeout` in all, so a guest trickling its report
+//! costs `collect` next to nothing. The socket file appears only once it
+//! listens (bound under a temporary name, then renamed) and is removed on
+//! every exit path it bound itself.
 //!
 //! Socket activation: when started with `LISTEN_PID` = its pid and
 //! `LISTEN_FDS` ≥ 1 (systemd `.socket` units, `systemd-socket-activate`), it
@@ -146,10 +150,29 @@ impl Listener {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(bind_err(e)),
         }
+        // Bound under a temporary name beside PATH and renamed into place
+        // (never over anything) once it listens: PATH never names a socket
+        // that refuses connections, as it would between bind(2) and
+        // listen(2), when a QEMU chardev connecting then would fail.
+        let tmp = temporary_name(path).map_err(bind_err)?;
+        let at = tmp.as_deref().unwrap_or(path);
         // The umask (0077) makes the socket 0700 from the start; then 0600.
-        let listener = UnixListener::bind(path).map_err(bind_err)?;
+        let listener = UnixListener::bind(at).map_err(bind_err)?;
         let result = (|| {
-            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+            std::fs::set_permissions(at, std::fs::Permissions::from_mode(0o600))?;
+            if let Some(tmp) = &tmp {
+                use rustix::fs::{renameat, renameat_with, RenameFlags, CWD};
+                match renameat_with(CWD, tmp, CWD, path, RenameFlags::NOREPLACE) {
+                    // A file system without RENAME_NOREPLACE: check, then rename.
+                    Err(rustix::io::Errno::INVAL) => match std::fs::symlink_metadata(path) {
+                        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                            renameat(CWD, tmp, CWD, path)?
+                        }
+                        _ => return Err(io::ErrorKind::AlreadyExists.into()),
+                    },
+                    r => r?,
+                }
+            }
             std::fs::symlink_metadata(path)
         })();
         match result {
@@ -158,8 +181,11 @@ impl Listener {
                 owned: Some((path.to_owned(), (m.dev(), m.ino()))),
             }),
             Err(e) => {
-                let _ = std::fs::remove_file(path);
-                Err(bind_err(e))
+                let _ = std::fs::remove_file(at);
+                Err(match e.kind() {
+                    io::ErrorKind::AlreadyExists => CollectError::InUse(path.to_owned()),
+                    _ => bind_err(e),
+                })
             }
         }
     }
@@ -169,7 +195,7 @@ impl Listener {
         let deadline = Instant::now() + timeout;
         let stream = accept_by(&self.listener, deadline, timeout)?;
         tracing::debug!("connection accepted");
-        read_socket_document(stream, deadline, timeout)
+        read_document(stream, deadline, timeout)
     }
 }
 
@@ -184,6 +210,21 @@ impl Drop for Listener {
             }
         }
     }
+}
+
+/// Most bytes of a socket path (`sun_path` less its NUL).
+const SUN_PATH_MAX: usize = 107;
+
+/// A fresh name beside `path` to bind before renaming, or `None` when it
+/// would not fit a socket address (then `path` is bound directly).
+fn temporary_name(path: &Path) -> io::Result<Option<PathBuf>> {
+    use std::os::unix::ffi::OsStrExt;
+    let name = format!(".vmcreds-collect.{}", vmcreds_os::private::random_suffix()?);
+    let tmp = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.join(name),
+        _ => PathBuf::from(name),
+    };
+    Ok((tmp.as_os_str().as_bytes().len() <= SUN_PATH_MAX).then_some(tmp))
 }
 
 /// The first fd systemd passes (`SD_LISTEN_FDS_START`).
@@ -274,69 +315,144 @@ fn accept_by(
     }
 }
 
-/// The length of the first complete JSON value in `buf`, `None` if more bytes
-/// are needed, or the syntax error.
-pub fn complete_document(buf: &[u8]) -> Result<Option<usize>, serde_json::Error> {
-    let mut it = serde_json::Deserializer::from_slice(buf).into_iter::<serde::de::IgnoredAny>();
-    match it.next() {
-        None => Ok(None),
-        Some(Ok(_)) => Ok(Some(it.byte_offset())),
-        Some(Err(e)) if e.is_eof() => Ok(None),
-        Some(Err(e)) => Err(e),
+/// The fewest milliseconds between two reads of one connection: a peer that
+/// trickles its report a byte at a time wakes `collect` at most 200 times a
+/// second, whatever it sends; a fast one loses nothing (each read takes all
+/// the socket buffer holds).
+pub const READ_GAP: Duration = Duration::from_millis(5);
+
+/// How much one read of the connection may take.
+const READ_CHUNK: usize = 256 * 1024;
+
+/// The connection as the parser reads it: every byte is kept (up to
+/// [`REPORT_SIZE_MAX`] plus one read), every read waits at most until the
+/// deadline and comes at least [`READ_GAP`] after the one before. What ends
+/// a read early is kept in `failure` for the caller.
+struct Connection<R> {
+    stream: R,
+    received: Vec<u8>,
+    deadline: Instant,
+    timeout: Duration,
+    last_read: Option<Instant>,
+    failure: Option<CollectError>,
+}
+
+/// A stream whose reads wait at most a given time.
+pub trait TimedRead: Read {
+    /// Makes the next reads wait at most `t`.
+    fn set_timeout(&mut self, t: Duration) -> io::Result<()>;
+}
+
+impl TimedRead for UnixStream {
+    fn set_timeout(&mut self, t: Duration) -> io::Result<()> {
+        self.set_read_timeout(Some(t))
     }
 }
 
-fn read_socket_document(
-    mut stream: UnixStream,
+impl<R: TimedRead> Connection<R> {
+    fn fail(&mut self, e: CollectError) -> io::Error {
+        self.failure = Some(e);
+        io::Error::other("collect stopped reading")
+    }
+}
+
+impl<R: TimedRead> Read for Connection<R> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        if self.received.len() > REPORT_SIZE_MAX {
+            return Err(self.fail(CollectError::TooLarge {
+                limit: REPORT_SIZE_MAX,
+            }));
+        }
+        if let Some(last) = self.last_read {
+            let next = last + READ_GAP;
+            let now = Instant::now();
+            if next > now {
+                std::thread::sleep((next - now).min(self.deadline.saturating_duration_since(now)));
+            }
+        }
+        loop {
+            let left = self.deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                let e = timeout_err(self.timeout, self.received.len());
+                return Err(self.fail(e));
+            }
+            self.stream.set_timeout(left).map_err(|e| {
+                self.failure = Some(CollectError::Io(e));
+                io::Error::other("collect stopped reading")
+            })?;
+            self.last_read = Some(Instant::now());
+            match self.stream.read(out) {
+                Ok(n) => {
+                    self.received.extend_from_slice(&out[..n]);
+                    return Ok(n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    let e = timeout_err(self.timeout, self.received.len());
+                    return Err(self.fail(e));
+                }
+                Err(e) => return Err(self.fail(CollectError::Io(e))),
+            }
+        }
+    }
+}
+
+/// Reads one JSON document from `stream` by `deadline`, parsing as the bytes
+/// come (each byte once: a report trickled in costs no more than one sent at
+/// once), and returns exactly its bytes.
+pub fn read_document<R: TimedRead>(
+    stream: R,
     deadline: Instant,
     timeout: Duration,
 ) -> Result<Vec<u8>, CollectError> {
-    let mut buf = Vec::new();
-    let mut chunk = vec![0u8; 64 * 1024];
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(timeout_err(timeout, buf.len()));
+    let mut conn = Connection {
+        stream,
+        received: Vec::new(),
+        deadline,
+        timeout,
+        last_read: None,
+        failure: None,
+    };
+    let outcome = {
+        let reader = io::BufReader::with_capacity(READ_CHUNK, &mut conn);
+        let mut it =
+            serde_json::Deserializer::from_reader(reader).into_iter::<serde::de::IgnoredAny>();
+        match it.next() {
+            Some(Ok(_)) => Ok(it.byte_offset()),
+            None => Err(None),
+            Some(Err(e)) => Err(Some(e)),
         }
-        stream
-            .set_read_timeout(Some(left))
-            .map_err(CollectError::Io)?;
-        let n = match stream.read(&mut chunk) {
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) =>
-            {
-                return Err(timeout_err(timeout, buf.len()))
-            }
-            Err(e) => return Err(CollectError::Io(e)),
-        };
-        if n == 0 {
-            return Err(CollectError::Truncated { bytes: buf.len() });
-        }
-        buf.extend_from_slice(&chunk[..n]);
-        match complete_document(&buf) {
-            Ok(Some(end)) => {
-                buf.truncate(end);
-                return Ok(buf);
-            }
-            Ok(None) if buf.len() > REPORT_SIZE_MAX => {
+    };
+    match outcome {
+        Ok(end) => {
+            let mut doc = conn.received;
+            doc.truncate(end);
+            if doc.len() > REPORT_SIZE_MAX {
                 return Err(CollectError::TooLarge {
                     limit: REPORT_SIZE_MAX,
-                })
+                });
             }
-            Ok(None) => {}
-            Err(source) => {
-                return Err(CollectError::Malformed {
-                    line: source.line(),
-                    column: source.column(),
-                    source,
-                })
-            }
+            Ok(doc)
         }
+        Err(e) => Err(match (conn.failure.take(), e) {
+            (Some(f), _) => f,
+            (None, None) => CollectError::Truncated {
+                bytes: conn.received.len(),
+            },
+            (None, Some(e)) if e.is_eof() => CollectError::Truncated {
+                bytes: conn.received.len(),
+            },
+            (None, Some(source)) => CollectError::Malformed {
+                line: source.line(),
+                column: source.column(),
+                source,
+            },
+        }),
     }
 }
 
@@ -380,16 +496,93 @@ mod tests {
     use super::*;
     use std::io::Write;
 
+    /// A peer that sends `chunks` (an empty one: a pause, as a read that
+    /// times out would be), then closes or stays silent.
+    struct Peer {
+        chunks: std::collections::VecDeque<Vec<u8>>,
+        reads: usize,
+    }
+
+    impl Read for Peer {
+        fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+            self.reads += 1;
+            match self.chunks.pop_front() {
+                None => Ok(0),
+                Some(c) if c.is_empty() => Err(io::ErrorKind::WouldBlock.into()),
+                Some(mut c) => {
+                    let n = c.len().min(out.len());
+                    out[..n].copy_from_slice(&c[..n]);
+                    if n < c.len() {
+                        self.chunks.push_front(c.split_off(n));
+                    }
+                    Ok(n)
+                }
+            }
+        }
+    }
+
+    impl TimedRead for &mut Peer {
+        fn set_timeout(&mut self, _: Duration) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn read_chunks(chunks: &[&[u8]]) -> (Result<Vec<u8>, CollectError>, usize) {
+        let mut p = Peer {
+            chunks: chunks.iter().map(|c| c.to_vec()).collect(),
+            reads: 0,
+        };
+        let t = Duration::from_secs(5);
+        let r = read_document(&mut p, Instant::now() + t, t);
+        (r, p.reads)
+    }
+
     #[test]
-    fn test_complete_document() {
-        assert_eq!(complete_document(b"").unwrap(), None);
-        assert_eq!(complete_document(b"  \n").unwrap(), None);
-        assert_eq!(complete_document(b"{\"a\": [1, 2").unwrap(), None);
-        assert_eq!(complete_document(b"{\"a\": \"x\\").unwrap(), None);
-        assert_eq!(complete_document(b"{\"a\": 1}").unwrap(), Some(8));
-        assert_eq!(complete_document(b" {} trailing").unwrap(), Some(3));
-        assert!(complete_document(b"{\"a\" 1}").is_err());
-        assert!(complete_document(b"nonsense").is_err());
+    fn test_read_document_stops_at_the_end_of_the_value() {
+        let (r, _) = read_chunks(&[b"  {\"a\": [1, ", b"2], \"s\": \"x\\", b"\"\"}\n trailing"]);
+        assert_eq!(r.unwrap(), b"  {\"a\": [1, 2], \"s\": \"x\\\"\"}");
+        // No EOF needed after the document, nor a read after its last byte.
+        let (r, reads) = read_chunks(&[b"{}", b""]);
+        assert_eq!(r.unwrap(), b"{}");
+        assert_eq!(reads, 1);
+    }
+
+    #[test]
+    fn test_read_document_refusals() {
+        assert!(matches!(
+            read_chunks(&[b"{\"a\" 1}"]).0,
+            Err(CollectError::Malformed { line: 1, .. })
+        ));
+        // A syntax error is seen as soon as it arrives, not at the end.
+        assert!(matches!(
+            read_chunks(&[b"{\"a\": nope", b""]).0,
+            Err(CollectError::Malformed { .. })
+        ));
+        assert!(matches!(
+            read_chunks(&[b"{\"a\":"]).0,
+            Err(CollectError::Truncated { bytes: 5 })
+        ));
+        assert!(matches!(
+            read_chunks(&[b"{\"a\":", b""]).0,
+            Err(CollectError::Timeout { bytes: 5, .. })
+        ));
+        let mut big = b"{\"s\": \"".to_vec();
+        big.resize(REPORT_SIZE_MAX + 10, b'a');
+        assert!(matches!(
+            read_chunks(&[&big]).0,
+            Err(CollectError::TooLarge { .. })
+        ));
+    }
+
+    #[test]
+    fn test_reads_are_spaced() {
+        // Ten one-byte pieces take at least nine gaps.
+        let pieces: Vec<&[u8]> = b"{\"a\":12345}".chunks(1).collect();
+        let t = Instant::now();
+        let (r, reads) = read_chunks(&pieces);
+        assert_eq!(r.unwrap(), b"{\"a\":12345}");
+        assert_eq!(reads, pieces.len());
+        assert!(t.elapsed() >= READ_GAP * (pieces.len() as u32 - 1));
     }
 
     #[test]
