@@ -943,16 +943,15 @@ fn api_mode_error_answer_is_quoted_redacted_and_stops() {
                 .any(|n| body.windows(n.len()).any(|w| w == *n)),
             "the request carries the canary"
         );
+        // Runs of 8 or more base64 or hex characters are cut (issue 13 §8),
+        // "creating" with them.
         assert!(
-            err.contains("vm.create") && err.contains("500") && err.contains("Error creating VM"),
+            err.contains("vm.create") && err.contains("500") && err.contains("Error [cut] VM"),
             "{err}"
         );
-        assert!(
-            err.contains("[REDACTED]") && err.contains("vm.boot was not sent"),
-            "{err}"
-        );
+        assert!(err.contains("vm.boot was not sent"), "{err}");
         assert!(!err.contains("x1"), "short text value redacted too: {err}");
-        assert!(err.len() < 3000, "the body is truncated");
+        assert!(err.len() < 600, "the body is cut to a short excerpt");
         assert_no_canary("stdout", &o.stdout);
         assert_no_canary("stderr", &o.stderr);
         assert!(!m.exists());

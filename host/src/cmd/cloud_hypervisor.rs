@@ -240,9 +240,10 @@ pub struct HttpError {
     pub socket: String,
     /// Status code.
     pub status: u16,
-    /// Reason phrase (escaped).
+    /// Reason phrase: the standard one, or the server's scrubbed like the body.
     pub reason: String,
-    /// The body: credentials redacted, escaped, truncated.
+    /// The body: credentials redacted, base64 and hex runs removed, escaped,
+    /// truncated.
     pub body: String,
     /// What state the VM is left in.
     pub after: &'static str,
@@ -282,7 +283,7 @@ fn send(socket: &Path, body: &Secret, needles: &[Secret]) -> Result<()> {
         path,
         socket: show_path(socket),
         status: r.status,
-        reason: r.reason.clone(),
+        reason: hv::quote_reason(r.status, &r.reason, needles),
         body: hv::quote_body(&r.body, needles),
         after,
     };

@@ -896,7 +896,10 @@ pub fn redaction_needles(plan: &Plan) -> Vec<Secret> {
     needles
 }
 
-/// Replaces every occurrence of a needle in `body` with `[REDACTED]`.
+/// What [`redact`] puts where a value was (kept by [`scrub_runs`]).
+pub const REDACTED: &[u8] = b"[REDACTED]";
+
+/// Replaces every occurrence of a needle in `body` with [`REDACTED`].
 pub fn redact(body: &[u8], needles: &[Secret]) -> Vec<u8> {
     let mut cur = body.to_vec();
     for n in needles {
@@ -908,7 +911,7 @@ pub fn redact(body: &[u8], needles: &[Secret]) -> Vec<u8> {
         let mut i = 0;
         while i < cur.len() {
             if cur[i..].starts_with(n) {
-                out.extend_from_slice(b"[REDACTED]");
+                out.extend_from_slice(REDACTED);
                 i += n.len();
             } else {
                 out.push(cur[i]);
@@ -920,13 +923,91 @@ pub fn redact(body: &[u8], needles: &[Secret]) -> Vec<u8> {
     cur
 }
 
-/// Most bytes of an error body quoted in a message.
-pub const ERROR_BODY_SHOWN: usize = 1024;
+/// Most bytes of an error body quoted in a message (after scrubbing).
+pub const ERROR_BODY_SHOWN: usize = 200;
 
-/// A body from cloud-hypervisor for a message: redacted, escaped, truncated.
+/// The shortest run of base64 or hex characters [`scrub_runs`] removes.
+pub const RUN_MIN: usize = 8;
+
+/// What stands where [`scrub_runs`] removed a run.
+pub const RUN_CUT: &[u8] = b"[cut]";
+
+/// True for a character of base64 (both alphabets, with padding) or hex.
+fn is_encoding_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'-' | b'_' | b'=')
+}
+
+/// Replaces every run of [`RUN_MIN`] or more base64 or hex characters with
+/// [`RUN_CUT`]: a server that quotes a piece of the request (not an exact
+/// copy [`redact`] would know) shows no encoded secret. Words of eight or
+/// more letters go too; the status says what happened.
+pub fn scrub_runs(text: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(text.len());
+    let mut i = 0;
+    while i < text.len() {
+        if text[i..].starts_with(REDACTED) {
+            out.extend_from_slice(REDACTED);
+            i += REDACTED.len();
+            continue;
+        }
+        let run = text[i..]
+            .iter()
+            .take_while(|&&b| is_encoding_byte(b))
+            .count();
+        if run >= RUN_MIN {
+            out.extend_from_slice(RUN_CUT);
+            i += run;
+        } else if run > 0 {
+            out.extend_from_slice(&text[i..i + run]);
+            i += run;
+        } else {
+            out.push(text[i]);
+            i += 1;
+        }
+    }
+    out
+}
+
+/// A body from cloud-hypervisor for a message: exact copies of a value
+/// redacted, every run of base64 or hex characters of [`RUN_MIN`] or more
+/// removed, escaped, and at most [`ERROR_BODY_SHOWN`] bytes of it.
 pub fn quote_body(body: &[u8], needles: &[Secret]) -> String {
     let red = Secret::new(redact(body, needles));
-    escape_bytes(red.expose(), ERROR_BODY_SHOWN)
+    let scrubbed = Secret::new(scrub_runs(red.expose()));
+    escape_bytes(scrubbed.expose(), ERROR_BODY_SHOWN)
+}
+
+/// The reason phrase of a status, as RFC 9110 names it.
+fn standard_reason(status: u16) -> Option<&'static str> {
+    Some(match status {
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        409 => "Conflict",
+        413 => "Content Too Large",
+        415 => "Unsupported Media Type",
+        500 => "Internal Server Error",
+        501 => "Not Implemented",
+        503 => "Service Unavailable",
+        _ => return None,
+    })
+}
+
+/// The server's reason phrase for a message (already escaped by the
+/// response reader): the standard one as it is, anything else redacted and
+/// scrubbed like a body, since it is the server's free text too.
+pub fn quote_reason(status: u16, reason: &str, needles: &[Secret]) -> String {
+    match standard_reason(status) {
+        Some(std) if reason.eq_ignore_ascii_case(std) => std.to_owned(),
+        _ => {
+            let red = Secret::new(redact(reason.as_bytes(), needles));
+            let scrubbed = Secret::new(scrub_runs(red.expose()));
+            escape_bytes(scrubbed.expose(), 100)
+        }
+    }
 }
 
 #[cfg(test)]
@@ -1154,5 +1235,23 @@ mod tests {
             v["platform"]["oem_strings"],
             serde_json::json!(["io.systemd.credential.binary:K=dg=="])
         );
+    }
+
+    #[test]
+    fn test_scrub_runs_and_reasons() {
+        assert_eq!(
+            scrub_runs(
+                b"Error creating VM: Q0FOQVJZLWFwaS1r; deadbeefcafe, ok=1 +/-=_ ab12 [REDACTED]"
+            ),
+            b"Error [cut] VM: [cut]; [cut], ok=1 +/-=_ ab12 [REDACTED]".to_vec()
+        );
+        assert_eq!(scrub_runs(b"1234567"), b"1234567");
+        assert_eq!(scrub_runs(b"12345678"), b"[cut]");
+        assert_eq!(
+            quote_reason(500, "internal server error", &[]),
+            "Internal Server Error"
+        );
+        assert_eq!(quote_reason(500, "Q0FOQVJZLWFwaS1r", &[]), "[cut]");
+        assert_eq!(quote_reason(599, "Whatever", &[]), "[cut]");
     }
 }
