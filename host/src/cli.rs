@@ -200,6 +200,12 @@ pub struct CloudHypervisorArgs {
     /// API mode: the VmConfig JSON to create the VM from (OEM strings are merged in).
     #[arg(long, value_name = "FILE", requires = "api_socket")]
     pub vm_config: Option<PathBuf>,
+    /// API mode: the user cloud-hypervisor runs as, when it is not this one.
+    /// The API socket, its directory and the process answering on it must
+    /// belong to this process's user or to this one; anything else is refused
+    /// before a byte is sent.
+    #[arg(long, value_name = "USER|UID", requires = "api_socket")]
+    pub vmm_user: Option<String>,
     /// fw_cfg mode: write each credential as a 0400 file in a fresh 0700
     /// directory under --runtime-dir and print one `--fw-cfg-config items=[...]`
     /// (paths only on argv; needs a cloud-hypervisor built with its fw_cfg

@@ -11,6 +11,26 @@ use std::time::Duration;
 
 use common::{code, run, stderr, wait_until, TestDir};
 
+/// True when running as root. Otherwise the test is skipped with a line
+/// saying why, unless `VMCREDS_REQUIRE` names `root` (CI sets it): then it
+/// fails, since a skipped test proves nothing.
+fn root_or_skip(why: &str) -> bool {
+    if rustix::process::geteuid().is_root() {
+        return true;
+    }
+    let required = std::env::var("VMCREDS_REQUIRE")
+        .unwrap_or_default()
+        .split(',')
+        .any(|w| matches!(w.trim(), "root" | "all"));
+    assert!(
+        !required,
+        "VMCREDS_REQUIRE names root, but the test runs as uid {}: {why}",
+        rustix::process::geteuid().as_raw()
+    );
+    eprintln!("skipped: not root ({why}); VMCREDS_REQUIRE=root makes this a failure");
+    false
+}
+
 fn mkfifo(p: &Path) {
     rustix::fs::mknodat(
         rustix::fs::CWD,
@@ -490,44 +510,67 @@ fn test_issue13_10_trickled_report_does_not_burn_a_core() {
 
 // ---- §8: cloud-hypervisor error bodies ----
 
-/// A one-shot stand-in for cloud-hypervisor's API: accepts one connection,
-/// reads one request, answers with what `reply` makes of its body, and
-/// returns the body it received.
+/// A stand-in for cloud-hypervisor's API on `listener`: answers `n`
+/// requests (one per connection) with what `reply` makes of each body, and
+/// returns the bodies it received (an empty one for a connection closed
+/// before a request).
+fn serve(
+    listener: std::os::unix::net::UnixListener,
+    n: usize,
+    reply: impl Fn(&[u8]) -> Vec<u8> + Send + 'static,
+) -> std::thread::JoinHandle<Vec<Vec<u8>>> {
+    use std::io::{Read, Write};
+    std::thread::spawn(move || {
+        let mut bodies = Vec::new();
+        for _ in 0..n {
+            let (mut s, _) = listener.accept().unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 4096];
+            let head_end = loop {
+                if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                    break i + 4;
+                }
+                let got = s.read(&mut chunk).unwrap();
+                if got == 0 {
+                    break 0; // closed before a request: an empty body
+                }
+                buf.extend_from_slice(&chunk[..got]);
+            };
+            if head_end == 0 {
+                bodies.push(Vec::new());
+                continue;
+            }
+            let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
+            let len: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .map_or(0, |v| v.trim().parse().unwrap());
+            let mut body = buf[head_end..].to_vec();
+            while body.len() < len {
+                let got = s.read(&mut chunk).unwrap();
+                assert!(got > 0);
+                body.extend_from_slice(&chunk[..got]);
+            }
+            let _ = s.write_all(&reply(&body));
+            // Hold the connection until the client is done, as micro_http does.
+            let _ = s.read(&mut chunk);
+            bodies.push(body);
+        }
+        bodies
+    })
+}
+
+/// [`serve`] of one request on a socket bound at `path`.
 fn api_server(
     path: &Path,
-    reply: impl FnOnce(&[u8]) -> Vec<u8> + Send + 'static,
-) -> std::thread::JoinHandle<Vec<u8>> {
-    use std::io::{Read, Write};
-    let listener = std::os::unix::net::UnixListener::bind(path).unwrap();
-    std::thread::spawn(move || {
-        let (mut s, _) = listener.accept().unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-        let mut buf = Vec::new();
-        let mut chunk = [0u8; 4096];
-        let head_end = loop {
-            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                break i + 4;
-            }
-            let n = s.read(&mut chunk).unwrap();
-            assert!(n > 0, "the client closed before a request");
-            buf.extend_from_slice(&chunk[..n]);
-        };
-        let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
-        let len: usize = head
-            .lines()
-            .find_map(|l| l.strip_prefix("content-length:"))
-            .map_or(0, |v| v.trim().parse().unwrap());
-        let mut body = buf[head_end..].to_vec();
-        while body.len() < len {
-            let n = s.read(&mut chunk).unwrap();
-            assert!(n > 0);
-            body.extend_from_slice(&chunk[..n]);
-        }
-        let _ = s.write_all(&reply(&body));
-        // Hold the connection until the client is done, as micro_http does.
-        let _ = s.read(&mut chunk);
-        body
-    })
+    reply: impl Fn(&[u8]) -> Vec<u8> + Send + 'static,
+) -> std::thread::JoinHandle<Vec<Vec<u8>>> {
+    serve(
+        std::os::unix::net::UnixListener::bind(path).unwrap(),
+        1,
+        reply,
+    )
 }
 
 /// Issue 13 §8: the redaction of cloud-hypervisor's error bodies caught
@@ -543,7 +586,7 @@ fn test_issue13_8_error_body_shows_no_piece_of_a_secret() {
     let b64 = String::from_utf8(vmcreds_common::base64::encode(API_KEY).expose().to_vec()).unwrap();
     let hex = vmcreds_common::digest::hex(API_KEY);
     let (b, h) = (b64.clone(), hex.clone());
-    let server = api_server(&sock, move |req| {
+    let server = api_server(&sock, move |req: &[u8]| {
         let sent = String::from_utf8_lossy(req);
         assert!(
             sent.contains(&b),
@@ -581,4 +624,124 @@ fn test_issue13_8_error_body_shows_no_piece_of_a_secret() {
             );
         }
     }
+}
+
+// ---- §4: whose API socket ----
+
+const NO_CONTENT: &[u8] = b"HTTP/1.1 204 No Content\r\nConnection: keep-alive\r\n\r\n";
+
+const NOBODY: u32 = 65534;
+
+fn chown(p: &Path, uid: u32) {
+    rustix::fs::chown(
+        p,
+        Some(rustix::fs::Uid::from_raw(uid)),
+        Some(rustix::fs::Gid::from_raw(uid)),
+    )
+    .unwrap();
+}
+
+/// API mode against `sock`, with `extra` arguments.
+fn api_run(t: &TestDir, sock: &Path, extra: &[&str]) -> std::process::Output {
+    t.write("k", API_KEY);
+    let config = t.write("vm.json", b"{\"payload\":{\"kernel\":\"/k\"}}");
+    run(t
+        .cmd()
+        .args(["cloud-hypervisor", "--load", "API_KEY:./k", "--api-socket"])
+        .arg(sock)
+        .arg("--vm-config")
+        .arg(&config)
+        .args(extra))
+}
+
+/// Nothing connected to `listener` (it is made non-blocking).
+fn assert_no_connection(listener: &std::os::unix::net::UnixListener, what: &str) {
+    listener.set_nonblocking(true).unwrap();
+    assert!(
+        matches!(listener.accept(), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        "{what}: vmcreds-host connected"
+    );
+}
+
+/// Issue 13 §4: API mode checked only the socket's mode bits, so a socket
+/// bound first by another user received the whole VmConfig, every
+/// credential in it. The socket, its directory and the process answering on
+/// it must now belong to this user (or `--vmm-user`); otherwise nothing is
+/// sent and the message names the owner.
+#[test]
+fn test_issue13_4_api_socket_owned_by_another_user_is_refused() {
+    if !root_or_skip("sockets of another user are made with chown and setresuid") {
+        return;
+    }
+    let t = TestDir::new();
+    // 1. The socket file belongs to nobody.
+    let sock = t.join("api.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    chown(&sock, NOBODY);
+    let o = api_run(&t, &sock, &[]);
+    let err = stderr(&o);
+    assert_eq!(code(&o), 2, "{err}");
+    assert!(
+        err.contains("belongs to uid 65534") && err.contains("--vmm-user"),
+        "{err}"
+    );
+    assert_no_connection(&listener, "socket of another user");
+    // ... unless cloud-hypervisor is said to run as that user.
+    listener.set_nonblocking(false).unwrap();
+    let server = serve(listener, 2, |_: &[u8]| NO_CONTENT.to_vec());
+    let o = api_run(&t, &sock, &["--vmm-user", "65534"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(server.join().unwrap().len(), 2, "vm.create and vm.boot");
+    std::fs::remove_file(&sock).unwrap();
+
+    // 2. The directory is writable by everyone, without the sticky bit.
+    let shared = t.mkdir("shared");
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let sock = shared.join("api.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    let o = api_run(&t, &sock, &[]);
+    let err = stderr(&o);
+    assert_eq!(code(&o), 2, "{err}");
+    assert!(err.contains("mode 0777") && err.contains("sticky"), "{err}");
+    assert_no_connection(&listener, "world-writable directory");
+    // The sticky bit (as /tmp has) keeps others from replacing the socket.
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    listener.set_nonblocking(false).unwrap();
+    let server = serve(listener, 2, |_: &[u8]| NO_CONTENT.to_vec());
+    let o = api_run(&t, &sock, &[]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    server.join().unwrap();
+
+    // 3. The file is root's, in a root directory, but nobody listens on it:
+    //    a thread with euid nobody binds and listens in nobody's directory,
+    //    then the socket is moved beside the others and given to root.
+    let theirs = t.mkdir("theirs");
+    chown(&theirs, NOBODY);
+    let bound = theirs.join("s");
+    let b = bound.clone();
+    let listener = std::thread::spawn(move || {
+        rustix::thread::set_thread_res_uid(
+            rustix::process::Uid::ROOT,
+            rustix::process::Uid::from_raw(NOBODY),
+            rustix::process::Uid::ROOT,
+        )
+        .unwrap();
+        std::os::unix::net::UnixListener::bind(&b).unwrap()
+    })
+    .join()
+    .unwrap();
+    let sock = t.join("moved.sock");
+    std::fs::rename(&bound, &sock).unwrap();
+    chown(&sock, 0);
+    let server = serve(listener, 1, |_: &[u8]| NO_CONTENT.to_vec());
+    let o = api_run(&t, &sock, &[]);
+    let err = stderr(&o);
+    assert_eq!(code(&o), 2, "{err}");
+    assert!(err.contains("runs as uid 65534"), "{err}");
+    // It connected (to ask who listens) and sent nothing.
+    let bodies = server.join().unwrap();
+    assert!(
+        bodies.iter().all(|b| b.is_empty()),
+        "a request body was sent"
+    );
 }

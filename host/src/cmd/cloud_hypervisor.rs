@@ -13,7 +13,10 @@
 //! `PUT /api/v1/vm.boot` follows, over the unix socket. Every check happens
 //! before the socket is opened; a failed `vm.create` sends nothing more.
 //! `GET /api/v1/vm.info` returns the config, credentials included, to anyone
-//! who can connect: the socket must be private (0600, the VM's user).
+//! who can connect: the socket must be private (0600, the VM's user). Before
+//! the first byte is sent the socket and its directory must belong to this
+//! process's user (or `--vmm-user`), and after each connect so must the
+//! process listening (`SO_PEERCRED`): see [`crate::socket_trust`].
 
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::os::unix::net::UnixStream;
@@ -30,6 +33,7 @@ use crate::exit::{Classify, Exit, IoError, Result, Usage};
 use crate::hv::cloud_hypervisor::{self as hv, Binary, BinaryError, ChError, PlatformKeys};
 use crate::hv::fw_cfg;
 use crate::show_path;
+use crate::socket_trust::{self, Trusted};
 
 /// Most bytes of a VmConfig file.
 pub const VM_CONFIG_MAX: usize = 4 * 1024 * 1024;
@@ -152,6 +156,12 @@ fn run_api(args: &CloudHypervisorArgs, socket: &Path, config: &Path) -> Result<E
         )
         .into());
     }
+    let trusted = Trusted::new(
+        args.vmm_user
+            .as_deref()
+            .map(socket_trust::parse_user)
+            .transpose()?,
+    );
     let file = show_path(config);
     let bytes = std::fs::File::open(config)
         .and_then(|f| read_bounded(f, VM_CONFIG_MAX))
@@ -174,7 +184,7 @@ fn run_api(args: &CloudHypervisorArgs, socket: &Path, config: &Path) -> Result<E
     let manifest = ManifestOut::write(&args.sources, &plan)?;
     let total = plan.strings.len();
     drop(plan);
-    send(socket, &body, &needles)?;
+    send(socket, &trusted, &body, &needles)?;
     manifest.commit();
     eprintln!(
         "vmcreds-host: created and booted the VM through {} with {total} OEM strings ({} from vmcreds-host, {from_file} already in the VmConfig)",
@@ -255,7 +265,12 @@ impl Classify<Exit> for HttpError {
     }
 }
 
-fn put(socket: &Path, path: &'static str, body: Option<&[u8]>) -> Result<api_client::Response> {
+fn put(
+    socket: &Path,
+    trusted: &Trusted,
+    path: &'static str,
+    body: Option<&[u8]>,
+) -> Result<api_client::Response> {
     let mut stream = UnixStream::connect(socket).map_err(|e| {
         IoError::new(
             format!(
@@ -269,6 +284,17 @@ fn put(socket: &Path, path: &'static str, body: Option<&[u8]>) -> Result<api_cli
         .set_read_timeout(Some(API_TIMEOUT))
         .and_then(|()| stream.set_write_timeout(Some(API_TIMEOUT)))
         .map_err(|e| IoError::new(format!("cannot set timeouts on {}", show_path(socket)), e))?;
+    // Whoever listens receives every credential: it must be the VM's user.
+    let cred = socket_trust::peer_of(&stream).map_err(|e| {
+        IoError::new(
+            format!(
+                "cannot read the credentials of the process on {}",
+                show_path(socket)
+            ),
+            e,
+        )
+    })?;
+    socket_trust::check_peer(&cred, socket, trusted)?;
     api_client::request(&mut stream, "PUT", path, body).map_err(|e| {
         crate::exit::Failure::from(e).context(format!(
             "PUT {path} on cloud-hypervisor's API socket {}",
@@ -277,7 +303,8 @@ fn put(socket: &Path, path: &'static str, body: Option<&[u8]>) -> Result<api_cli
     })
 }
 
-fn send(socket: &Path, body: &Secret, needles: &[Secret]) -> Result<()> {
+fn send(socket: &Path, trusted: &Trusted, body: &Secret, needles: &[Secret]) -> Result<()> {
+    socket_trust::check_path(socket, trusted)?;
     check_socket_mode(socket);
     let fail = |path, r: api_client::Response, after| HttpError {
         path,
@@ -288,13 +315,13 @@ fn send(socket: &Path, body: &Secret, needles: &[Secret]) -> Result<()> {
         after,
     };
     tracing::info!(socket = %show_path(socket), body_bytes = body.len(), "PUT /api/v1/vm.create");
-    let r = put(socket, "/api/v1/vm.create", Some(body.expose()))?;
+    let r = put(socket, trusted, "/api/v1/vm.create", Some(body.expose()))?;
     tracing::info!(status = r.status, "vm.create answered");
     if !r.is_success() {
         return Err(fail("/api/v1/vm.create", r, "; vm.boot was not sent").into());
     }
     const CREATED: &str = "the VM was created but not booted (ch-remote delete removes it)";
-    let r = put(socket, "/api/v1/vm.boot", None).map_err(|f| f.context(CREATED))?;
+    let r = put(socket, trusted, "/api/v1/vm.boot", None).map_err(|f| f.context(CREATED))?;
     tracing::info!(status = r.status, "vm.boot answered");
     if !r.is_success() {
         return Err(fail(
