@@ -16,6 +16,7 @@ pub mod exit;
 pub mod hv;
 pub mod plan;
 pub mod private_dir;
+pub mod signals;
 pub mod socket_trust;
 pub mod source;
 

@@ -745,3 +745,146 @@ fn test_issue13_4_api_socket_owned_by_another_user_is_refused() {
         "a request body was sent"
     );
 }
+
+// ---- §5: every stop signal with --runtime-dir ----
+
+/// Whether `pid` is gone (or a zombie nobody reaped yet: it runs no more).
+fn gone(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(s) => s[s.rfind(')').unwrap() + 2..].starts_with('Z'),
+    }
+}
+
+/// Kills the stand-in for QEMU when a test ends, passed or not.
+struct Reap(i32);
+
+impl Drop for Reap {
+    fn drop(&mut self) {
+        if !gone(self.0) {
+            // SAFETY: kill(2) of the stand-in this test started.
+            unsafe { libc::kill(self.0, libc::SIGKILL) };
+        }
+    }
+}
+
+/// `vmcreds-host qemu --runtime-dir rt -- STAND-IN`, where the stand-in for
+/// QEMU writes its pid and sleeps; returns vmcreds-host and the stand-in's pid.
+fn start_runtime_dir_run(t: &TestDir) -> (Child, i32) {
+    let out = t.join("out");
+    let _ = std::fs::remove_dir_all(&out);
+    std::fs::create_dir(&out).unwrap();
+    t.write("k", API_KEY);
+    let child = t
+        .cmd()
+        .args(["qemu", "--load", "K:./k", "--runtime-dir", "rt", "--"])
+        .args([
+            "/bin/sh",
+            "-c",
+            r#"echo $$ > "$0/pid.tmp"; mv "$0/pid.tmp" "$0/pid"; exec sleep 600 </dev/null >/dev/null 2>&1"#,
+        ])
+        .arg(&out)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid_file = out.join("pid");
+    assert!(
+        wait_until(Duration::from_secs(20), || pid_file.exists()),
+        "the stand-in never ran"
+    );
+    let pid: i32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    // The stand-in has exec'd sleep once /proc shows it.
+    assert!(wait_until(Duration::from_secs(10), || {
+        std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c.starts_with(b"sleep"))
+    }));
+    assert_eq!(tree(&t.join("rt")).len(), 3, "{:?}", tree(&t.join("rt")));
+    (child, pid)
+}
+
+fn tree(dir: &Path) -> Vec<String> {
+    common::tree(dir)
+}
+
+/// Issue 13 §5: with `--runtime-dir`, only SIGTERM, SIGINT and SIGHUP were
+/// handled: SIGQUIT, SIGUSR1, SIGALRM, SIGXCPU … ended vmcreds-host with the
+/// secret files left on disk and QEMU running unsupervised. Every stop
+/// signal now stops QEMU and removes the files; SIGPIPE changes nothing; and
+/// SIGKILL, which nothing can catch, still takes QEMU with it.
+#[test]
+fn test_issue13_5_runtime_dir_files_go_on_every_stop_signal() {
+    let t = TestDir::new();
+    t.mkdir("rt");
+    let signals = [
+        libc::SIGQUIT,
+        libc::SIGUSR1,
+        libc::SIGUSR2,
+        libc::SIGALRM,
+        libc::SIGXCPU,
+        libc::SIGXFSZ,
+        libc::SIGVTALRM,
+        libc::SIGPROF,
+        libc::SIGSYS,
+        libc::SIGIO,
+        libc::SIGPWR,
+        libc::SIGABRT,
+        libc::SIGRTMIN() + 3,
+        libc::SIGINT,
+    ];
+    for sig in signals {
+        let (child, qemu) = start_runtime_dir_run(&t);
+        let _reap = Reap(qemu);
+        // SAFETY: kill(2) to a child of this test.
+        assert_eq!(unsafe { libc::kill(child.id() as i32, sig) }, 0);
+        let (o, ended) = wait_or_kill(child, Duration::from_secs(20));
+        assert!(ended, "signal {sig}: vmcreds-host did not end");
+        assert!(gone(qemu), "signal {sig}: QEMU (pid {qemu}) still runs");
+        assert!(
+            tree(&t.join("rt")).is_empty(),
+            "signal {sig}: left behind: {:?}",
+            tree(&t.join("rt"))
+        );
+        let want = if sig == libc::SIGINT {
+            128 + libc::SIGINT
+        } else {
+            128 + libc::SIGTERM
+        };
+        assert_eq!(code(&o), want, "signal {sig}: {}", stderr(&o));
+        assert!(
+            stderr(&o).contains("stopping the VM"),
+            "signal {sig}: {}",
+            stderr(&o)
+        );
+    }
+
+    // SIGPIPE is ignored: everything runs on until a real stop.
+    let (child, qemu) = start_runtime_dir_run(&t);
+    let _reap = Reap(qemu);
+    // SAFETY: as above.
+    unsafe { libc::kill(child.id() as i32, libc::SIGPIPE) };
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(!gone(qemu), "SIGPIPE stopped QEMU");
+    assert_eq!(tree(&t.join("rt")).len(), 3);
+    // SAFETY: as above.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let (o, ended) = wait_or_kill(child, Duration::from_secs(20));
+    assert!(ended && gone(qemu), "{}", stderr(&o));
+    assert!(tree(&t.join("rt")).is_empty());
+
+    // SIGKILL: the files stay (nothing can run), but QEMU goes too.
+    let (mut child, qemu) = start_runtime_dir_run(&t);
+    let _reap = Reap(qemu);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        wait_until(Duration::from_secs(10), || gone(qemu)),
+        "QEMU (pid {qemu}) runs on after vmcreds-host was killed"
+    );
+    for d in std::fs::read_dir(t.join("rt")).unwrap() {
+        std::fs::remove_dir_all(d.unwrap().path()).unwrap();
+    }
+}

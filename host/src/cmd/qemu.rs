@@ -7,9 +7,14 @@
 //!   this process's fds).
 //! - `--runtime-dir DIR` with a COMMAND: 0400 files in a fresh 0700
 //!   `DIR/vmcreds.XXXXXXXXXXXX`; vmcreds-host runs COMMAND as a child (it does
-//!   not exec), forwards SIGTERM, SIGINT and SIGHUP to it, waits, removes the
-//!   files and the directory, and exits with the child's status (128 + signal
-//!   if it was killed).
+//!   not exec), waits, removes the files and the directory, and exits with the
+//!   child's status (128 + signal if it was killed). Every signal that would
+//!   end vmcreds-host and can be caught is blocked before the files exist
+//!   ([`crate::signals`]): SIGINT, SIGHUP and SIGTERM are passed on as they
+//!   are, any other (SIGQUIT, SIGUSR1, SIGALRM, SIGXCPU, …) as SIGTERM, and
+//!   the files go when the child has ended. The child has
+//!   `PR_SET_PDEATHSIG` SIGTERM: if vmcreds-host is killed outright
+//!   (SIGKILL), QEMU does not run on unsupervised.
 //! - `--runtime-dir DIR` without a COMMAND: prints the arguments one per line
 //!   and keeps the files; the caller removes the directory (named on stderr)
 //!   once QEMU has started.
@@ -23,6 +28,7 @@ use crate::cli::QemuArgs;
 use crate::exit::{self, Exit, IoError, Result};
 use crate::hv::qemu::{self as hv, Delivery, Qemu, QemuError};
 use crate::show_path;
+use crate::signals::{self, StopSignals};
 
 /// Runs `qemu`.
 pub fn run(args: QemuArgs) -> Result<Exit> {
@@ -37,6 +43,12 @@ pub fn run(args: QemuArgs) -> Result<Exit> {
         Qemu::inspect(&args.command)?
     };
     let plan = load_plan(&args.sources, qemu.budget)?;
+    // Before the files exist, and until they are gone (or kept on purpose),
+    // no signal ends this process: see run_child.
+    let stops = match &args.runtime_dir {
+        Some(_) => Some(StopSignals::block().map_err(|e| IoError::new("cannot block signals", e))?),
+        None => None,
+    };
     let delivery = match &args.runtime_dir {
         Some(dir) => hv::deliver_files(&plan, dir).map_err(|e| {
             IoError::new(
@@ -57,8 +69,8 @@ pub fn run(args: QemuArgs) -> Result<Exit> {
         print_args(delivery)?;
         manifest.commit();
         Ok(Exit::Success)
-    } else if args.runtime_dir.is_some() {
-        run_child(&args, delivery, manifest)
+    } else if let Some(stops) = stops {
+        run_child(&args, delivery, manifest, stops)
     } else {
         exec(&args, delivery)
     }
@@ -108,33 +120,68 @@ fn exec(args: &QemuArgs, delivery: Delivery) -> Result<Exit> {
     Err(cannot_execute(args, err).into())
 }
 
-fn run_child(args: &QemuArgs, delivery: Delivery, manifest: ManifestOut<'_>) -> Result<Exit> {
-    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
-    // Registered before the spawn, so a stop request in between is not lost
-    // with the files still on disk.
-    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])
-        .map_err(|e| IoError::new("cannot install signal handlers", e))?;
-    let handle = signals.handle();
-    let mut child = command(args, &delivery)
-        .spawn()
-        .map_err(|e| cannot_execute(args, e))?;
+fn run_child(
+    args: &QemuArgs,
+    delivery: Delivery,
+    manifest: ManifestOut<'_>,
+    stops: StopSignals,
+) -> Result<Exit> {
+    let parent = rustix::process::getpid();
+    let mut cmd = command(args, &delivery);
+    // SAFETY: the closure runs in the forked child before exec and makes
+    // only async-signal-safe system calls (prctl, getppid); it allocates
+    // nothing. std has already reset the child's signal mask.
+    unsafe {
+        cmd.pre_exec(move || {
+            rustix::process::set_parent_process_death_signal(Some(signals::PARENT_DEATH_SIGNAL))?;
+            // vmcreds-host died before the prctl: nothing would stop us later.
+            if rustix::process::getppid() != Some(parent) {
+                return Err(std::io::ErrorKind::Other.into());
+            }
+            Ok(())
+        })
+    };
+    let spawned = cmd.spawn();
+    let mut child = match spawned {
+        Ok(c) => c,
+        Err(e) => {
+            drop(delivery);
+            return Err(cannot_execute(args, e).into());
+        }
+    };
     manifest.commit();
     let pid = rustix::process::Pid::from_child(&child);
-    tracing::info!(pid = pid.as_raw_nonzero().get(), "QEMU started as a child");
-    let forwarder = std::thread::spawn(move || {
-        for sig in signals.forever() {
-            let s = match sig {
-                SIGTERM => rustix::process::Signal::TERM,
-                SIGINT => rustix::process::Signal::INT,
-                _ => rustix::process::Signal::HUP,
-            };
-            let _ = rustix::process::kill_process(pid, s);
+    let status = loop {
+        let sig = match stops.wait() {
+            Ok(s) => s,
+            Err(e) => {
+                // Without signals nothing says when the child ends: stop it,
+                // wait for it, then remove the files.
+                let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+                let _ = child.wait();
+                drop(delivery);
+                return Err(IoError::new("cannot wait for signals", e).into());
+            }
+        };
+        if sig == libc::SIGCHLD {
+            match child.try_wait() {
+                Ok(Some(status)) => break Ok(status),
+                Ok(None) => continue,
+                Err(e) => break Err(e),
+            }
         }
-    });
-    let status = child.wait();
-    handle.close();
-    let _ = forwarder.join();
+        let to = signals::forwarded_as(sig);
+        eprintln!(
+            "vmcreds-host: {}: stopping the VM ({} to pid {}), then removing the credential files",
+            signals::name(sig),
+            signals::name(to.as_raw()),
+            pid.as_raw_nonzero()
+        );
+        // Our own child, reaped only by try_wait above: the pid is still its.
+        let _ = rustix::process::kill_process(pid, to);
+    };
     drop(delivery); // removes the files and the directory
+    stops.keep_blocked();
     let status = status.map_err(|e| IoError::new("cannot wait for the QEMU process", e))?;
     let code = match (status.code(), status.signal()) {
         (Some(c), _) => c.clamp(0, 255) as u8,
