@@ -87,3 +87,111 @@ fn test_issue13_7_guest_is_not_dumpable() {
         if own_uid == 0 { 65534 } else { own_uid }
     );
 }
+
+const CANARY: &[u8] = b"CANARY-import-5d1e0c7a-SECRET";
+
+/// A VM without systemd whose SMBIOS carries one credential.
+fn vm_to_import() -> common::Fixture {
+    let f = common::Fixture::new();
+    f.remove("usr/lib/x86_64-linux-gnu/systemd/libsystemd-shared-257.so");
+    f.remove("run/credentials/@system");
+    let mut s = b"io.systemd.credential:API_KEY=".to_vec();
+    s.extend_from_slice(CANARY);
+    f.smbios(&[&s]);
+    f
+}
+
+fn mode(p: &Path) -> u32 {
+    std::fs::symlink_metadata(p).unwrap().mode() & 0o7777
+}
+
+fn mounted(p: &Path) -> bool {
+    let canon = std::fs::canonicalize(p).unwrap();
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .any(|l| l.split(' ').nth(4) == Some(canon.to_str().unwrap()))
+}
+
+/// Issue 13 §6: `import --to DIR` followed a symbolic link at DIR, mounted
+/// over a directory that held files (hiding them), and without a mount
+/// chmodded any directory 0700 and wrote the secrets into it. A link, or a
+/// directory holding anything but a previous import, is refused now, and
+/// nothing about it changes; the mount goes through a checked fd.
+#[test]
+fn test_issue13_6_import_refuses_a_link_or_a_full_directory() {
+    let f = vm_to_import();
+    let d = tempfile::tempdir().unwrap();
+    // A link at DIR, to a directory of someone else's.
+    let elsewhere = d.path().join("elsewhere");
+    std::fs::create_dir(&elsewhere).unwrap();
+    std::fs::set_permissions(&elsewhere, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let link = d.path().join("creds");
+    std::os::unix::fs::symlink(&elsewhere, &link).unwrap();
+    for extra in [&["--no-mount"][..], &[]] {
+        let mut args = vec!["--to", link.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        let out = f.run("import", &args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{extra:?}: {err}");
+        assert!(err.contains("is a symbolic link"), "{err}");
+        assert_eq!(
+            std::fs::read_dir(&elsewhere).unwrap().count(),
+            0,
+            "{extra:?}: written through the link"
+        );
+        assert_eq!(
+            mode(&elsewhere),
+            0o755,
+            "{extra:?}: chmodded through the link"
+        );
+        assert!(
+            !mounted(&elsewhere) && !mounted(&link),
+            "{extra:?}: mounted over"
+        );
+        common::assert_output_clean("import", &out, &[CANARY]);
+    }
+    // A directory that holds something.
+    let full = d.path().join("full");
+    std::fs::create_dir(&full).unwrap();
+    std::fs::set_permissions(&full, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::write(full.join("notes.txt"), b"keep").unwrap();
+    for extra in [&["--no-mount"][..], &[]] {
+        let mut args = vec!["--to", full.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        let out = f.run("import", &args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{extra:?}: {err}");
+        assert!(
+            err.contains("is not empty") && err.contains("\"notes.txt\""),
+            "{err}"
+        );
+        assert_eq!(std::fs::read_dir(&full).unwrap().count(), 1, "{extra:?}");
+        assert_eq!(mode(&full), 0o755, "{extra:?}");
+        assert!(!mounted(&full), "{extra:?}: mounted over the files");
+    }
+    // An empty directory, as root: the private mount, written through its fd.
+    if rustix::process::geteuid().is_root() {
+        let to = d.path().join("new");
+        let out = f.run("import", &["--to", to.to_str().unwrap()]);
+        let t = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{t}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        if t.contains("new private") {
+            assert!(mounted(&to), "{t}");
+            assert_eq!(std::fs::read(to.join("API_KEY")).unwrap(), CANARY);
+            rustix::mount::unmount(&to, rustix::mount::UnmountFlags::DETACH).unwrap();
+            assert_eq!(
+                std::fs::read_dir(&to).unwrap().count(),
+                0,
+                "the secret went under the mount, not into it"
+            );
+        } else {
+            assert!(t.contains("plain 0700 directory"), "{t}");
+        }
+    }
+}
