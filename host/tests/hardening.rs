@@ -207,6 +207,15 @@ fn test_issue13_12_paths_in_host_messages_are_escaped() {
             evil.to_owned(),
         ],
         vec![
+            "qemu".to_owned(),
+            "--set".into(),
+            "A=b".into(),
+            "--".into(),
+            "/bin/true".into(),
+            "-M".into(),
+            format!("microvm,{evil}"),
+        ],
+        vec![
             "collect".to_owned(),
             "--listen".into(),
             format!("unix:{evil}/s"),

@@ -118,7 +118,10 @@ impl Qemu {
                 match k {
                     "type" if v == "microvm" => {
                         return Err(QemuError::Microvm {
-                            arg: format!("{a} {value}"),
+                            arg: format!(
+                                "{a} {}",
+                                vmcreds_common::escape::escape_bytes(value.as_bytes(), 200)
+                            ),
                         })
                     }
                     "smbios-entry-point-type" => entry64 = v == "64",
