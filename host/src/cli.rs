@@ -29,7 +29,7 @@ pub enum Command {
     /// Build one cloud-hypervisor `--platform` value, or create and boot the VM
     /// over the REST API so no secret touches argv.
     CloudHypervisor(CloudHypervisorArgs),
-    /// Print crosvm `--oem-strings` arguments.
+    /// Print crosvm's `--smbios oem-strings=[...]` (or the older `--oem-strings`) arguments.
     Crosvm(CrosvmArgs),
     /// Refused: Firecracker has no SMBIOS.
     Firecracker(RefusedArgs),
@@ -229,12 +229,28 @@ fn parse_ch_version(s: &str) -> Result<crate::hv::cloud_hypervisor::Version, Str
     })
 }
 
+/// Which crosvm option carries the strings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum CrosvmForm {
+    /// `--smbios oem-strings=[...]` (crosvm since 2023).
+    Smbios,
+    /// One deprecated `--oem-strings STRING` per string (older crosvm).
+    OemStrings,
+}
+
 /// `crosvm` arguments.
 #[derive(Debug, Args)]
 pub struct CrosvmArgs {
     /// Sources.
     #[command(flatten)]
     pub sources: SourceArgs,
+    /// The option form to print (default: what --crosvm's `run --help`
+    /// lists, else smbios).
+    #[arg(long, value_enum)]
+    pub form: Option<CrosvmForm>,
+    /// The crosvm binary the output is for: its `run --help` decides the form.
+    #[arg(long, value_name = "PATH")]
+    pub crosvm: Option<PathBuf>,
 }
 
 /// Arguments of a refused target (accepted so the refusal, not a usage error, is shown).

@@ -194,43 +194,6 @@ impl Classify<Exit> for BinaryError {
     }
 }
 
-/// How long `cloud-hypervisor --version` / `--help` may take.
-const ASK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
-
-/// Runs `path arg` and returns its stdout, killing it after [`ASK_TIMEOUT`].
-fn ask(path: &std::path::Path, arg: &str) -> std::io::Result<Vec<u8>> {
-    use std::io::Read as _;
-    use std::process::{Command, Stdio};
-    let mut child = Command::new(path)
-        .arg(arg)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()?;
-    let mut out = child.stdout.take().expect("piped stdout");
-    let reader = std::thread::spawn(move || {
-        let mut buf = Vec::new();
-        let _ = out.by_ref().take(1 << 20).read_to_end(&mut buf);
-        buf
-    });
-    let deadline = std::time::Instant::now() + ASK_TIMEOUT;
-    loop {
-        if child.try_wait()?.is_some() {
-            break;
-        }
-        if std::time::Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                format!("no answer within {} s", ASK_TIMEOUT.as_secs()),
-            ));
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    Ok(reader.join().unwrap_or_default())
-}
-
 impl Binary {
     /// Asks the binary at `path` for its version (and, with `fw_cfg`,
     /// whether it has `--fw-cfg-config`).
@@ -243,7 +206,7 @@ impl Binary {
             path: shown.clone(),
             source,
         };
-        let out = ask(path, "--version").map_err(run_err)?;
+        let out = super::ask(path, &["--version"]).map_err(run_err)?;
         let text = String::from_utf8_lossy(&out);
         let first = text.lines().next().unwrap_or_default();
         let version = Version::find(first).ok_or_else(|| BinaryError::NoVersion {
@@ -251,7 +214,7 @@ impl Binary {
             said: escape_bytes(first.as_bytes(), 80),
         })?;
         let fw_cfg = if fw_cfg {
-            let help = ask(path, "--help").map_err(run_err)?;
+            let help = super::ask(path, &["--help"]).map_err(run_err)?;
             Some(
                 help.windows(b"--fw-cfg-config".len())
                     .any(|w| w == b"--fw-cfg-config"),

@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod ch_oracle;
+pub mod crosvm_oracle;
 pub mod reference;
 
 use std::path::{Path, PathBuf};
