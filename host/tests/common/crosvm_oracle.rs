@@ -55,9 +55,7 @@ fn any_string(s: &str) -> Option<(String, usize)> {
             Some((s[1..1 + end].to_owned(), end + 2))
         }
         _ => {
-            let n = s
-                .find([',', '"', '\'', '[', ']'])
-                .unwrap_or(s.len());
+            let n = s.find([',', '"', '\'', '[', ']']).unwrap_or(s.len());
             (n > 0).then(|| (s[..n].to_owned(), n))
         }
     }
