@@ -3,6 +3,7 @@
 use std::ffi::OsString;
 use std::path::PathBuf;
 
+use crate::hv::qemu_version::QemuVersion;
 use clap::{ArgMatches, Args, Parser, Subcommand, ValueEnum};
 use vmcreds_common::systemd::FIRST_SMBIOS_IMPORT;
 
@@ -165,6 +166,14 @@ pub struct QemuArgs {
     /// sealed memfds.
     #[arg(long, value_name = "DIR")]
     pub runtime_dir: Option<PathBuf>,
+    /// The QEMU release in use, instead of asking COMMAND's program
+    /// `--version` (for wrappers, and for printed arguments).
+    #[arg(long, value_name = "X.Y.Z")]
+    pub qemu_version: Option<QemuVersion>,
+    /// Deliver even to a QEMU release without the `path=` buffer-overrun fix
+    /// (before 7.2.18, 8.0–9.2.3), e.g. one whose distribution backported it.
+    #[arg(long)]
+    pub allow_unfixed_qemu: bool,
     /// The QEMU command line to run with the `-smbios` arguments appended.
     #[arg(last = true, value_name = "COMMAND")]
     pub command: Vec<OsString>,

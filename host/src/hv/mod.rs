@@ -10,6 +10,7 @@ pub mod cloud_hypervisor;
 pub mod crosvm;
 pub mod fw_cfg;
 pub mod qemu;
+pub mod qemu_version;
 pub mod refused;
 
 /// How long asking a hypervisor binary (`--version`, `--help`) may take.
