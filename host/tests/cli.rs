@@ -692,6 +692,7 @@ fn report_for(m: &Manifest, values: &[(&str, &[u8])]) -> Report {
             "summary": "guest says fine",
         }))
         .unwrap(),
+        cut: None,
     }
 }
 
