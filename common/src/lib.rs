@@ -33,6 +33,7 @@ pub mod oem;
 pub mod predict;
 pub mod render;
 pub mod report;
+pub mod report_bound;
 pub mod secret;
 pub mod systemd;
 pub mod type11;

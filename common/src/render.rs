@@ -192,6 +192,9 @@ pub fn preamble(report: &Report, dir: &str) -> String {
     {
         let _ = writeln!(out, "precondition {} {}: {}", p.check, p.state, p.detail);
     }
+    if let Some(cut) = &report.cut {
+        let _ = writeln!(out, "{}", cut.describe());
+    }
     for e in &report.smbios.entries {
         if let Some(err) = &e.error {
             let _ = writeln!(out, "entry 11-{}: {err}", e.entry);

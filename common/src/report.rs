@@ -224,6 +224,10 @@ pub struct Report {
     pub credentials: Vec<CredentialReport>,
     /// The overall result.
     pub verdict: Verdict,
+    /// Present when rows were left out to keep the report within
+    /// [`REPORT_SIZE_MAX`] ([`crate::report_bound::fit`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cut: Option<crate::report_bound::Cut>,
 }
 
 /// The machine.
@@ -642,6 +646,7 @@ pub(crate) mod tests {
                 summary: "1/1 credentials verified".into(),
                 reasons: Vec::new(),
             },
+            cut: None,
         }
     }
 

@@ -85,6 +85,70 @@ impl SystemdVersion {
     }
 }
 
+/// Well-known system credentials that reconfigure the guest at boot
+/// (`systemd.system-credentials(7)`, v252–v262): a name, or a prefix ending
+/// in `.` for a family, and what it does. Delivered by mistake (a typo) or
+/// by someone who should not, each changes the machine, so the host warns.
+pub const RECONFIGURING: &[(&str, &str)] = &[
+    ("systemd.extra-unit.", "adds a unit file to the guest"),
+    ("systemd.unit-dropin.", "adds a drop-in to a guest unit"),
+    (
+        "tmpfiles.extra",
+        "creates, changes or removes files at boot (tmpfiles.d lines)",
+    ),
+    ("fstab.extra", "adds mounts (fstab lines)"),
+    ("sysctl.extra", "sets kernel parameters (sysctl.d lines)"),
+    (
+        "sysusers.extra",
+        "creates users and groups (sysusers.d lines)",
+    ),
+    (
+        "ssh.authorized_keys.root",
+        "lets the holder of a key log in as root over SSH",
+    ),
+    (
+        "ssh.ephemeral-authorized_keys-all",
+        "lets the holder of a key log in over SSH",
+    ),
+    ("ssh.listen", "opens SSH listening sockets"),
+    ("passwd.", "sets root's password or shell"),
+    (
+        "firstboot.",
+        "sets first-boot settings (locale, keymap, timezone)",
+    ),
+    ("system.machine_id", "sets the machine ID"),
+    (
+        "network.",
+        "configures the network (links, addresses, DNS, hosts, WireGuard)",
+    ),
+    ("login.issue", "writes the login banner"),
+    ("login.motd", "writes the message of the day"),
+    ("vconsole.", "configures the console (keymap, font)"),
+    ("getty.ttys.", "starts gettys on terminals"),
+    (
+        "cryptsetup.",
+        "unlocks encrypted disks (passphrase, PIN or key)",
+    ),
+    (
+        "journal.forward_to_socket",
+        "forwards the journal to a socket",
+    ),
+    ("home.create.", "creates systemd-homed users"),
+];
+
+/// What credential `name` does to the guest at boot, when it is one of
+/// [`RECONFIGURING`].
+pub fn reconfigures(name: &str) -> Option<&'static str> {
+    RECONFIGURING.iter().find_map(|&(n, what)| {
+        let hit = if n.ends_with('.') {
+            name.starts_with(n) && name.len() > n.len()
+        } else {
+            name == n
+        };
+        hit.then_some(what)
+    })
+}
+
 /// Parses the version from `systemctl --version`'s first line
 /// (`systemd 252 (252.39-1~deb12u1)`) or a bare number.
 pub fn parse_version(text: &str) -> Option<u32> {
@@ -109,6 +173,26 @@ mod tests {
         assert_eq!(Behaviour::of(252).raw_read_max, 4096);
         assert_eq!(Behaviour::of(256).raw_read_max, 4096);
         assert_eq!(Behaviour::of(257).raw_read_max, 8 + 1024 * 1024);
+    }
+
+    #[test]
+    fn test_reconfiguring_names() {
+        assert_eq!(
+            reconfigures("systemd.extra-unit.foo.service"),
+            Some("adds a unit file to the guest")
+        );
+        assert!(reconfigures("passwd.hashed-password.root").is_some());
+        assert!(reconfigures("firstboot.locale").is_some());
+        assert!(reconfigures("tmpfiles.extra").is_some());
+        assert!(reconfigures("system.machine_id").is_some());
+        assert_eq!(
+            reconfigures("tmpfiles.extra2"),
+            None,
+            "exact names are exact"
+        );
+        assert_eq!(reconfigures("passwd."), None, "a family needs a member");
+        assert_eq!(reconfigures("API_KEY"), None);
+        assert_eq!(reconfigures("vmm.notify_socket"), None);
     }
 
     #[test]

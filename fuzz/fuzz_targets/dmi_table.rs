@@ -1,6 +1,7 @@
 //! The guest's whole-table reader: the strict walk, then smbios-lib on the
-//! validated prefix (smbios-lib panics on some raw bytes; it must never see
-//! them), and the entry-point parser.
+//! validated structures minus Type 11 (smbios-lib panics on some raw bytes
+//! and cannot wipe what it copies; it sees neither), and the entry-point
+//! parser.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use vmcreds_guest::dmi::{parse_entry_point, table_identity, walk_table};

@@ -24,10 +24,13 @@
 //! - `SMBiosString::to_utf8_lossy`/`ok` and `get_field_string` use `get` and a
 //!   checked index: no panic.
 //!
-//! So vmcreds hands smbios-lib only the prefix of the table that
-//! [`walk_table`] validated, never calls `UndefinedStruct::new` directly, never
-//! Debug- or serde-prints its values, and reads just two strings, escaped and
-//! cut to 64 bytes.
+//! - it copies every structure's strings into its own `Vec`s, which vmcreds
+//!   cannot wipe.
+//!
+//! So vmcreds hands smbios-lib only the structures [`walk_table`] validated,
+//! **without the Type 11 structures** (credential values never reach it),
+//! never calls `UndefinedStruct::new` directly, never Debug- or serde-prints
+//! its values, and reads just two strings, escaped and cut to 64 bytes.
 
 use std::fmt::Write as _;
 
@@ -316,8 +319,7 @@ pub fn read_table(root: &Root, entries: &[RawEntry]) -> Result<TableReading, Rea
     if let Some(e) = &walk.error {
         notes.push(format!("table walk stopped: {e}"));
     }
-    let validated = &table.bytes[..walk.valid_len];
-    let (vendor, product) = hypervisor(validated);
+    let (vendor, product) = hypervisor(&table.bytes, &walk);
     out.system.hypervisor_vendor = vendor;
     out.system.hypervisor_product = product;
 
@@ -387,17 +389,29 @@ pub fn read_table(root: &Root, entries: &[RawEntry]) -> Result<TableReading, Rea
 /// `fuzz/fuzz_targets/dmi_table.rs`).
 pub fn table_identity(table: &[u8]) -> (Option<String>, Option<String>) {
     let walk = walk_table(table, None);
-    hypervisor(&table[..walk.valid_len])
+    hypervisor(table, &walk)
 }
 
-/// Type 1 manufacturer and product through smbios-lib, from a table that
-/// [`walk_table`] validated; escaped, at most 64 bytes each.
-fn hypervisor(validated: &[u8]) -> (Option<String>, Option<String>) {
+/// The validated structures except Type 11: what smbios-lib may see. It
+/// copies every string into memory vmcreds cannot wipe, and its Debug and
+/// serde output print them, so credential strings never reach it.
+fn without_type11(table: &[u8], walk: &Walk) -> Vec<u8> {
+    let mut out = Vec::with_capacity(walk.valid_len);
+    for s in walk.structures.iter().filter(|s| s.kind != 11) {
+        out.extend_from_slice(&table[s.offset..s.end]);
+    }
+    out
+}
+
+/// Type 1 manufacturer and product through smbios-lib, from the structures
+/// [`walk_table`] validated, Type 11 left out; escaped, at most 64 bytes each.
+fn hypervisor(table: &[u8], walk: &Walk) -> (Option<String>, Option<String>) {
     use smbioslib::{SMBiosData, SMBiosSystemInformation};
-    if validated.len() < 6 {
+    let safe = without_type11(table, walk);
+    if safe.len() < 6 {
         return (None, None);
     }
-    let data = SMBiosData::from_vec_and_version(validated.to_vec(), None);
+    let data = SMBiosData::from_vec_and_version(safe, None);
     let Some(t1) = data.first::<SMBiosSystemInformation<'_>>() else {
         return (None, None);
     };
@@ -491,9 +505,24 @@ pub(crate) mod tests {
         assert_eq!(w.valid_len, t.len());
         let s = &w.structures[1];
         assert_eq!(&t[s.offset..s.end], t11.as_slice());
-        let (v, p) = hypervisor(&t);
+        let (v, p) = hypervisor(&t, &w);
         assert_eq!(v.as_deref(), Some("QEMU"));
         assert_eq!(p.as_deref(), Some("Standard PC (Q35 + ICH9, 2009)"));
+        // What smbios-lib is given holds no credential string.
+        let safe = without_type11(&t, &w);
+        assert_eq!(safe.len(), t.len() - t11.len());
+        assert!(!safe.windows(21).any(|x| x == b"io.systemd.credential"));
+        // A Type 11 before Type 1 does not hide the identity.
+        let mut t2 = t11.clone();
+        t2.extend_from_slice(&type1(b"Cloud Hypervisor", b"cloud-hypervisor"));
+        let w2 = walk_table(&t2, None);
+        assert_eq!(
+            hypervisor(&t2, &w2),
+            (
+                Some("Cloud Hypervisor".into()),
+                Some("cloud-hypervisor".into())
+            )
+        );
     }
 
     #[test]
@@ -503,7 +532,7 @@ pub(crate) mod tests {
         assert!(walk_table(&[1, 4, 0, 0, b'a', 0], None).error.is_some());
         assert!(walk_table(&[1, 4, 0, 0, 0, 0, 9], None).error.is_some());
         assert_eq!(walk_table(&[1, 4, 0, 0, 0, 0, 0, 0], None).error, None);
-        assert_eq!(hypervisor(&[1, 4]), (None, None));
+        assert_eq!(table_identity(&[1, 4]), (None, None));
     }
 
     proptest::proptest! {
@@ -514,7 +543,7 @@ pub(crate) mod tests {
             for s in &w.structures {
                 proptest::prop_assert!(s.offset < s.end && s.end <= t.len());
             }
-            let _ = hypervisor(&t[..w.valid_len]);
+            let _ = hypervisor(&t, &w);
             let _ = parse_entry_point(&t);
         }
     }

@@ -1428,3 +1428,44 @@ fn test_prediction_matches_real_systemd_imports() {
     }
     assert!(boots >= 4, "only {boots} captured boots");
 }
+
+/// Issue 13 §11: 20 000 files in `@system` made a 10 MB report that
+/// `collect` refuses. The report is cut to what the host reads, says what
+/// was cut, and still carries the rows the host verifies against.
+#[test]
+fn test_report_is_cut_to_what_the_host_reads() {
+    let f = good_vm();
+    for i in 0..20_000 {
+        f.imported(&format!("extra.{i:05}"), b"x");
+    }
+    let (code, r, o) = f.check_json(&[]);
+    assert_eq!(code, 0, "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.stdout.len() <= vmcreds_common::limits::REPORT_SIZE_MAX,
+        "{} bytes",
+        o.stdout.len()
+    );
+    let cut = r.cut.clone().expect("the report says it was cut");
+    assert!(cut.full_bytes as usize > vmcreds_common::limits::REPORT_SIZE_MAX);
+    assert_eq!(
+        r.credentials.len() as u64 + cut.credentials,
+        20_002,
+        "every row accounted for"
+    );
+    for name in ["API_KEY", "BLOB"] {
+        row(&r, name);
+    }
+    assert!(
+        r.verdict.summary.contains("the report was cut"),
+        "{}",
+        r.verdict.summary
+    );
+    // The table says so too.
+    let o = f.run("check", &[]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains("credential rows left out"),
+        "{}",
+        &out[..out.len().min(2000)]
+    );
+}

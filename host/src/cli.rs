@@ -3,6 +3,7 @@
 use std::ffi::OsString;
 use std::path::PathBuf;
 
+use crate::hv::qemu_version::QemuVersion;
 use clap::{ArgMatches, Args, Parser, Subcommand, ValueEnum};
 use vmcreds_common::systemd::FIRST_SMBIOS_IMPORT;
 
@@ -29,7 +30,7 @@ pub enum Command {
     /// Build one cloud-hypervisor `--platform` value, or create and boot the VM
     /// over the REST API so no secret touches argv.
     CloudHypervisor(CloudHypervisorArgs),
-    /// Print crosvm `--oem-strings` arguments.
+    /// Print crosvm's `--smbios oem-strings=[...]` (or the older `--oem-strings`) arguments.
     Crosvm(CrosvmArgs),
     /// Refused: Firecracker has no SMBIOS.
     Firecracker(RefusedArgs),
@@ -165,6 +166,14 @@ pub struct QemuArgs {
     /// sealed memfds.
     #[arg(long, value_name = "DIR")]
     pub runtime_dir: Option<PathBuf>,
+    /// The QEMU release in use, instead of asking COMMAND's program
+    /// `--version` (for wrappers, and for printed arguments).
+    #[arg(long, value_name = "X.Y.Z")]
+    pub qemu_version: Option<QemuVersion>,
+    /// Deliver even to a QEMU release without the `path=` buffer-overrun fix
+    /// (before 7.2.18, 8.0–9.2.3), e.g. one whose distribution backported it.
+    #[arg(long)]
+    pub allow_unfixed_qemu: bool,
     /// The QEMU command line to run with the `-smbios` arguments appended.
     #[arg(last = true, value_name = "COMMAND")]
     pub command: Vec<OsString>,
@@ -235,12 +244,28 @@ fn parse_ch_version(s: &str) -> Result<crate::hv::cloud_hypervisor::Version, Str
     })
 }
 
+/// Which crosvm option carries the strings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum CrosvmForm {
+    /// `--smbios oem-strings=[...]` (crosvm since 2023).
+    Smbios,
+    /// One deprecated `--oem-strings STRING` per string (older crosvm).
+    OemStrings,
+}
+
 /// `crosvm` arguments.
 #[derive(Debug, Args)]
 pub struct CrosvmArgs {
     /// Sources.
     #[command(flatten)]
     pub sources: SourceArgs,
+    /// The option form to print (default: what --crosvm's `run --help`
+    /// lists, else smbios).
+    #[arg(long, value_enum)]
+    pub form: Option<CrosvmForm>,
+    /// The crosvm binary the output is for: its `run --help` decides the form.
+    #[arg(long, value_name = "PATH")]
+    pub crosvm: Option<PathBuf>,
 }
 
 /// Arguments of a refused target (accepted so the refusal, not a usage error, is shown).

@@ -195,6 +195,11 @@ impl Builder {
             });
         }
         self.seen.insert(name.to_string(), origin.to_owned());
+        if let Some(what) = vmcreds_common::systemd::reconfigures(name.as_str()) {
+            self.warnings.push(format!(
+                "{origin}: credential \"{name}\" is a system credential that {what} when the guest boots (systemd.system-credentials(7)); make sure it is meant"
+            ));
+        }
         self.manifest.push(name.clone(), value, encoding);
         self.decoded.push((name.to_string(), value.len()));
         Ok(())
@@ -491,6 +496,33 @@ mod tests {
             Plan::build(vec![cred("vmcreds.manifest", b"1")], opts()),
             Err(PlanError::Reserved { .. })
         ));
+    }
+
+    #[test]
+    fn test_issue11_reconfiguring_names_are_warned_not_refused() {
+        let p = Plan::build(
+            vec![
+                cred("systemd.extra-unit.evil.service", b"[Service]"),
+                cred("ssh.authorized_keys.root", b"ssh-ed25519 AAAA"),
+                oem_s(1, "io.systemd.credential:tmpfiles.extra=d /x"),
+                cred("API_KEY", b"k"),
+            ],
+            opts(),
+        )
+        .unwrap();
+        assert_eq!(p.warnings.len(), 3, "{:?}", p.warnings);
+        assert!(
+            p.warnings[0].contains("\"systemd.extra-unit.evil.service\"")
+                && p.warnings[0].contains("adds a unit file")
+        );
+        assert!(p.warnings[1].contains("log in as root"));
+        assert!(p.warnings[2].contains("--oem #1"));
+        assert!(
+            p.warnings
+                .iter()
+                .all(|w| !w.contains("AAAA") && !w.contains("[Service]")),
+            "no value"
+        );
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{code, run, stderr, stdout, tree, wait_until, Canary, TestDir};
+use common::{code, have_or_skip, run, stderr, stdout, tree, wait_until, Canary, TestDir};
 use vmcreds_common::digest::digest;
 use vmcreds_common::manifest::Manifest;
 use vmcreds_common::oem::{self, Parsed};
@@ -322,6 +322,9 @@ fn qemu_args(sources: &[&str], machine: &str) -> Vec<String> {
         "m.json".into(),
         "--runtime-dir".into(),
         "rt".into(),
+        // The probe is /bin/sh: say which QEMU it stands for.
+        "--qemu-version".into(),
+        "10.2.0".into(),
     ];
     v.extend(sources.iter().map(|s| s.to_string()));
     v.extend(
@@ -689,6 +692,7 @@ fn report_for(m: &Manifest, values: &[(&str, &[u8])]) -> Report {
             "summary": "guest says fine",
         }))
         .unwrap(),
+        cut: None,
     }
 }
 
@@ -730,9 +734,10 @@ fn collect_verifies_without_eof() {
     let m = manifest_for(&t);
     let report = report_for(&m, &[("API_KEY", API_KEY), ("ENVIRONMENT", b"test")]);
     let (child, sock) = start_collect(&t, &["--timeout", "20", "--report-out", "r.json"]);
+    // Owner only from the moment it exists (0700 under the umask, then 0600).
     assert_eq!(
-        std::fs::metadata(&sock).unwrap().permissions().mode() & 0o777,
-        0o600
+        std::fs::metadata(&sock).unwrap().permissions().mode() & 0o077,
+        0
     );
     let mut s = UnixStream::connect(&sock).unwrap();
     let json = report.to_json();
@@ -908,13 +913,18 @@ fn collect_timeout_and_existing_path() {
         stderr(&o)
     );
     assert!(!sock.exists());
-    // A connection that sends half a report and stays open also times out.
-    let (child, sock) = start_collect(&t, &["--timeout", "1"]);
+    // A connection that sends half a report and stays open also times out
+    // (5 s: the connection must be made before the deadline, on a busy machine too).
+    let (child, sock) = start_collect(&t, &["--timeout", "5"]);
     let mut s = UnixStream::connect(&sock).unwrap();
     s.write_all(b"{\"schema\":").unwrap();
-    let o = wait_child(child, Duration::from_secs(10));
+    let o = wait_child(child, Duration::from_secs(20));
     assert_eq!(code(&o), 3, "{}", stderr(&o));
-    assert!(stderr(&o).contains("10 bytes received"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("no complete report within 5 s (10 bytes received)"),
+        "{}",
+        stderr(&o)
+    );
     drop(s);
     // A regular file at the path is never replaced.
     t.write("collect.sock", b"keep");
@@ -999,6 +1009,159 @@ fn verify_files() {
     );
 }
 
+// ---- the QEMU release ----
+
+/// A stand-in `qemu-system-x86_64` that answers `--version` as `version`
+/// does and otherwise records that it ran.
+fn fake_qemu(t: &TestDir, dir: &str, version: &str) -> PathBuf {
+    let d = t.mkdir(dir);
+    let p = d.join("qemu-system-x86_64");
+    std::fs::write(
+        &p,
+        format!("#!/bin/sh\nif [ \"$1\" = --version ]; then printf '%s\\n' '{version}'; exit 0; fi\ntouch \"$0.ran\"\n"),
+    )
+    .unwrap();
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    p
+}
+
+/// Issue 11 §4: a QEMU without the path= overrun fix is refused before
+/// anything is written, unless --allow-unfixed-qemu; the release is read
+/// from the program about to be executed.
+#[test]
+fn qemu_release_without_the_path_fix_is_refused() {
+    let t = TestDir::new();
+    let creds = setup_creds(&t);
+    let go = |qemu: &Path, extra: &[&str]| {
+        let mut c = t.cmd();
+        c.env("CREDENTIALS_DIRECTORY", &creds)
+            .args([
+                "qemu",
+                "--load",
+                "API_KEY:host-api-key",
+                "--manifest-out",
+                "m.json",
+            ])
+            .args(extra)
+            .arg("--")
+            .arg(qemu)
+            .args(["-M", "q35"]);
+        let o = run(&mut c);
+        assert_no_canary("stdout", &o.stdout);
+        assert_no_canary("stderr", &o.stderr);
+        o
+    };
+    let ran = |qemu: &Path| {
+        let marker = PathBuf::from(format!("{}.ran", qemu.display()));
+        let r = marker.exists();
+        let _ = std::fs::remove_file(&marker);
+        r
+    };
+    for (dir, banner, refused) in [
+        (
+            "q7217",
+            "QEMU emulator version 7.2.17 (Debian 1:7.2+dfsg-7+deb12u9)",
+            true,
+        ),
+        ("q800", "QEMU emulator version 8.0.0", true),
+        ("q923", "QEMU emulator version 9.2.3", true),
+        ("q9290", "QEMU emulator version 9.2.90", true),
+        ("q7218", "QEMU emulator version 7.2.18", false),
+        ("q924", "QEMU emulator version 9.2.4", false),
+        ("q1020", "QEMU emulator version 10.2.0", false),
+    ] {
+        let qemu = fake_qemu(&t, dir, banner);
+        let o = go(&qemu, &[]);
+        let err = stderr(&o);
+        if refused {
+            assert_eq!(code(&o), 2, "{banner}: {err}");
+            assert!(
+                err.contains("--version says QEMU")
+                    && err.contains("a7a05f5f6a40")
+                    && err.contains("--allow-unfixed-qemu"),
+                "{banner}: {err}"
+            );
+            assert!(!ran(&qemu), "{banner}: QEMU was executed");
+            assert!(!t.join("m.json").exists(), "{banner}: manifest written");
+            let o = go(&qemu, &["--allow-unfixed-qemu"]);
+            assert_eq!(code(&o), 0, "{banner}: {}", stderr(&o));
+            assert!(ran(&qemu), "{banner}: not executed with the override");
+            assert!(stderr(&o).contains("without the path= buffer-overrun fix"));
+        } else {
+            assert_eq!(code(&o), 0, "{banner}: {err}");
+            assert!(ran(&qemu), "{banner}: not executed");
+            assert!(!err.contains("warning"), "{banner}: {err}");
+        }
+        let _ = std::fs::remove_file(t.join("m.json"));
+    }
+    // Before 5.2 there is no path= at all: refused even with the override.
+    let qemu = fake_qemu(&t, "q510", "QEMU emulator version 5.1.0");
+    let o = go(&qemu, &["--allow-unfixed-qemu"]);
+    assert_eq!(code(&o), 2);
+    assert!(
+        stderr(&o).contains("has no -smbios type=11,path="),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!ran(&qemu));
+    // --qemu-version instead of asking: a wrapper, or printed arguments.
+    let qemu = fake_qemu(&t, "q1020b", "QEMU emulator version 10.2.0");
+    let o = go(&qemu, &["--qemu-version", "9.1.0"]);
+    assert_eq!(code(&o), 2);
+    assert!(
+        stderr(&o).contains("--qemu-version says QEMU 9.1.0"),
+        "{}",
+        stderr(&o)
+    );
+    let o = run(t.cmd().args([
+        "qemu",
+        "--set",
+        "A=b",
+        "--runtime-dir",
+        "rt-print",
+        "--qemu-version",
+        "8.2.2",
+    ]));
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
+    let o = run(t
+        .cmd()
+        .args(["qemu", "--set", "A=b", "--qemu-version", "9.2", "--", "x"]));
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
+    let o = run(t
+        .cmd()
+        .args(["qemu", "--set", "A=b", "--qemu-version", "nine", "--", "x"]));
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("expected a QEMU version"),
+        "{}",
+        stderr(&o)
+    );
+    // A program that is not QEMU, or does not say its release: a warning.
+    let wrapper = t.mkdir("wrap").join("run-vm");
+    std::fs::copy(
+        fake_qemu(&t, "q-w", "QEMU emulator version 7.0.0"),
+        &wrapper,
+    )
+    .unwrap();
+    let o = go(&wrapper, &[]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("is not a qemu-system-* program")
+            && stderr(&o).contains("--qemu-version"),
+        "{}",
+        stderr(&o)
+    );
+    let mute = fake_qemu(&t, "q-mute", "not a banner");
+    let o = go(&mute, &[]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("cannot tell the QEMU release")
+            && stderr(&o).contains("no \"QEMU emulator version\" line"),
+        "{}",
+        stderr(&o)
+    );
+}
+
 // ---- the real QEMU ----
 
 fn qemu_binary() -> Option<PathBuf> {
@@ -1045,10 +1208,15 @@ fn qemu_quit(t: &TestDir, mut c: Command) -> std::process::Output {
 
 #[test]
 fn real_qemu_accepts_the_arguments() {
-    let Some(qemu) = qemu_binary() else {
-        eprintln!("SKIPPED real_qemu_accepts_the_arguments: qemu-system-x86_64 is not on PATH (Debian package qemu-system-x86)");
+    let qemu = qemu_binary();
+    if !have_or_skip(
+        "qemu",
+        qemu.is_some(),
+        "qemu-system-x86_64 is not on PATH (Debian package qemu-system-x86)",
+    ) {
         return;
-    };
+    }
+    let qemu = qemu.unwrap();
     let t = TestDir::new();
     let creds = setup_creds(&t);
     let rd = t.mkdir("run,dir");

@@ -862,6 +862,25 @@ fn api_mode_input_errors_send_nothing() {
     let cfg = json!({"payload": {"kernel": "/k"}, "platform": {"oem_strings": many}}).to_string();
     let err = api_refused(&t, &cfg, &[]);
     assert!(err.contains("256 OEM strings"), "{err}");
+    // Within the Type 11 budget but over micro_http's 51 200-byte body:
+    // refused here rather than answered 400 by cloud-hypervisor.
+    let big = t.write("big", &vec![b'A'; 39_000]);
+    let err = api_refused(
+        &t,
+        VM_CONFIG,
+        &[
+            "--guest-systemd",
+            "257",
+            "--load",
+            &format!("BIG:{}", big.display()),
+        ],
+    );
+    assert!(
+        err.contains("the vm.create body would be")
+            && err.contains("over 51200 bytes")
+            && err.contains("--fw-cfg"),
+        "{err}"
+    );
 }
 
 #[test]

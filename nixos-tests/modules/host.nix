@@ -413,7 +413,8 @@ let
               runs as `vmcreds-host qemu … -- <command>`, which appends
               `-smbios type=11,path=/dev/fd/N` for each credential. The machine
               type must build SMBIOS tables (`pc`, `q35`): `-M microvm` has none
-              and is refused. QEMU ≥ 10.0 is needed for `path=`.
+              and is refused. `path=` needs QEMU 7.2.18, 9.2.4 or ≥ 10.0
+              (the buffer-overrun fix); older releases are refused.
             '';
           };
 

@@ -754,7 +754,8 @@ fn host_refuses(
     util::write_file(
         &fake,
         format!(
-            "#!/bin/sh\ntouch {}\n",
+            // Answers vmcreds-host's release check as a fixed QEMU would.
+            "#!/bin/sh\nif [ \"$1\" = --version ]; then echo 'QEMU emulator version 10.2.0'; exit 0; fi\ntouch {}\n",
             shell_quote(&marker.to_string_lossy())
         )
         .as_bytes(),

@@ -60,6 +60,14 @@ pub fn load_plan_with(sources: &SourceArgs, budget: Budget, first: Vec<Loaded>) 
     for w in &plan.warnings {
         eprintln!("vmcreds-host: warning: {w}");
     }
+    tracing::info!(
+        target_name = budget.target,
+        strings = plan.usage.strings,
+        type11_bytes = plan.usage.type11_bytes,
+        type11_max = ?budget.max_type11_bytes,
+        decoded_bytes = plan.usage.decoded_total,
+        "budget used"
+    );
     Ok(plan)
 }
 

@@ -21,12 +21,14 @@
 
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::Path;
 use std::process::Command;
 
 use super::{load_plan, ManifestOut};
 use crate::cli::QemuArgs;
 use crate::exit::{self, Exit, IoError, Result};
 use crate::hv::qemu::{self as hv, Delivery, Qemu, QemuError};
+use crate::hv::qemu_version::{PathOption, QemuVersion};
 use crate::show_path;
 use crate::signals::{self, StopSignals};
 
@@ -42,6 +44,7 @@ pub fn run(args: QemuArgs) -> Result<Exit> {
     } else {
         Qemu::inspect(&args.command)?
     };
+    check_release(&args)?;
     let plan = load_plan(&args.sources, qemu.budget)?;
     // Before the files exist, and until they are gone (or kept on purpose),
     // no signal ends this process: see run_child.
@@ -74,6 +77,44 @@ pub fn run(args: QemuArgs) -> Result<Exit> {
     } else {
         exec(&args, delivery)
     }
+}
+
+/// The QEMU release COMMAND runs (or `--qemu-version`) must carry `path=`
+/// intact; asked before anything is written.
+fn check_release(args: &QemuArgs) -> Result<()> {
+    let (version, from) = if let Some(v) = args.qemu_version {
+        (v, "--qemu-version".to_owned())
+    } else if let Some(program) = args.command.first() {
+        let shown = show_path(Path::new(program));
+        if !hv::is_qemu_program(program) {
+            eprintln!("vmcreds-host: warning: {shown} is not a qemu-system-* program, so its QEMU release is not checked for the path= buffer-overrun fix (10.0.0, 9.2.4, 7.2.18); pass --qemu-version X.Y.Z to check it");
+            return Ok(());
+        }
+        let answer = hv::ask_version(Path::new(program));
+        match answer
+            .as_ref()
+            .ok()
+            .and_then(|out| QemuVersion::from_version_output(out))
+        {
+            Some(v) => (v, format!("{shown} --version")),
+            None => {
+                let why = match answer {
+                    Err(e) => e.to_string(),
+                    Ok(_) => "no \"QEMU emulator version\" line".to_owned(),
+                };
+                eprintln!("vmcreds-host: warning: cannot tell the QEMU release of {shown} ({why}), so the path= buffer-overrun fix is not checked; pass --qemu-version X.Y.Z to check it");
+                return Ok(());
+            }
+        }
+    } else {
+        return Ok(());
+    };
+    let found = hv::check_release(version, &from, args.allow_unfixed_qemu)?;
+    tracing::info!(%version, from = %from, path_option = ?found, "QEMU release");
+    if found != PathOption::Fixed {
+        eprintln!("vmcreds-host: warning: delivering to QEMU {version} without the path= buffer-overrun fix, as --allow-unfixed-qemu asks; with a manifest, `vmcreds-guest check` shows a credential that arrived longer than it was sent");
+    }
+    Ok(())
 }
 
 fn print_args(delivery: Delivery) -> Result<()> {

@@ -1,7 +1,15 @@
-//! crosvm (x86_64): one `--oem-strings STRING` pair of arguments per string
-//! (`src/crosvm/cmdline.rs`, reference `hypervisors.md` §4). Each argument is
-//! one string, not split, so commas and brackets are fine. crosvm has no
-//! file, fd or config-file input for SMBIOS: the strings are on its argv.
+//! crosvm (x86_64): the OEM strings go on its command line (crosvm has no
+//! file, fd or config-file input for SMBIOS), in one of two forms:
+//!
+//! - `--smbios oem-strings=[S1,S2,…]` (since crosvm `2422c65f3`, 2023): one
+//!   argument parsed by crosvm's `serde_keyvalue` (`key_values.rs`
+//!   `any_string`): inside the list an element is unquoted (any characters
+//!   but `,` `"` `'` `[` `]`, at least one), single-quoted (no escapes) or
+//!   double-quoted (`\"` and `\\` the only escapes); elements are separated
+//!   by `,`. vmcreds-host writes an element unquoted when it can (base64
+//!   credentials always can) and double-quoted, escaped, otherwise;
+//! - the deprecated `--oem-strings STRING`, one string per argument, not
+//!   split (`a2734226e`, 2022; still accepted, with a warning, in 2026).
 //!
 //! crosvm's `x86_64/src/smbios.rs` refuses more than 255 strings
 //! (`TooManyOemStrings`) and NUL (`StringHasNullCharacter`) but not an empty
@@ -24,11 +32,24 @@ pub const BUDGET: Budget = Budget {
         "crosvm keeps its SMBIOS tables in 64 KiB below 1 MiB; vmcreds keeps Type 11 under 60 KiB",
 };
 
-/// The crosvm option that takes one OEM string.
+/// The current option.
+pub const SMBIOS_FLAG: &str = "--smbios";
+
+/// The deprecated option that takes one OEM string.
 pub const OEM_STRINGS_FLAG: &str = "--oem-strings";
 
+/// Which of crosvm's two options carries the strings.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Form {
+    /// `--smbios oem-strings=[…]` (crosvm since 2023).
+    #[default]
+    Smbios,
+    /// `--oem-strings STRING` per string (older crosvm; deprecated).
+    OemStrings,
+}
+
 /// The argv warning.
-pub const ARGV_WARNING: &str = "crosvm takes OEM strings only on its command line (it has no file or fd input for SMBIOS), so the credentials (base64 is not encryption) will be readable by every local user in /proc/PID/cmdline unless /proc is mounted with hidepid=; for secrets prefer QEMU or cloud-hypervisor's API mode with vmcreds-host";
+pub const ARGV_WARNING: &str = "crosvm takes OEM strings only on its command line (it has no file or fd input for SMBIOS), so the credentials (base64 is not encryption) will be readable by every local user in /proc/PID/cmdline unless /proc is mounted with hidepid=; for secrets prefer QEMU or cloud-hypervisor's API or fw_cfg mode with vmcreds-host";
 
 /// Why a crosvm delivery is refused (exit 2).
 #[derive(Clone, Debug, PartialEq, Eq, Error)]
@@ -73,7 +94,7 @@ pub enum CrosvmError {
         /// Which credential.
         label: String,
     },
-    /// A leading `-`.
+    /// A leading `-` (the deprecated form puts each string in its own argument).
     #[error("{label} starts with '-', which crosvm's argument parser could take for an option")]
     LeadingDash {
         /// Which string.
@@ -90,10 +111,10 @@ impl Classify<Exit> for CrosvmError {
     }
 }
 
-/// Checks the plan's strings and returns the crosvm arguments
-/// (`--oem-strings`, STRING pairs). A character is located in a message only
-/// where [`crate::plan::OemString::may_locate`] allows.
-pub fn oem_args(plan: &Plan) -> Result<Vec<&str>, CrosvmError> {
+/// Checks the plan's strings for crosvm's command line and returns them.
+/// A character is located in a message only where
+/// [`crate::plan::OemString::may_locate`] allows.
+fn check(plan: &Plan, form: Form) -> Result<Vec<&str>, CrosvmError> {
     if plan.strings.is_empty() {
         return Err(CrosvmError::Nothing);
     }
@@ -103,7 +124,7 @@ pub fn oem_args(plan: &Plan) -> Result<Vec<&str>, CrosvmError> {
             actual: plan.strings.len(),
         });
     }
-    let mut args = Vec::with_capacity(plan.strings.len() * 2);
+    let mut out = Vec::with_capacity(plan.strings.len());
     for s in &plan.strings {
         let label = || s.label.clone();
         let bytes = s.bytes.expose();
@@ -125,13 +146,61 @@ pub fn oem_args(plan: &Plan) -> Result<Vec<&str>, CrosvmError> {
             }
             return Err(CrosvmError::ControlSecret { label: label() });
         }
-        if text.starts_with('-') {
+        if form == Form::OemStrings && text.starts_with('-') {
             return Err(CrosvmError::LeadingDash { label: label() });
         }
-        args.push(OEM_STRINGS_FLAG);
-        args.push(text);
+        out.push(text);
     }
-    Ok(args)
+    Ok(out)
+}
+
+/// One element of `oem-strings=[…]`: unquoted when `serde_keyvalue` reads
+/// it back unchanged that way, else double-quoted with `"` and `\` escaped.
+pub fn list_element(s: &str) -> String {
+    let plain = !s.is_empty() && !s.contains([',', '"', '\'', '[', ']']);
+    if plain {
+        return s.to_owned();
+    }
+    let mut q = String::with_capacity(s.len() + 2);
+    q.push('"');
+    for c in s.chars() {
+        if matches!(c, '"' | '\\') {
+            q.push('\\');
+        }
+        q.push(c);
+    }
+    q.push('"');
+    q
+}
+
+/// The crosvm arguments for the plan, in `form`.
+pub fn args(plan: &Plan, form: Form) -> Result<Vec<String>, CrosvmError> {
+    let strings = check(plan, form)?;
+    Ok(match form {
+        Form::Smbios => {
+            let elements: Vec<String> = strings.iter().map(|s| list_element(s)).collect();
+            vec![
+                SMBIOS_FLAG.to_owned(),
+                format!("oem-strings=[{}]", elements.join(",")),
+            ]
+        }
+        Form::OemStrings => strings
+            .iter()
+            .flat_map(|s| [OEM_STRINGS_FLAG.to_owned(), (*s).to_owned()])
+            .collect(),
+    })
+}
+
+/// The form a crosvm binary takes: `--smbios` when its `run --help` lists
+/// it, else the deprecated `--oem-strings`.
+pub fn form_of(path: &std::path::Path) -> std::io::Result<Form> {
+    let help = super::ask(path, &["run", "--help"])?;
+    let has = |flag: &[u8]| help.windows(flag.len()).any(|w| w == flag);
+    Ok(if has(b"--smbios") {
+        Form::Smbios
+    } else {
+        Form::OemStrings
+    })
 }
 
 #[cfg(test)]
@@ -155,61 +224,89 @@ mod tests {
         .unwrap()
     }
 
+    fn set(value: &[u8]) -> Loaded {
+        Loaded::Credential {
+            name: "K".into(),
+            origin: Origin::Set { name: "K".into() },
+            value: Secret::new(value.to_vec()),
+        }
+    }
+
     #[test]
-    fn test_args_and_refusals() {
+    fn test_both_forms_and_quoting() {
         let p = plan(
             vec![
-                Loaded::Credential {
-                    name: "K".into(),
-                    origin: Origin::Set { name: "K".into() },
-                    value: Secret::new(b"a,b]".to_vec()),
-                },
+                set(b"a,b]"),
                 Loaded::Oem {
                     origin: Origin::Oem { index: 1 },
                     string: "x,[y]".into(),
+                },
+                Loaded::Oem {
+                    origin: Origin::Oem { index: 2 },
+                    string: "plain:text=v".into(),
                 },
             ],
             Encoding::Text,
         );
         assert_eq!(
-            oem_args(&p).unwrap(),
+            args(&p, Form::OemStrings).unwrap(),
             vec![
                 "--oem-strings",
                 "io.systemd.credential:K=a,b]",
                 "--oem-strings",
-                "x,[y]"
+                "x,[y]",
+                "--oem-strings",
+                "plain:text=v"
             ]
         );
-        let with_newline = |origin| {
+        assert_eq!(
+            args(&p, Form::Smbios).unwrap(),
+            vec![
+                "--smbios",
+                r#"oem-strings=["io.systemd.credential:K=a,b]","x,[y]",plain:text=v]"#
+            ]
+        );
+        assert_eq!(list_element(r#"say "hi" \o/"#), r#""say \"hi\" \\o/""#);
+        assert_eq!(list_element("it's"), r#""it's""#);
+    }
+
+    #[test]
+    fn test_refusals() {
+        let secret = |v: &[u8]| {
             plan(
                 vec![Loaded::Credential {
                     name: "K".into(),
-                    origin,
-                    value: Secret::new(b"a\nb".to_vec()),
+                    origin: Origin::Load {
+                        name: "K".into(),
+                        path: "/run/k".into(),
+                    },
+                    value: Secret::new(v.to_vec()),
                 }],
                 Encoding::Text,
             )
         };
-        let secret = with_newline(Origin::Load {
-            name: "K".into(),
-            path: "/run/k".into(),
-        });
         assert!(matches!(
-            oem_args(&secret),
+            args(&secret(b"a\nb"), Form::Smbios),
             Err(CrosvmError::ControlSecret { .. })
         ));
-        let public = with_newline(Origin::Set { name: "K".into() });
         assert!(matches!(
-            oem_args(&public),
+            args(&plan(vec![set(b"a\nb")], Encoding::Text), Form::Smbios),
             Err(CrosvmError::Control { offset: 25, .. })
         ));
-        let p = plan(
+        let dash = plan(
             vec![Loaded::Oem {
                 origin: Origin::Oem { index: 1 },
                 string: "-x".into(),
             }],
             Encoding::Binary,
         );
-        assert!(matches!(oem_args(&p), Err(CrosvmError::LeadingDash { .. })));
+        assert!(matches!(
+            args(&dash, Form::OemStrings),
+            Err(CrosvmError::LeadingDash { .. })
+        ));
+        assert!(
+            args(&dash, Form::Smbios).is_ok(),
+            "inside the list a '-' is text"
+        );
     }
 }

@@ -12,6 +12,7 @@ use rustix::fs::{MemfdFlags, SealFlags};
 use thiserror::Error;
 use vmcreds_common::limits::SMBIOS21_TABLE_MAX;
 
+use super::qemu_version::{PathOption, QemuVersion};
 use super::Budget;
 use crate::exit::{Classify, Exit};
 use crate::plan::Plan;
@@ -55,6 +56,24 @@ pub enum QemuError {
     /// `-M` at the end of the command.
     #[error("the QEMU command ends with {0} and no machine value")]
     MachineWithoutValue(String),
+    /// A QEMU before 5.2, which has no `-smbios type=11,path=`.
+    #[error("{from} says QEMU {version}, which has no -smbios type=11,path= (it came with QEMU 5.2); vmcreds-host delivers only through path= so that no value is on argv: upgrade QEMU")]
+    PathMissing {
+        /// The release.
+        version: QemuVersion,
+        /// Where the version came from (`PROGRAM --version`, `--qemu-version`).
+        from: String,
+    },
+    /// A QEMU release known to lack the `path=` overrun fix.
+    #[error("{from} says QEMU {version}, {why}: QEMU reads a path= file without its terminating NUL and can append garbage to a credential or crash (fixed by a7a05f5f6a40 in 10.0.0, 9.2.4 and 7.2.18); upgrade QEMU, or pass --allow-unfixed-qemu if your distribution backported the fix")]
+    PathUnfixed {
+        /// The release.
+        version: QemuVersion,
+        /// Where the version came from.
+        from: String,
+        /// Known-unfixed, or a development snapshot.
+        why: &'static str,
+    },
     /// Memfd paths printed without a command would point at this process's fds.
     #[error("without -- COMMAND, memfd paths (/dev/fd/N of this process) would be meaningless to print; pass -- qemu-system-x86_64 ARGS... to exec QEMU, or --runtime-dir DIR to print paths of files that are kept")]
     PrintMemfd,
@@ -73,6 +92,46 @@ impl Classify<Exit> for QemuError {
     fn exit(&self) -> Exit {
         Exit::Refused
     }
+}
+
+/// Refuses a release that cannot carry `path=` intact, unless `allow_unfixed`
+/// (then a release before 5.2 is still refused: it has no `path=`).
+pub fn check_release(
+    version: QemuVersion,
+    from: &str,
+    allow_unfixed: bool,
+) -> Result<PathOption, QemuError> {
+    let from = from.to_owned();
+    match version.path_option() {
+        PathOption::Missing => Err(QemuError::PathMissing { version, from }),
+        PathOption::Fixed => Ok(PathOption::Fixed),
+        other if allow_unfixed => Ok(other),
+        PathOption::Overruns => Err(QemuError::PathUnfixed {
+            version,
+            from,
+            why: "a release without the path= buffer-overrun fix",
+        }),
+        PathOption::Unknown => Err(QemuError::PathUnfixed {
+            version,
+            from,
+            why: "a 10.0 development snapshot that may predate the path= buffer-overrun fix",
+        }),
+    }
+}
+
+/// `PROGRAM --version`, resolved through `PATH` as exec will resolve it.
+pub fn ask_version(program: &Path) -> io::Result<Vec<u8>> {
+    super::ask(program, &["--version"])
+}
+
+/// True when `program` (COMMAND's first word) names a QEMU system emulator
+/// that answers `--version`, rather than a wrapper that might not.
+pub fn is_qemu_program(program: &std::ffi::OsStr) -> bool {
+    let name = Path::new(program)
+        .file_name()
+        .map(|n| n.as_bytes())
+        .unwrap_or_default();
+    name.starts_with(b"qemu-system-") || name == b"qemu-kvm" || name == b"kvm"
 }
 
 /// Splits a QemuOpts string on single commas (`,,` is a literal comma).

@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod ch_oracle;
+pub mod crosvm_oracle;
 pub mod reference;
 
 use std::path::{Path, PathBuf};
@@ -160,4 +161,24 @@ pub fn tree(dir: &Path) -> Vec<String> {
     walk(dir, dir, &mut out);
     out.sort();
     out
+}
+
+/// True when `VMCREDS_REQUIRE` (comma-separated, or `all`) names `what`:
+/// then a test whose precondition is missing fails instead of skipping.
+pub fn required(what: &str) -> bool {
+    std::env::var("VMCREDS_REQUIRE")
+        .unwrap_or_default()
+        .split(',')
+        .any(|w| w == what || w == "all")
+}
+
+/// Skips (returns false, saying why) or, when `VMCREDS_REQUIRE` names
+/// `what`, fails: for tests that need something of the machine.
+pub fn have_or_skip(what: &str, have: bool, why: &str) -> bool {
+    if have {
+        return true;
+    }
+    assert!(!required(what), "VMCREDS_REQUIRE names {what}, but {why}");
+    eprintln!("skipped: {why}; VMCREDS_REQUIRE={what} makes this a failure");
+    false
 }
