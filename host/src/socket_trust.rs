@@ -1,7 +1,9 @@
 //! Who may receive the credentials over a unix socket (cloud-hypervisor's
 //! API socket): the socket, its directory and the process answering on it
-//! must belong to this process's effective user or to the VMM's user named
-//! with `--vmm-user`.
+//! must belong to this process's effective user, to the VMM's user named
+//! with `--vmm-user`, or to root (who can read this process's memory
+//! anyway, and whose systemd binds the socket of a socket-activated VMM:
+//! `SO_PEERCRED` then names PID 1).
 //!
 //! Mode bits alone say nothing about who bound a socket: another user who
 //! binds the path first (a shared or world-writable directory, a VMM not yet
@@ -42,14 +44,21 @@ impl Trusted {
     }
 
     fn allows(&self, uid: u32) -> bool {
-        uid == self.euid || self.vmm == Some(uid)
+        uid == 0 || uid == self.euid || self.vmm == Some(uid)
     }
 
-    /// "uid 0 (root)" or "uid 0 (root) or uid 107 (ch)", for messages.
+    /// "uid 0 (root)", "uid 1000 (alice) or root", "uid 1000 (alice), uid
+    /// 107 (ch) or root", for messages.
     pub fn describe(&self) -> String {
-        match self.vmm {
-            Some(v) if v != self.euid => format!("{} or {}", who(self.euid), who(v)),
-            _ => who(self.euid),
+        let mut users = vec![self.euid];
+        if let Some(v) = self.vmm.filter(|v| !users.contains(v)) {
+            users.push(v);
+        }
+        let named: Vec<String> = users.iter().filter(|&&u| u != 0).map(|&u| who(u)).collect();
+        match named.len() {
+            0 => who(0),
+            1 => format!("{} or root", named[0]),
+            _ => format!("{} or root", named.join(", ")),
         }
     }
 }
@@ -68,7 +77,7 @@ pub enum TrustError {
         trusted: String,
     },
     /// The directory holding the socket belongs to another user.
-    #[error("{dir}, the directory of the API socket, belongs to {owner}, not to {trusted} or root: its owner can replace the socket, so nothing is sent (if cloud-hypervisor runs as that user, say so with --vmm-user)")]
+    #[error("{dir}, the directory of the API socket, belongs to {owner}, not to {trusted}: its owner can replace the socket, so nothing is sent (if cloud-hypervisor runs as that user, say so with --vmm-user)")]
     DirectoryOwner {
         /// The directory, escaped.
         dir: String,
@@ -181,7 +190,7 @@ fn check_socket_meta(socket: &Path, meta: &Metadata, trusted: &Trusted) -> Resul
 }
 
 fn check_dir_meta(dir: &Path, meta: &Metadata, trusted: &Trusted) -> Result<(), TrustError> {
-    if meta.uid() != 0 && !trusted.allows(meta.uid()) {
+    if !trusted.allows(meta.uid()) {
         return Err(TrustError::DirectoryOwner {
             dir: show_path(dir),
             owner: who(meta.uid()),
@@ -262,6 +271,20 @@ mod tests {
         let m = std::fs::metadata(d.path()).unwrap();
         // Root may own the directory; anyone else must be trusted.
         assert_eq!(check_dir_meta(d.path(), &m, &other).is_ok(), me.euid == 0);
+        assert_eq!(
+            Trusted {
+                euid: 0,
+                vmm: Some(0)
+            }
+            .describe(),
+            "uid 0 (root)"
+        );
+        assert!(Trusted {
+            euid: 0,
+            vmm: Some(65534)
+        }
+        .describe()
+        .ends_with(" or root"));
         let vmm = Trusted {
             euid: other.euid,
             vmm: Some(me.euid),
@@ -285,12 +308,18 @@ mod tests {
             vmm: None,
         };
         let meta = std::fs::metadata(&p).unwrap();
-        assert!(matches!(
-            check_socket_meta(&p, &meta, &other),
-            Err(TrustError::SocketOwner { .. })
-        ));
-        let e = check_peer(&cred, &p, &other).unwrap_err().to_string();
-        assert!(e.contains("runs as uid") && e.contains("--vmm-user"), "{e}");
+        if me.euid == 0 {
+            // Root's socket and root's listener are always acceptable.
+            assert!(check_socket_meta(&p, &meta, &other).is_ok());
+            assert!(check_peer(&cred, &p, &other).is_ok());
+        } else {
+            assert!(matches!(
+                check_socket_meta(&p, &meta, &other),
+                Err(TrustError::SocketOwner { .. })
+            ));
+            let e = check_peer(&cred, &p, &other).unwrap_err().to_string();
+            assert!(e.contains("runs as uid") && e.contains("--vmm-user"), "{e}");
+        }
         drop(l);
         // A path that does not exist is connect's to report.
         assert_eq!(check_path(&d.path().join("none"), &other), Ok(()));
