@@ -188,12 +188,12 @@ impl Hasher {
 /// Lowercase hex of `bytes`.
 pub fn hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for &b in bytes {
-        s.push(DIGITS[usize::from(b >> 4)] as char);
-        s.push(DIGITS[usize::from(b & 15)] as char);
+    let mut v = vec![0u8; bytes.len() * 2];
+    for (pair, &b) in v.chunks_exact_mut(2).zip(bytes) {
+        pair[0] = DIGITS[usize::from(b >> 4)];
+        pair[1] = DIGITS[usize::from(b & 15)];
     }
-    s
+    String::from_utf8(v).expect("hex digits are ASCII")
 }
 
 fn hex_decode(s: &str) -> Option<Vec<u8>> {

@@ -6,6 +6,10 @@
 //! the summary what went. The verdict and every count were computed before
 //! the cut and cover everything; rows of expected credentials go last, since
 //! the host verifies against them.
+//!
+//! The bound is on [`Report::to_json`] (pretty); the compact wire form is
+//! never longer. Whoever sends or prints a report as JSON calls [`fit`]
+//! first; a table for people is not cut.
 
 use serde::{Deserialize, Serialize};
 
@@ -146,13 +150,16 @@ fn drop_marked<T>(v: &mut Vec<T>, marked: &[usize]) -> u64 {
     marked.len() as u64
 }
 
-/// Cuts `report` to at most `limit` bytes of [`Report::to_json`] (a no-op
-/// when it fits). Deterministic: the same report is cut the same way.
-pub fn fit(report: &mut Report, limit: usize) {
-    let full = report.to_json().len();
+/// Cuts `report` to at most `limit` bytes of [`Report::to_json`] (nothing
+/// is cut when it fits) and returns that JSON. Deterministic: the same
+/// report is cut the same way.
+pub fn fit(report: &mut Report, limit: usize) -> String {
+    let json = report.to_json();
+    let full = json.len();
     if full <= limit {
-        return;
+        return json;
     }
+    drop(json);
     let mut cut = Cut {
         limit: limit as u64,
         full_bytes: full as u64,
@@ -187,11 +194,12 @@ pub fn fit(report: &mut Report, limit: usize) {
     report.verdict.reasons.push(line.clone());
     report.verdict.summary = format!("{}; {line}", report.verdict.summary);
     report.cut = Some(cut);
+    report.to_json()
 }
 
 /// [`fit`] to [`REPORT_SIZE_MAX`], what `collect` and `verify` read.
-pub fn fit_for_host(report: &mut Report) {
-    fit(report, REPORT_SIZE_MAX);
+pub fn fit_for_host(report: &mut Report) -> String {
+    fit(report, REPORT_SIZE_MAX)
 }
 
 #[cfg(test)]

@@ -3,7 +3,10 @@
 //! The import logic (`src/core/import-creds.c`) is the same from v252 to
 //! today in everything the [`crate::predict`] module models except the rows
 //! below. Each row is pinned by the real-VM ground truth in
-//! `xtask/ground-truth/` (systemd 252 from Debian bookworm, 257 from trixie).
+//! `xtask/ground-truth/` (systemd 252 from Debian bookworm, 254 from
+//! bookworm-backports, 257 from trixie, 262 from sid); where a threshold
+//! falls between two measured versions the upstream commit decides, and the
+//! doc comment says which side was measured.
 
 /// The first systemd version that imports SMBIOS Type 11 credentials (NEWS
 /// "CHANGES WITH 252").
@@ -14,16 +17,22 @@ pub const FIRST_SMBIOS_IMPORT: u32 = 252;
 pub const FIRST_CVM_REFUSAL: u32 = 254;
 
 /// The first systemd version whose base64 decoder accepts the URL-safe
-/// alphabet (`-` and `_`). Bookworm's 252 refuses it; trixie's 257 accepts it.
-pub const FIRST_URL_SAFE_BASE64: u32 = 253;
+/// alphabet (`-` and `_`, also mixed with `+` `/`): commit `a5559e0622`
+/// "hexdecoct: implicitly parse URL-safe base64 format, too" (2023-11-03),
+/// first tagged v255-rc1. Measured (2026-12-01, `xtask/ground-truth`):
+/// 252.39 and 254.26 refuse `gt_b64url` and `gt_b64mixed`; 257.13 and 262.1
+/// import both. 255 and 256 were not run: they are on the commit's side.
+pub const FIRST_URL_SAFE_BASE64: u32 = 255;
 
 /// The first systemd version that reads a raw Type 11 entry to EOF.
 /// Earlier ones used `read_virtual_file()`, a single `read()` that sysfs
 /// caps at one page: only the first 4096 bytes of the entry are parsed and
 /// the string crossing that boundary is cut (systemd/systemd#33539, merged
 /// 2024-06-29, "Use read_full_file_full() in read_smbios11_field()").
-/// Measured: 252 imported 117 of 301 strings of a 65 159-byte entry and the
-/// 117th arrived as 1 byte; 257 imported all 301 (`xtask/ground-truth`).
+/// Measured: 252 and 254 imported 117 of 301 strings of a 65 159-byte entry
+/// and the 117th arrived as 1 byte; 257 and 262 imported all 301
+/// (`xtask/ground-truth`). 256 was not run; it was released (2024-06-11)
+/// before the fix was merged.
 pub const FIRST_FULL_RAW_READ: u32 = 257;
 
 /// How one systemd version reads and decodes SMBIOS credentials.
@@ -166,6 +175,10 @@ mod tests {
     #[test]
     fn test_versions() {
         assert_eq!(Behaviour::of(252).alphabet, Alphabet::Standard);
+        // Measured on 252 and 254 (refused) and 257, 262 (accepted); 255 is
+        // a5559e0622's first release.
+        assert_eq!(Behaviour::of(254).alphabet, Alphabet::Standard);
+        assert_eq!(Behaviour::of(255).alphabet, Alphabet::StandardAndUrlSafe);
         assert_eq!(Behaviour::of(257).alphabet, Alphabet::StandardAndUrlSafe);
         assert!(!Behaviour::of(251).imports_smbios);
         assert!(!Behaviour::of(252).refuses_in_cvm);

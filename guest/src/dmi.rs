@@ -66,12 +66,14 @@ pub fn raw_path(n: u32) -> String {
 pub fn read_entries(root: &Root) -> Result<(Vec<RawEntry>, Option<usize>), ReadError> {
     let mut out = Vec::new();
     let mut total = 0usize;
+    // Sized for the SMBIOS window: one or two reads per entry.
+    let mut scratch = vmcreds_os::bounded::Scratch::new(64 * 1024);
     for index in 0u32.. {
         if total >= RAW_TOTAL_MAX {
             return Ok((out, Some(RAW_TOTAL_MAX)));
         }
         let max = RAW_ENTRY_MAX.min(RAW_TOTAL_MAX - total);
-        match root.read_bounded(&raw_path(index), max)? {
+        match root.read_with(&raw_path(index), max, &mut scratch)? {
             None => break,
             Some(b) => {
                 total += b.bytes.len();
@@ -288,7 +290,11 @@ pub fn walk_table(t: &[u8], max_structures: Option<u16>) -> Walk {
 pub fn read_table(root: &Root, entries: &[RawEntry]) -> Result<TableReading, ReadError> {
     let mut out = TableReading::default();
     let ep = root.read_bounded(ENTRY_POINT_PATH, 4096)?;
-    let table = root.read_bounded(TABLE_PATH, TABLE_MAX)?;
+    let table = root.read_with(
+        TABLE_PATH,
+        TABLE_MAX,
+        &mut vmcreds_os::bounded::Scratch::new(64 * 1024),
+    )?;
     let Some(table) = table else {
         return Ok(out);
     };

@@ -1460,12 +1460,23 @@ fn test_report_is_cut_to_what_the_host_reads() {
         "{}",
         r.verdict.summary
     );
-    // The table says so too.
+    // A table alone is not cut; one beside a sent report says what was.
     let o = f.run("check", &[]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(!out.contains("left out") && out.contains("extra.19999"));
+    let sent = f.path("sent.json");
+    let o = f.run(
+        "check",
+        &["--report-to", &format!("file:{}", sent.display())],
+    );
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(
         out.contains("credential rows left out"),
         "{}",
         &out[..out.len().min(2000)]
     );
+    let wire = std::fs::read(&sent).unwrap();
+    assert!(wire.len() <= vmcreds_common::limits::REPORT_SIZE_MAX);
+    let r = vmcreds_common::report::Report::from_json(&wire).unwrap();
+    assert_eq!(r.cut.unwrap().credentials, cut.credentials);
 }

@@ -247,7 +247,7 @@ pub fn evaluate(obs: &Observation, exp: &Expectations, strictness: Strictness) -
     let mut system = obs.table.system.clone();
     system.systemd_version = obs.systemd.version;
     system.predicted_for_systemd = obs.systemd.version;
-    let mut report = Report {
+    Report {
         schema: REPORT_SCHEMA.into(),
         generator: obs.reader.clone(),
         nonce_id: obs.nonce.as_ref().map(Nonce::id),
@@ -257,9 +257,7 @@ pub fn evaluate(obs: &Observation, exp: &Expectations, strictness: Strictness) -
         credentials,
         verdict,
         cut: None,
-    };
-    crate::report_bound::fit_for_host(&mut report);
-    report
+    }
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 use vmcreds_common::check::{evaluate, Strictness};
 use vmcreds_common::render;
 use vmcreds_common::report::{Report, VerdictResult};
+use vmcreds_common::report_bound::fit_for_host;
 
 use crate::cli::{CheckArgs, ExpectArgs};
 use crate::creds_dir::CredsLocation;
@@ -52,9 +53,11 @@ pub fn finish(
     e: &ExpectArgs,
     header: &str,
 ) -> Result<Exit> {
-    let report = evaluate(&observed.observation, &observed.expectations, strictness(e));
-    if e.json {
-        super::write_stdout(report.to_json().as_bytes())?;
+    let mut report = evaluate(&observed.observation, &observed.expectations, strictness(e));
+    // What leaves as JSON is cut to what the host reads; a table is not.
+    let json = (e.json || !e.report_to.is_empty()).then(|| fit_for_host(&mut report));
+    if let (true, Some(json)) = (e.json, &json) {
+        super::write_stdout(json.as_bytes())?;
     } else {
         let text = format!(
             "{header}{}{}",
@@ -63,7 +66,11 @@ pub fn finish(
         );
         super::write_stdout(text.as_bytes())?;
     }
-    let doc = dest::wire(&report);
+    let doc = if e.report_to.is_empty() {
+        Vec::new()
+    } else {
+        dest::wire(&report)
+    };
     let mut unsent = None;
     for d in &e.report_to {
         if let Err(err) = dest::send(d, root, &doc) {
