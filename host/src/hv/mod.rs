@@ -6,6 +6,7 @@ use thiserror::Error;
 use vmcreds_common::limits::{self, LimitError, SYSTEMD_ONE_PAGE_READ, TYPE11_MAX_STRINGS};
 use vmcreds_common::systemd::Behaviour;
 
+pub mod ask;
 pub mod cloud_hypervisor;
 pub mod crosvm;
 pub mod fw_cfg;
@@ -13,44 +14,7 @@ pub mod qemu;
 pub mod qemu_version;
 pub mod refused;
 
-/// How long asking a hypervisor binary (`--version`, `--help`) may take.
-const ASK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
-
-/// Runs `path args…` with no input and returns its stdout (at most 1 MiB),
-/// killing it after [`ASK_TIMEOUT`]: how vmcreds-host learns a
-/// hypervisor's version and options before anything is written.
-pub(crate) fn ask(path: &std::path::Path, args: &[&str]) -> std::io::Result<Vec<u8>> {
-    use std::io::Read as _;
-    use std::process::{Command, Stdio};
-    let mut child = Command::new(path)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()?;
-    let mut out = child.stdout.take().expect("piped stdout");
-    let reader = std::thread::spawn(move || {
-        let mut buf = Vec::new();
-        let _ = out.by_ref().take(1 << 20).read_to_end(&mut buf);
-        buf
-    });
-    let deadline = std::time::Instant::now() + ASK_TIMEOUT;
-    loop {
-        if child.try_wait()?.is_some() {
-            break;
-        }
-        if std::time::Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                format!("no answer within {} s", ASK_TIMEOUT.as_secs()),
-            ));
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    Ok(reader.join().unwrap_or_default())
-}
+pub(crate) use ask::ask;
 
 /// What one target can carry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
