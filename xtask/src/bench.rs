@@ -122,7 +122,7 @@ pub fn run(root: &Path, vm: bool) -> Result<ExitCode> {
 /// Part 4: boots the reference scenario per generation and reads the probe's
 /// `timing` section.
 fn in_guests(root: &Path) -> Result<()> {
-    let env = crate::test::prepare(root, false)?;
+    let env = crate::test::prepare(root, false, None)?;
     println!();
     println!("| in a TCG guest (reference scenario) | `vmcreds-check.service` activation | `vmcreds-guest check`, median of 5 | `systemd-creds --system list`, median of 5 |");
     println!("|---|---|---|---|");

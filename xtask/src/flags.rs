@@ -1,287 +1,253 @@
-//! Command-line flags of `cargo xtask`, parsed by hand (no dependency).
+//! Command-line flags of `cargo xtask` (clap derive; `cargo xtask help` lists them).
 //!
 //! ```text
-//! cargo xtask test [--no-vm | --vm-only] [--generations bookworm,trixie,sid] [--only NAME,...] [--kvm] [--jobs N]
-//!     cargo test --workspace, then the real-VM scenarios (xtask/src/scenarios.rs) against
-//!     each generation; prints a summary; exits non-zero on any failure.
-//! cargo xtask demo [--generation bookworm] [--kvm]
+//! cargo xtask test [--no-vm | --vm-only] [--generations G,...] [--only NAME,...] [--jobs 1|2]
+//!                  [--fuzz-seconds N] [--mirror URL] [--cloud-hypervisor PATH] [--crosvm PATH]
+//!     cargo test --workspace, the fuzz smoke, then the real-VM scenarios (QEMU on every
+//!     generation; cloud-hypervisor and crosvm where a binary is given); prints a summary;
+//!     exits non-zero on any failure.
+//! cargo xtask demo [--generation G]
 //!     one VM, three secrets; prints the guest's per-credential table as collected by the host.
-//! cargo xtask images [--generations ...]
-//!     builds (or reuses) the kernel and guest images and prints their paths and sizes.
-//! cargo xtask ground-truth [--generations ...] [--boots hostile,table32,table32over,large200k,large1m] [--kvm]
-//!     boots real systemd with hostile SMBIOS Type 11 strings and writes
+//! cargo xtask images [--generations G,...]
+//!     builds (or reuses) the kernel and guest images and prints their paths.
+//! cargo xtask ground-truth [--generations G,...] [--boots NAME,...]
+//!     boots real systemd with hostile SMBIOS Type 11 strings and structures and writes
 //!     xtask/ground-truth/systemd-<version>.json.
-//! cargo xtask deps
-//!     installs what the VM tests need (root) or prints the command (not root).
-//! cargo xtask tidy
-//!     repository hygiene checks (also run by `cargo test -p xtask`).
+//! cargo xtask hv-ground-truth [--cloud-hypervisor PATH] [--generations G,...]
+//!     runs the cloud-hypervisor scenarios on a given binary and writes what they saw to
+//!     xtask/ground-truth/cloud-hypervisor-<version>.json.
+//! cargo xtask deps | tidy | bench [--no-vm] | fuzz [--time S] [--target T,...] [--keep] | man [--out DIR]
 //! ```
 
-use anyhow::{bail, Result};
+use std::path::PathBuf;
 
-/// A parsed `cargo xtask` invocation.
-#[derive(Debug, PartialEq)]
+use clap::{Args, Parser, Subcommand};
+
+/// `cargo xtask`: development automation for vmcreds.
+#[derive(Debug, Parser)]
+#[command(name = "cargo xtask", disable_help_subcommand = false)]
+pub struct Xtask {
+    /// The task.
+    #[command(subcommand)]
+    pub cmd: Cmd,
+}
+
+/// A task.
+#[derive(Debug, Subcommand, PartialEq)]
 pub enum Cmd {
-    /// `test`.
+    /// Workspace tests, fuzz smoke, then the real-VM scenarios.
     Test(Test),
-    /// `demo`.
+    /// One VM, three secrets, the guest's verified report on the host.
     Demo(Demo),
-    /// `images`.
-    Images(Generations),
-    /// `ground-truth`.
+    /// Build (or reuse) the kernel and guest images and print their paths.
+    Images(Images),
+    /// Record what real systemd imports from hostile SMBIOS strings and structures.
     GroundTruth(GroundTruth),
-    /// `deps`.
+    /// Record what real cloud-hypervisor (and crosvm) delivered, as ground truth for CI.
+    HvGroundTruth(HvGroundTruth),
+    /// Install what the VM tests need (as root), or print the command.
     Deps,
-    /// `tidy`.
+    /// Repository hygiene checks (also run by `cargo test -p xtask`).
     Tidy,
-    /// `bench` (`--no-vm`: skip the in-guest part).
-    Bench {
-        /// Boot guests for the in-guest figures.
-        vm: bool,
-    },
-    /// `fuzz`.
+    /// Benchmarks of the guest's check and the digest path.
+    Bench(Bench),
+    /// libFuzzer over every parser of untrusted bytes.
     Fuzz(Fuzz),
-    /// `man [--out DIR]`: man pages and shell completions (xtask/src/man.rs).
-    Man {
-        /// Where to write them (default target/man).
-        out: Option<std::path::PathBuf>,
-    },
-    /// `help`.
-    Help,
+    /// Man pages and shell completions from the binaries' clap definitions.
+    Man(Man),
 }
 
-/// Flags of `test`.
-#[derive(Debug, PartialEq, Default)]
-pub struct Test {
-    /// Skip the VM scenarios.
-    pub no_vm: bool,
-    /// Skip `cargo test --workspace` (debugging the VM tier).
-    pub vm_only: bool,
-    /// Generations to boot.
-    pub generations: Vec<String>,
-    /// Only scenarios whose name is listed (all when empty).
-    pub only: Vec<String>,
-    /// Use KVM.
-    pub kvm: bool,
-    /// VMs run at the same time (1 or 2; default 2).
-    pub jobs: usize,
-    /// Seconds of fuzzing per target after the corpus replay (0: neither).
-    pub fuzz_seconds: u64,
+/// Where guest images come from.
+#[derive(Debug, Args, PartialEq, Default, Clone)]
+pub struct ImageArgs {
+    /// Debian mirror for debootstrap [default: the first Debian URI in this machine's apt
+    /// sources; env VMCREDS_MIRROR].
+    #[arg(long, value_name = "URL")]
+    pub mirror: Option<String>,
 }
 
-/// Flags of `demo`.
-#[derive(Debug, PartialEq, Default)]
-pub struct Demo {
-    /// The generation to boot.
-    pub generation: String,
-    /// Use KVM.
-    pub kvm: bool,
+/// KVM-only hypervisors the user gives (xtask never builds them).
+#[derive(Debug, Args, PartialEq, Default, Clone)]
+pub struct HvArgs {
+    /// A cloud-hypervisor binary [default: env CLOUD_HYPERVISOR, else PATH].
+    #[arg(long, value_name = "PATH")]
+    pub cloud_hypervisor: Option<PathBuf>,
+    /// A cloud-hypervisor binary built with the `fw_cfg` cargo feature, for the fw_cfg
+    /// scenarios [default: env CLOUD_HYPERVISOR_FW_CFG, else the --cloud-hypervisor binary
+    /// when it has the feature].
+    #[arg(long, value_name = "PATH")]
+    pub cloud_hypervisor_fw_cfg: Option<PathBuf>,
+    /// A crosvm binary [default: env CROSVM, else PATH].
+    #[arg(long, value_name = "PATH")]
+    pub crosvm: Option<PathBuf>,
 }
 
-/// A list of generations.
-#[derive(Debug, PartialEq, Default)]
-pub struct Generations(pub Vec<String>);
-
-/// Flags of `ground-truth`.
-#[derive(Debug, PartialEq, Default)]
-pub struct GroundTruth {
-    /// Generations to boot.
-    pub generations: Vec<String>,
-    /// Boots to run (all when empty).
-    pub boots: Vec<String>,
-    /// Use KVM.
-    pub kvm: bool,
-}
-
-/// Flags of `fuzz`.
-#[derive(Debug, PartialEq, Default)]
-pub struct Fuzz {
-    /// Seconds per target.
-    pub seconds: u64,
-    /// Only these targets (all when empty).
-    pub only: Vec<String>,
-    /// Merge new inputs into the committed corpus.
-    pub keep: bool,
-}
-
-/// The usage text printed by `help` and on usage errors.
-pub const USAGE: &str = "usage: cargo xtask <test|demo|images|ground-truth|deps|tidy|help> [flags]
-  test [--no-vm | --vm-only] [--generations bookworm,trixie,sid] [--only NAME,...] [--kvm] [--jobs 1|2] [--fuzz-seconds N]
-  demo [--generation bookworm] [--kvm]
-  images [--generations ...]
-  ground-truth [--generations ...] [--boots hostile,table32,table32over,large200k,large1m] [--kvm]
-  deps
-  tidy
-  bench [--no-vm]
-  fuzz [--time SECONDS] [--target NAME,...] [--keep]
-  man [--out DIR]";
-
-fn list(v: &str) -> Vec<String> {
-    v.split(',')
-        .filter(|s| !s.is_empty())
-        .map(str::to_string)
-        .collect()
+fn generations_arg(s: &str) -> Result<String, String> {
+    if crate::image::Generation::by_name(s).is_some() {
+        Ok(s.to_string())
+    } else {
+        Err(format!(
+            "unknown generation (known: {})",
+            crate::image::GENERATIONS
+                .iter()
+                .map(|g| g.name)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
+    }
 }
 
 fn default_generations() -> Vec<String> {
     crate::image::GENERATIONS
         .iter()
-        .map(|s| s.to_string())
+        .map(|g| g.name.to_string())
         .collect()
 }
 
-fn check_generations(g: &[String]) -> Result<()> {
-    for x in g {
-        if !crate::image::GENERATIONS.contains(&x.as_str()) {
-            bail!(
-                "unknown generation '{}' (known: {})",
-                x.escape_debug(),
-                crate::image::GENERATIONS.join(", ")
-            );
-        }
-    }
-    Ok(())
+/// Flags of `test`.
+#[derive(Debug, Args, PartialEq, Default)]
+pub struct Test {
+    /// Skip the VM scenarios.
+    #[arg(long, conflicts_with = "vm_only")]
+    pub no_vm: bool,
+    /// Skip `cargo test --workspace` and the fuzz smoke (debugging the VM tier).
+    #[arg(long)]
+    pub vm_only: bool,
+    /// Generations to boot [default: all].
+    #[arg(long, value_delimiter = ',', value_parser = generations_arg)]
+    pub generations: Vec<String>,
+    /// Only scenarios whose name is listed (all when empty).
+    #[arg(long, value_delimiter = ',')]
+    pub only: Vec<String>,
+    /// VMs run at the same time.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(1..=2))]
+    pub jobs: u8,
+    /// Seconds of fuzzing per target after the corpus replay (0: neither).
+    #[arg(long, default_value_t = 10)]
+    pub fuzz_seconds: u64,
+    /// Run QEMU with `-accel kvm` instead of TCG.
+    #[arg(long)]
+    pub kvm: bool,
+    /// Image source.
+    #[command(flatten)]
+    pub image: ImageArgs,
+    /// Hypervisor binaries.
+    #[command(flatten)]
+    pub hv: HvArgs,
 }
 
-/// Parses the arguments after `cargo xtask`.
-pub fn parse(args: &[String]) -> Result<Cmd> {
-    let Some((cmd, rest)) = args.split_first() else {
-        return Ok(Cmd::Help);
-    };
-    let mut it = rest.iter();
-    let value = |flag: &str, it: &mut std::slice::Iter<String>| -> Result<String> {
-        match it.next() {
-            Some(v) => Ok(v.clone()),
-            None => bail!("{flag} needs a value"),
+impl Test {
+    /// The generations asked for, or all of them.
+    pub fn generations(&self) -> Vec<String> {
+        if self.generations.is_empty() {
+            default_generations()
+        } else {
+            self.generations.clone()
         }
-    };
-    match cmd.as_str() {
-        "test" => {
-            let mut t = Test {
-                generations: default_generations(),
-                jobs: 2,
-                fuzz_seconds: 10,
-                ..Test::default()
-            };
-            while let Some(a) = it.next() {
-                match a.as_str() {
-                    "--no-vm" => t.no_vm = true,
-                    "--vm-only" => t.vm_only = true,
-                    "--kvm" => t.kvm = true,
-                    "--generations" => t.generations = list(&value(a, &mut it)?),
-                    "--only" => t.only = list(&value(a, &mut it)?),
-                    "--fuzz-seconds" => {
-                        let v = value(a, &mut it)?;
-                        t.fuzz_seconds = v.parse().map_err(|_| {
-                            anyhow::anyhow!(
-                                "--fuzz-seconds takes seconds, not '{}'",
-                                v.escape_debug()
-                            )
-                        })?;
-                    }
-                    "--jobs" => {
-                        t.jobs = match value(a, &mut it)?.as_str() {
-                            "1" => 1,
-                            "2" => 2,
-                            v => bail!("--jobs takes 1 or 2, not '{}'", v.escape_debug()),
-                        }
-                    }
-                    _ => bail!("unknown flag '{}' for test\n{USAGE}", a.escape_debug()),
-                }
-            }
-            check_generations(&t.generations)?;
-            Ok(Cmd::Test(t))
-        }
-        "demo" => {
-            let mut d = Demo {
-                generation: "bookworm".into(),
-                kvm: false,
-            };
-            while let Some(a) = it.next() {
-                match a.as_str() {
-                    "--kvm" => d.kvm = true,
-                    "--generation" => d.generation = value(a, &mut it)?,
-                    _ => bail!("unknown flag '{}' for demo\n{USAGE}", a.escape_debug()),
-                }
-            }
-            check_generations(std::slice::from_ref(&d.generation))?;
-            Ok(Cmd::Demo(d))
-        }
-        "images" => {
-            let mut g = default_generations();
-            while let Some(a) = it.next() {
-                match a.as_str() {
-                    "--generations" => g = list(&value(a, &mut it)?),
-                    _ => bail!("unknown flag '{}' for images\n{USAGE}", a.escape_debug()),
-                }
-            }
-            check_generations(&g)?;
-            Ok(Cmd::Images(Generations(g)))
-        }
-        "ground-truth" => {
-            let mut g = GroundTruth {
-                generations: default_generations(),
-                ..GroundTruth::default()
-            };
-            while let Some(a) = it.next() {
-                match a.as_str() {
-                    "--kvm" => g.kvm = true,
-                    "--generations" => g.generations = list(&value(a, &mut it)?),
-                    "--boots" => g.boots = list(&value(a, &mut it)?),
-                    _ => bail!(
-                        "unknown flag '{}' for ground-truth\n{USAGE}",
-                        a.escape_debug()
-                    ),
-                }
-            }
-            check_generations(&g.generations)?;
-            Ok(Cmd::GroundTruth(g))
-        }
-        "deps" if rest.is_empty() => Ok(Cmd::Deps),
-        "man" => match rest {
-            [] => Ok(Cmd::Man { out: None }),
-            [flag, dir] if flag == "--out" => Ok(Cmd::Man {
-                out: Some(dir.into()),
-            }),
-            _ => bail!("usage: cargo xtask man [--out DIR]"),
-        },
-        "tidy" if rest.is_empty() => Ok(Cmd::Tidy),
-        "bench" => match rest {
-            [] => Ok(Cmd::Bench { vm: true }),
-            [f] if f == "--no-vm" => Ok(Cmd::Bench { vm: false }),
-            _ => bail!("bench takes only --no-vm\n{USAGE}"),
-        },
-        "fuzz" => {
-            let mut f = Fuzz {
-                seconds: 60,
-                ..Fuzz::default()
-            };
-            while let Some(a) = it.next() {
-                match a.as_str() {
-                    "--time" => {
-                        let v = value(a, &mut it)?;
-                        f.seconds = v.parse().map_err(|_| {
-                            anyhow::anyhow!("--time takes seconds, not '{}'", v.escape_debug())
-                        })?;
-                    }
-                    "--target" => f.only = list(&value(a, &mut it)?),
-                    "--keep" => f.keep = true,
-                    _ => bail!("unknown flag '{}' for fuzz\n{USAGE}", a.escape_debug()),
-                }
-            }
-            Ok(Cmd::Fuzz(f))
-        }
-        "help" | "--help" | "-h" => Ok(Cmd::Help),
-        other => bail!("unknown command '{}'\n{USAGE}", other.escape_debug()),
     }
+}
+
+/// Flags of `demo`.
+#[derive(Debug, Args, PartialEq, Default)]
+pub struct Demo {
+    /// The generation to boot.
+    #[arg(long, default_value = "bookworm", value_parser = generations_arg)]
+    pub generation: String,
+    /// Run QEMU with `-accel kvm` instead of TCG.
+    #[arg(long)]
+    pub kvm: bool,
+    /// Image source.
+    #[command(flatten)]
+    pub image: ImageArgs,
+}
+
+/// Flags of `images`.
+#[derive(Debug, Args, PartialEq, Default)]
+pub struct Images {
+    /// Generations to build [default: all].
+    #[arg(long, value_delimiter = ',', value_parser = generations_arg)]
+    pub generations: Vec<String>,
+    /// Image source.
+    #[command(flatten)]
+    pub image: ImageArgs,
+}
+
+/// Flags of `ground-truth`.
+#[derive(Debug, Args, PartialEq, Default)]
+pub struct GroundTruth {
+    /// Generations to boot [default: all].
+    #[arg(long, value_delimiter = ',', value_parser = generations_arg)]
+    pub generations: Vec<String>,
+    /// Boots to run (all when empty; see xtask/ground-truth/README.md).
+    #[arg(long, value_delimiter = ',')]
+    pub boots: Vec<String>,
+    /// Run QEMU with `-accel kvm` instead of TCG.
+    #[arg(long)]
+    pub kvm: bool,
+    /// Image source.
+    #[command(flatten)]
+    pub image: ImageArgs,
+}
+
+/// Flags of `hv-ground-truth`.
+#[derive(Debug, Args, PartialEq, Default)]
+pub struct HvGroundTruth {
+    /// Generations to boot under the hypervisor [default: the cloud-hypervisor matrix].
+    #[arg(long, value_delimiter = ',', value_parser = generations_arg)]
+    pub generations: Vec<String>,
+    /// Only scenarios whose name is listed (all when empty).
+    #[arg(long, value_delimiter = ',')]
+    pub only: Vec<String>,
+    /// Image source.
+    #[command(flatten)]
+    pub image: ImageArgs,
+    /// Hypervisor binaries.
+    #[command(flatten)]
+    pub hv: HvArgs,
+}
+
+/// Flags of `bench`.
+#[derive(Debug, Args, PartialEq, Default)]
+pub struct Bench {
+    /// Skip the in-guest figures (no VM boots).
+    #[arg(long)]
+    pub no_vm: bool,
+}
+
+/// Flags of `fuzz`.
+#[derive(Debug, Args, PartialEq, Default)]
+pub struct Fuzz {
+    /// Seconds per target.
+    #[arg(long = "time", default_value_t = 60, value_name = "SECONDS")]
+    pub seconds: u64,
+    /// Only these targets (all when empty).
+    #[arg(long = "target", value_delimiter = ',')]
+    pub only: Vec<String>,
+    /// Merge new inputs into the committed corpus.
+    #[arg(long)]
+    pub keep: bool,
+}
+
+/// Flags of `man`.
+#[derive(Debug, Args, PartialEq, Default)]
+pub struct Man {
+    /// Where to write them [default: target/man].
+    #[arg(long)]
+    pub out: Option<PathBuf>,
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::CommandFactory;
 
-    fn p(s: &str) -> Result<Cmd> {
-        parse(&s.split_whitespace().map(str::to_string).collect::<Vec<_>>())
+    fn p(s: &str) -> Result<Cmd, clap::Error> {
+        Xtask::try_parse_from(std::iter::once("xtask").chain(s.split_whitespace())).map(|x| x.cmd)
+    }
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Xtask::command().debug_assert();
     }
 
     #[test]
@@ -290,20 +256,24 @@ mod tests {
             panic!("not test")
         };
         assert!(t.no_vm);
-        assert_eq!(t.generations, ["bookworm", "trixie"]);
+        assert_eq!(t.generations(), ["bookworm", "trixie"]);
         assert_eq!(t.jobs, 2);
+        let Cmd::Test(t) = p("test").unwrap() else {
+            panic!("not test")
+        };
+        assert_eq!(t.generations(), default_generations());
+        assert_eq!(t.fuzz_seconds, 10);
     }
 
     #[test]
     fn unknown_things_are_errors() {
-        assert!(p("test --generations focal")
-            .unwrap_err()
-            .to_string()
-            .contains("unknown generation"));
+        let e = p("test --generations focal").unwrap_err().to_string();
+        assert!(e.contains("unknown generation"), "{e}");
         assert!(p("test --bogus").is_err());
         assert!(p("frobnicate").is_err());
         assert!(p("test --jobs 3").is_err());
-        assert_eq!(p("").unwrap(), Cmd::Help);
+        assert!(p("test --no-vm --vm-only").is_err());
+        assert!(p("").is_err());
         assert!(p("fuzz --time soon").is_err());
         assert_eq!(
             p("fuzz --time 5 --target oem_string --keep").unwrap(),
@@ -313,5 +283,17 @@ mod tests {
                 keep: true
             })
         );
+    }
+
+    #[test]
+    fn hypervisor_paths_and_mirror_parse() {
+        let Cmd::Test(t) =
+            p("test --cloud-hypervisor /x/ch --crosvm /y/crosvm --mirror http://m/debian").unwrap()
+        else {
+            panic!("not test")
+        };
+        assert_eq!(t.hv.cloud_hypervisor.as_deref(), Some("/x/ch".as_ref()));
+        assert_eq!(t.hv.crosvm.as_deref(), Some("/y/crosvm".as_ref()));
+        assert_eq!(t.image.mirror.as_deref(), Some("http://m/debian"));
     }
 }

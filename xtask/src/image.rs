@@ -6,8 +6,8 @@
 //! ```text
 //! target/vm/kernel/<deb-package>-<recipe>/vmlinuz          Debian cloud kernel (CONFIG_DMI_SYSFS=y)
 //! target/vm/kernel/<deb-package>-<recipe>/modules.cpio.gz  virtio console/pci/mmio + qemu_fw_cfg, depmod'ed
-//! target/vm/rootfs/<suite>-<key>/root/              debootstrap --variant=minbase (the slow step)
-//! target/vm/rootfs/<suite>-<key>/base.cpio.gz       that tree trimmed and packed (cpio newc, gzip -1)
+//! target/vm/rootfs/<generation>-<key>/root/         debootstrap --variant=minbase (the slow step)
+//! target/vm/rootfs/<generation>-<key>/base.cpio.gz  that tree trimmed and packed (cpio newc, gzip -1)
 //! target/vm/busybox/<key>/base.cpio.gz              busybox-static + /init, no systemd
 //! target/vm/runs/<stamp>-<name>/                    per boot: overlay, initrd, console and probe logs
 //! ```
@@ -25,9 +25,6 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 
 use crate::util::{self, cache_key, mkdirp, run, write_file};
-
-/// The Debian mirror debootstrap uses unless `VMCREDS_MIRROR` is set.
-pub const DEFAULT_MIRROR: &str = "http://deb.debian.org/debian";
 
 /// Packages added to debootstrap's minbase. `systemd-sysv` provides `/sbin/init`; `udev` loads
 /// the virtio modules on coldplug and creates `/dev/virtio-ports/<name>` (without it, the
@@ -52,8 +49,55 @@ const KERNEL_RECIPE: &str = "k2";
 /// Bumped whenever the code that turns a debootstrap tree into `base.cpio.gz` changes.
 const ROOTFS_RECIPE: &str = "rootfs-recipe-3";
 
+/// One systemd generation of the real-VM matrix: a Debian suite, optionally with systemd
+/// from that suite's backports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Generation {
+    /// The name used by `--generations` and in the summary.
+    pub name: &'static str,
+    /// The suite debootstrap installs.
+    pub suite: &'static str,
+    /// Install `ROOTFS_PACKAGES` again from `<suite>-backports`.
+    pub backports: bool,
+    /// The systemd major version the suite carried when the generation was added (sid
+    /// moves on: scenarios compare with `>=`, and the probe reports the real version).
+    pub systemd: u32,
+}
+
 /// The systemd generations the tests run against.
-pub const GENERATIONS: &[&str] = &["bookworm", "trixie", "sid"];
+pub const GENERATIONS: &[Generation] = &[
+    Generation {
+        name: "bookworm",
+        suite: "bookworm",
+        backports: false,
+        systemd: 252,
+    },
+    Generation {
+        name: "bookworm-backports",
+        suite: "bookworm",
+        backports: true,
+        systemd: 254,
+    },
+    Generation {
+        name: "trixie",
+        suite: "trixie",
+        backports: false,
+        systemd: 257,
+    },
+    Generation {
+        name: "sid",
+        suite: "sid",
+        backports: false,
+        systemd: 262,
+    },
+];
+
+impl Generation {
+    /// The generation called `name`.
+    pub fn by_name(name: &str) -> Option<&'static Generation> {
+        GENERATIONS.iter().find(|g| g.name == name)
+    }
+}
 
 /// The cached kernel: its image, release string and module archive.
 #[derive(Debug, Clone)]
@@ -79,10 +123,6 @@ pub struct BaseImage {
 
 fn vm_dir(root: &Path) -> PathBuf {
     root.join("target/vm")
-}
-
-fn mirror() -> String {
-    std::env::var("VMCREDS_MIRROR").unwrap_or_else(|_| DEFAULT_MIRROR.to_string())
 }
 
 /// Resolves `linux-image-cloud-amd64` to the versioned package it depends on.
@@ -181,12 +221,18 @@ pub fn kernel(root: &Path) -> Result<Kernel> {
     })
 }
 
-/// Builds (or reuses) the debootstrap'd systemd rootfs of `suite`, packed as a cpio archive.
-pub fn systemd_base(root: &Path, suite: &str) -> Result<BaseImage> {
-    let mirror = mirror();
+/// Builds (or reuses) the debootstrap'd systemd rootfs of the generation `name` from
+/// `mirror`, packed as a cpio archive.
+pub fn systemd_base(root: &Path, name: &str, mirror: &str) -> Result<BaseImage> {
+    let g = Generation::by_name(name).with_context(|| format!("unknown generation {name}"))?;
+    let suite = g.suite;
     let include = ROOTFS_PACKAGES.join(",");
-    let key = cache_key([suite, &mirror, "minbase", &include, ROOTFS_RECIPE]);
-    let dir = vm_dir(root).join("rootfs").join(format!("{suite}-{key}"));
+    let mut recipe = vec![suite, mirror, "minbase", &include, ROOTFS_RECIPE];
+    if g.backports {
+        recipe.push("backports");
+    }
+    let key = cache_key(recipe);
+    let dir = vm_dir(root).join("rootfs").join(format!("{}-{key}", g.name));
     let tree = dir.join("root");
     let strapped = dir.join(".debootstrap-done");
     let cpio = dir.join("base.cpio.gz");
@@ -195,13 +241,14 @@ pub fn systemd_base(root: &Path, suite: &str) -> Result<BaseImage> {
         eprintln!("xtask: debootstrap {suite} (minbase + {include}) from {mirror}");
         let _ = fs::remove_dir_all(&dir);
         mkdirp(&dir)?;
-        let log = fs::File::create(dir.join("debootstrap.log"))?;
+        let log_path = dir.join("debootstrap.log");
+        let log = fs::File::create(&log_path)?;
         let st = Command::new("debootstrap")
             .arg("--variant=minbase")
             .arg(format!("--include={include}"))
             .arg(suite)
             .arg(&tree)
-            .arg(&mirror)
+            .arg(mirror)
             .stdout(log.try_clone()?)
             .stderr(log)
             .status()
@@ -209,13 +256,17 @@ pub fn systemd_base(root: &Path, suite: &str) -> Result<BaseImage> {
         if !st.success() {
             bail!(
                 "debootstrap {suite} failed ({st}); log kept at {}",
-                dir.join("debootstrap.log").display()
+                log_path.display()
             );
+        }
+        if g.backports {
+            install_from_backports(&tree, suite, mirror, &log_path)?;
         }
         trim_rootfs(&tree)?;
         fs::write(&strapped, util::secs(t.elapsed()))?;
         eprintln!(
-            "xtask: debootstrap {suite} took {}",
+            "xtask: debootstrap {} took {}",
+            g.name,
             util::secs(t.elapsed())
         );
     }
@@ -223,15 +274,57 @@ pub fn systemd_base(root: &Path, suite: &str) -> Result<BaseImage> {
         let t = Instant::now();
         util::pack_cpio(&tree, &cpio, true)?;
         eprintln!(
-            "xtask: packed {suite} base ({} MB) in {}",
+            "xtask: packed {} base ({} MB) in {}",
+            g.name,
             fs::metadata(&cpio)?.len() / 1_000_000,
             util::secs(t.elapsed())
         );
     }
     Ok(BaseImage {
-        generation: suite.to_string(),
+        generation: g.name.to_string(),
         cpio,
     })
+}
+
+/// Replaces the rootfs packages of `tree` by those of `<suite>-backports` (bookworm's
+/// backports carry systemd 254), with apt inside the tree; the backports source is removed
+/// again afterwards so the image records no mirror.
+fn install_from_backports(tree: &Path, suite: &str, mirror: &str, log_path: &Path) -> Result<()> {
+    let list = tree.join("etc/apt/sources.list.d/vmcreds-backports.list");
+    write_file(
+        &list,
+        format!("deb {mirror} {suite}-backports main\n").as_bytes(),
+    )?;
+    let log = fs::OpenOptions::new().append(true).open(log_path)?;
+    let apt = |args: &[&str]| -> Result<()> {
+        let st = Command::new("chroot")
+            .arg(tree)
+            .arg("apt-get")
+            .args(["-q", "-y", "-o", "Dpkg::Options::=--force-confold"])
+            .args(args)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+            .stdout(log.try_clone()?)
+            .stderr(log.try_clone()?)
+            .status()
+            .context("could not run apt-get in the image (chroot)")?;
+        if !st.success() {
+            bail!(
+                "apt-get {} in the {suite} image failed ({st}); log kept at {}",
+                args.join(" "),
+                log_path.display()
+            );
+        }
+        Ok(())
+    };
+    apt(&["update"])?;
+    let mut install = vec!["install", "--no-install-recommends", "-t"];
+    let target = format!("{suite}-backports");
+    install.push(&target);
+    install.extend(ROOTFS_PACKAGES);
+    apt(&install)?;
+    fs::remove_file(&list)?;
+    Ok(())
 }
 
 /// Removes what a test guest never reads and prepares systemd to run from an initramfs.

@@ -3,8 +3,8 @@
 //! `cargo xtask test` runs the workspace tests and then the real-VM scenarios: QEMU (TCG by
 //! default), a Debian cloud kernel, real systemd guests (bookworm 252, trixie 257, sid) packed
 //! as initramfs images, the host CLI injecting credentials and collecting the guest's report.
-//! `cargo xtask demo` boots one such VM. See `flags.rs` for every subcommand and
-//! `/work/coord/readme-xtask.md` (README material) for the cache layout and debugging.
+//! `cargo xtask demo` boots one such VM. `cargo xtask help` (and `flags.rs`) lists every
+//! subcommand; README.md's testing section has the cache layout and how to debug a run.
 
 mod bench;
 mod demo;
@@ -12,9 +12,11 @@ mod deps;
 mod flags;
 mod fuzz;
 mod ground_truth;
+mod hv;
 mod image;
 mod leak;
 mod man;
+mod mirror;
 mod probe;
 mod scenarios;
 mod test;
@@ -26,6 +28,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Result;
+use clap::Parser;
 
 /// The repository root (xtask lives in `<root>/xtask`).
 pub fn project_root() -> PathBuf {
@@ -46,17 +49,22 @@ fn main() -> ExitCode {
 }
 
 fn run() -> Result<ExitCode> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
     let root = project_root();
-    match flags::parse(&args)? {
+    match flags::Xtask::parse().cmd {
         flags::Cmd::Test(t) => test::run(&root, &t),
         flags::Cmd::Demo(d) => demo::run(&root, &d),
         flags::Cmd::Images(g) => {
             deps::ensure(false)?;
+            let mirror = mirror::resolve(g.image.mirror.as_deref())?;
             let k = image::kernel(&root)?;
             eprintln!("kernel {} {}", k.release, k.vmlinuz.display());
-            for gen in &g.0 {
-                let b = image::systemd_base(&root, gen)?;
+            let gens = if g.generations.is_empty() {
+                image::GENERATIONS.iter().map(|g| g.name.to_string()).collect()
+            } else {
+                g.generations
+            };
+            for gen in &gens {
+                let b = image::systemd_base(&root, gen, &mirror)?;
                 eprintln!("{gen} {}", b.cpio.display());
             }
             let b = image::busybox_base(&root)?;
@@ -69,6 +77,9 @@ fn run() -> Result<ExitCode> {
             ground_truth::run(&root, &g)?;
             Ok(ExitCode::SUCCESS)
         }
+        flags::Cmd::HvGroundTruth(_) => {
+            anyhow::bail!("hv-ground-truth: not built yet")
+        }
         flags::Cmd::Deps => {
             deps::run_cmd()?;
             Ok(ExitCode::SUCCESS)
@@ -77,17 +88,13 @@ fn run() -> Result<ExitCode> {
             tidy::run(&root)?;
             Ok(ExitCode::SUCCESS)
         }
-        flags::Cmd::Bench { vm } => bench::run(&root, vm),
+        flags::Cmd::Bench(b) => bench::run(&root, !b.no_vm),
         flags::Cmd::Fuzz(f) => {
             fuzz::run(&root, f.seconds, &f.only, f.keep)?;
             Ok(ExitCode::SUCCESS)
         }
-        flags::Cmd::Man { out } => {
-            man::run(&root, out.as_deref())?;
-            Ok(ExitCode::SUCCESS)
-        }
-        flags::Cmd::Help => {
-            eprintln!("{}", flags::USAGE);
+        flags::Cmd::Man(m) => {
+            man::run(&root, m.out.as_deref())?;
             Ok(ExitCode::SUCCESS)
         }
     }

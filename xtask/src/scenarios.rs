@@ -53,19 +53,6 @@ pub enum Expect {
     HostRefuses(&'static str),
 }
 
-/// Host/guest features a scenario needs; missing ones make it pending, not failed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Feature {
-    /// `vmcreds-host qemu ... --manifest-out`.
-    HostQemu,
-    /// `vmcreds-host collect --listen`.
-    HostCollect,
-    /// `vmcreds-guest check --report-to`.
-    GuestCheck,
-    /// `vmcreds-guest import --to`.
-    GuestImport,
-}
-
 /// One scenario.
 #[derive(Debug, Clone)]
 pub struct Scenario {
@@ -91,20 +78,14 @@ pub struct Scenario {
     pub check_args: Vec<String>,
     /// The expectation.
     pub expect: Expect,
-    /// What it needs from the binaries.
-    pub needs: &'static [Feature],
-    /// Launch QEMU directly with hand-written `-smbios type=11,path=FILE` arguments (the
-    /// manifest from `vmcreds-host manifest`) instead of through `vmcreds-host qemu`.
-    pub by_hand: bool,
-    /// Reported as PENDING with this reason unless named with `--only`.
-    pub pending: Option<&'static str>,
 }
 
-const BOOT: &[Feature] = &[Feature::HostQemu, Feature::HostCollect, Feature::GuestCheck];
+/// Generations whose systemd reads a whole Type 11 entry (252 and 254 read only its first
+/// 4096 bytes; see xtask/ground-truth/).
+const READS_WHOLE_ENTRY: &[&str] = &["trixie", "sid"];
 
-/// Generations whose systemd reads a whole Type 11 entry (252 reads only its first 4096 bytes;
-/// see xtask/ground-truth/).
-const NOT_252: &[&str] = &["trixie", "sid"];
+/// Generations whose systemd reads only the first 4096 bytes of a Type 11 entry.
+const READS_ONE_PAGE: &[&str] = &["bookworm", "bookworm-backports"];
 
 fn load(name: &str, file: &str, data: impl Into<Vec<u8>>) -> Source {
     Source::Load {
@@ -194,9 +175,6 @@ pub fn all() -> Vec<Scenario> {
                 rows: ok_rows(&["API_KEY", "DB_PASSWORD", "JWT_SECRET", "ENVIRONMENT", "CLUSTER"]),
                 report_mentions: vec![],
             },
-            needs: BOOT,
-            by_hand: false,
-            pending: None,
         },
         Scenario {
             name: "hostile-values",
@@ -218,15 +196,12 @@ pub fn all() -> Vec<Scenario> {
                 rows: ok_rows(&hostile_names),
                 report_mentions: vec![],
             },
-            needs: BOOT,
-            by_hand: false,
-            pending: None,
         },
         Scenario {
             name: "limit-40k-ep32",
             about: "a 40 KiB value fits the 32-bit table (65 535 bytes) and arrives whole",
             guest: Guest::Systemd,
-            generations: NOT_252,
+            generations: READS_WHOLE_ENTRY,
             sources: vec![load("BIG", "big", test_bytes("big-40k", 40 * 1024))],
             host_flags: vec!["--guest-systemd".into(), "257".into()],
             machine: "q35,smbios-entry-point-type=32",
@@ -239,9 +214,6 @@ pub fn all() -> Vec<Scenario> {
                 rows: ok_rows(&["BIG"]),
                 report_mentions: vec![],
             },
-            needs: BOOT,
-            by_hand: false,
-            pending: None,
         },
         Scenario {
             name: "limit-refuse-64k-ep64",
@@ -255,9 +227,6 @@ pub fn all() -> Vec<Scenario> {
             fw_cfg: vec![],
             check_args: vec![],
             expect: Expect::HostRefuses(""),
-            needs: &[Feature::HostQemu],
-            by_hand: false,
-            pending: None,
         },
         Scenario {
             name: "limit-refuse-systemd252-4k",
@@ -271,15 +240,12 @@ pub fn all() -> Vec<Scenario> {
             fw_cfg: vec![],
             check_args: vec![],
             expect: Expect::HostRefuses("4096"),
-            needs: &[Feature::HostQemu],
-            by_hand: false,
-            pending: None,
         },
         Scenario {
             name: "loss-systemd252-4k",
-            about: "forced past the host's check (--guest-systemd 257) onto systemd 252: the 40 KiB value is lost or cut, and the verdict says so",
+            about: "forced past the host's check (--guest-systemd 257) onto systemd 252 or 254: the 40 KiB value is lost or cut, and the verdict says so",
             guest: Guest::Systemd,
-            generations: &["bookworm"],
+            generations: READS_ONE_PAGE,
             sources: vec![
                 set("SMALL", "fits-in-the-first-page"),
                 load("BIG", "big", test_bytes("big-40k", 40 * 1024)),
@@ -295,9 +261,6 @@ pub fn all() -> Vec<Scenario> {
                 rows: vec![("BIG".into(), "missing|mismatch|rejected")],
                 report_mentions: vec![],
             },
-            needs: BOOT,
-            by_hand: false,
-            pending: None,
         },
         Scenario {
             name: "limit-refuse-table-32",
@@ -311,9 +274,6 @@ pub fn all() -> Vec<Scenario> {
             fw_cfg: vec![],
             check_args: vec![],
             expect: Expect::HostRefuses(""),
-            needs: &[Feature::HostQemu],
-            by_hand: false,
-            pending: None,
         },
         Scenario {
             name: "limit-refuse-1mib",
@@ -327,15 +287,12 @@ pub fn all() -> Vec<Scenario> {
             fw_cfg: vec![],
             check_args: vec![],
             expect: Expect::HostRefuses(""),
-            needs: &[Feature::HostQemu],
-            by_hand: false,
-            pending: None,
         },
         Scenario {
             name: "limit-255-strings",
             about: "255 credentials (--no-manifest: a 255-entry manifest would not fit), the most one Type 11 structure can count: all arrive",
             guest: Guest::Systemd,
-            generations: NOT_252,
+            generations: READS_WHOLE_ENTRY,
             sources: (0..255).map(|i| set(&format!("S{i:03}"), "x")).collect(),
             host_flags: vec!["--guest-systemd".into(), "257".into(), "--no-manifest".into()],
             machine: "q35",
@@ -348,9 +305,6 @@ pub fn all() -> Vec<Scenario> {
                 rows: ok_rows(&["S000", "S127", "S254"]),
                 report_mentions: vec![],
             },
-            needs: BOOT,
-            by_hand: false,
-            pending: None,
         },
         Scenario {
             name: "limit-refuse-256-strings",
@@ -364,9 +318,6 @@ pub fn all() -> Vec<Scenario> {
             fw_cfg: vec![],
             check_args: vec![],
             expect: Expect::HostRefuses(""),
-            needs: &[Feature::HostQemu],
-            by_hand: false,
-            pending: None,
         },
         Scenario {
             name: "loss-import-disabled",
@@ -385,9 +336,6 @@ pub fn all() -> Vec<Scenario> {
                 rows: vec![("API_KEY".into(), "missing")],
                 report_mentions: vec!["import_credentials"],
             },
-            needs: BOOT,
-            by_hand: false,
-            pending: None,
         },
         Scenario {
             name: "loss-explained",
@@ -411,9 +359,6 @@ pub fn all() -> Vec<Scenario> {
                 rows: vec![("API_KEY".into(), "ok"), ("SHADOWED".into(), "mismatch")],
                 report_mentions: vec!["NOT_SENT", "BAD_B64", "fw_cfg"],
             },
-            needs: BOOT,
-            by_hand: false,
-            pending: None,
         },
         Scenario {
             name: "microvm-refused",
@@ -427,36 +372,6 @@ pub fn all() -> Vec<Scenario> {
             fw_cfg: vec![],
             check_args: vec![],
             expect: Expect::HostRefuses("microvm"),
-            needs: &[Feature::HostQemu],
-            by_hand: false,
-            pending: None,
-        },
-        Scenario {
-            name: "microvm-by-hand",
-            about: "-M microvm forced by hand (-smbios type=11 written by hand): the guest reports no SMBIOS Type 11",
-            guest: Guest::Busybox,
-            generations: &["busybox"],
-            sources: vec![load("API_KEY", "host-api-key", test_secret("api-key", 44))],
-            host_flags: vec![],
-            machine: "microvm,pit=on,pic=on,rtc=on",
-            // microvm has no PIT-calibrated TSC under TCG: without a fixed lpj the kernel hangs
-            // in timer calibration (seen here with and without pit=on).
-            append: "vmcreds.probe_tty=ttyS0 lpj=4000000 no_timer_check",
-            fw_cfg: vec![],
-            check_args: vec!["--expect".into(), "API_KEY:44".into()],
-            expect: Expect::Verdict {
-                host_exit: 1,
-                result: "failed",
-                rows: vec![("API_KEY".into(), "missing")],
-                report_mentions: vec!["no SMBIOS Type 11"],
-            },
-            needs: &[Feature::HostCollect, Feature::GuestCheck, Feature::GuestImport],
-            by_hand: true,
-            pending: Some(
-                "microvm under TCG here: the kernel hung in early boot in 1 of 3 manual boots, and where it \
-                 reached init the report write to the virtio-mmio port did not complete; run with --only \
-                 microvm-by-hand to try it",
-            ),
         },
         Scenario {
             name: "busybox-import",
@@ -475,9 +390,6 @@ pub fn all() -> Vec<Scenario> {
                 rows: ok_rows(&["API_KEY", "DB_PASSWORD", "JWT_SECRET", "ENVIRONMENT", "CLUSTER"]),
                 report_mentions: vec![],
             },
-            needs: &[Feature::HostQemu, Feature::HostCollect, Feature::GuestCheck, Feature::GuestImport],
-            by_hand: false,
-            pending: None,
         },
     ]
 }

@@ -6,15 +6,17 @@
 //! 2. packs a per-boot overlay: the static `vmcreds-guest`, `vmcreds-check.service` when
 //!    `guest/units/` has it, the probe unit, and `/etc/vmcreds-test/run.sh` (the scenario's
 //!    `vmcreds-guest check --json --report-to virtio-port:vmcreds.report ...`);
-//! 3. runs `vmcreds-host qemu SOURCES --manifest-out M -- qemu-system-x86_64 ARGS` in its own
-//!    process group (the host execs QEMU, as users run it);
-//! 4. once M exists, runs `vmcreds-host collect --listen unix:SOCK --manifest M --json
-//!    --report-out R`; QEMU's report chardev reconnects to SOCK every second until it is there;
+//! 3. starts `vmcreds-host collect --listen unix:SOCK --manifest M --json --report-out R`
+//!    first (listener first: it reads M only once the report has arrived) and waits for SOCK;
+//! 4. runs `vmcreds-host qemu SOURCES --manifest-out M -- qemu-system-x86_64 ARGS` in its own
+//!    process group (the host execs QEMU, as users run it; QEMU's report chardev connects to
+//!    SOCK at start-up);
 //! 5. waits (with deadlines) for the guest to power off and for `collect` to exit, and compares
 //!    `collect`'s exit code, verdict and rows, and the guest report, with the scenario.
 //!
-//! A scenario that needs a feature the binaries do not have yet (judged from their `--help`)
-//! is reported as PENDING, never as passed.
+//! Every scenario either runs and passes or fails: there is no pending or skipped state. A
+//! scenario that needs a hypervisor the machine lacks is listed as NOT RUN with the reason,
+//! and fails the run when `VMCREDS_REQUIRE` names that hypervisor.
 
 use std::collections::VecDeque;
 use std::ffi::OsString;
@@ -29,13 +31,12 @@ use anyhow::{Context, Result};
 use serde_json::Value;
 
 use crate::flags::Test;
+use crate::hv;
 use crate::image::{self, BaseImage, Kernel, Overlay};
 use crate::leak;
-use crate::scenarios::{self, Expect, Feature, Guest, Scenario, Source};
+use crate::scenarios::{self, Expect, Guest, Scenario, Source};
 use crate::util::{self, mkdirp};
 use crate::vm::{self, Guarded, VmSpec};
-use vmcreds_common::name::{CredentialName, NameRule};
-use vmcreds_common::oem::{self, Encoding};
 
 /// How one (scenario, generation) run ended.
 #[derive(Debug, Clone)]
@@ -44,57 +45,6 @@ pub enum Outcome {
     Pass,
     /// Something differed; the text says what.
     Fail(String),
-    /// The binaries lack a feature the scenario needs.
-    Pending(String),
-}
-
-/// What the binaries can do, judged from their help texts.
-#[derive(Debug, Default, Clone)]
-pub struct Features {
-    have: Vec<Feature>,
-}
-
-impl Features {
-    /// Asks the host and guest binaries for their help texts.
-    pub fn detect(host: &Path, guest: &Path) -> Features {
-        let help = |bin: &Path, args: &[&str]| -> String {
-            Command::new(bin)
-                .args(args)
-                .output()
-                .map(|o| {
-                    let mut s = String::from_utf8_lossy(&o.stdout).into_owned();
-                    s.push_str(&String::from_utf8_lossy(&o.stderr));
-                    if o.status.success() {
-                        s
-                    } else {
-                        String::new()
-                    }
-                })
-                .unwrap_or_default()
-        };
-        let mut have = Vec::new();
-        if help(host, &["qemu", "--help"]).contains("--manifest-out") {
-            have.push(Feature::HostQemu);
-        }
-        if help(host, &["collect", "--help"]).contains("--listen") {
-            have.push(Feature::HostCollect);
-        }
-        if help(guest, &["check", "--help"]).contains("--report-to") {
-            have.push(Feature::GuestCheck);
-        }
-        if help(guest, &["import", "--help"]).contains("--to") {
-            have.push(Feature::GuestImport);
-        }
-        Features { have }
-    }
-
-    fn missing(&self, needs: &[Feature]) -> Vec<Feature> {
-        needs
-            .iter()
-            .filter(|f| !self.have.contains(f))
-            .copied()
-            .collect()
-    }
 }
 
 /// Everything a scenario run needs.
@@ -107,10 +57,10 @@ pub struct Env {
     pub host: PathBuf,
     /// `vmcreds-guest` (static musl).
     pub guest: PathBuf,
-    /// What the binaries support.
-    pub features: Features,
     /// Use KVM.
     pub kvm: bool,
+    /// The Debian mirror images are built from.
+    pub mirror: String,
 }
 
 /// `cargo xtask test`.
@@ -165,6 +115,11 @@ pub fn run(root: &Path, flags: &Test) -> Result<ExitCode> {
                 failed = true;
             }
         }
+        for kind in [hv::Kind::CloudHypervisor, hv::Kind::Crosvm] {
+            let (l, f) = run_hv(root, flags, kind);
+            lines.extend(l);
+            failed |= f;
+        }
     } else {
         lines.push("SKIP   VM scenarios (--no-vm)".into());
     }
@@ -179,27 +134,74 @@ pub fn run(root: &Path, flags: &Test) -> Result<ExitCode> {
     })
 }
 
+/// The scenarios of one KVM-only hypervisor: NOT RUN (with the reason) when no binary is
+/// given, a failure instead when `VMCREDS_REQUIRE` names it.
+fn run_hv(root: &Path, flags: &Test, kind: hv::Kind) -> (Vec<String>, bool) {
+    let flag = match kind {
+        hv::Kind::CloudHypervisor => flags.hv.cloud_hypervisor.as_deref(),
+        hv::Kind::Crosvm => flags.hv.crosvm.as_deref(),
+    };
+    let binary = match hv::find(kind, flag) {
+        Ok(b) => b,
+        Err(e) => return (vec![format!("FAIL   {}-*: {e:#}", kind.prefix())], true),
+    };
+    let Some(binary) = binary else {
+        let why = format!(
+            "no {} binary: set {} or pass --{}",
+            kind.program(),
+            kind.env_var(),
+            kind.program()
+        );
+        return if hv::required(kind.program()) {
+            (
+                vec![format!(
+                    "FAIL   {}-* ({why}; VMCREDS_REQUIRE names {})",
+                    kind.prefix(),
+                    kind.program()
+                )],
+                true,
+            )
+        } else {
+            (
+                vec![format!("NOT RUN {}-* ({why})", kind.prefix())],
+                false,
+            )
+        };
+    };
+    let _ = root;
+    (
+        vec![format!(
+            "FAIL   {}-* ({} at {}): the nested runner is not built yet",
+            kind.prefix(),
+            binary.version,
+            binary.path.display()
+        )],
+        true,
+    )
+}
+
 /// Prepares binaries and images and builds the environment every run shares.
-pub fn prepare(root: &Path, kvm: bool) -> Result<Env> {
+pub fn prepare(root: &Path, kvm: bool, mirror: Option<&str>) -> Result<Env> {
     crate::deps::ensure(true)?;
+    let mirror = crate::mirror::resolve(mirror)?;
     let t = Instant::now();
     let guest = image::guest_binary(root)?;
     let host = image::host_binary(root)?;
     eprintln!("xtask: binaries built in {}", util::secs(t.elapsed()));
     let kernel = image::kernel(root)?;
-    let features = Features::detect(&host, &guest);
     Ok(Env {
         root: root.to_path_buf(),
         kernel,
         host,
         guest,
-        features,
         kvm,
+        mirror,
     })
 }
 
 fn run_vms(root: &Path, flags: &Test) -> Result<(Vec<String>, bool)> {
-    let env = prepare(root, flags.kvm)?;
+    let env = prepare(root, flags.kvm, flags.image.mirror.as_deref())?;
+    let generations = flags.generations();
     let mut jobs: Vec<(Scenario, String)> = Vec::new();
     for s in scenarios::all() {
         if !flags.only.is_empty() && !flags.only.iter().any(|o| o == s.name) {
@@ -208,7 +210,7 @@ fn run_vms(root: &Path, flags: &Test) -> Result<(Vec<String>, bool)> {
         match s.guest {
             Guest::Busybox => jobs.push((s.clone(), "busybox".into())),
             Guest::Systemd => {
-                for g in &flags.generations {
+                for g in &generations {
                     if s.generations.is_empty() || s.generations.contains(&g.as_str()) {
                         jobs.push((s.clone(), g.clone()));
                     }
@@ -226,7 +228,7 @@ fn run_vms(root: &Path, flags: &Test) -> Result<(Vec<String>, bool)> {
         let b = if g == "busybox" {
             image::busybox_base(root)?
         } else {
-            image::systemd_base(root, g)?
+            image::systemd_base(root, g, &env.mirror)?
         };
         eprintln!("xtask: image {g} ready in {}", util::secs(t.elapsed()));
         bases.push((g.clone(), b));
@@ -242,14 +244,9 @@ fn run_vms(root: &Path, flags: &Test) -> Result<(Vec<String>, bool)> {
                 let t = Instant::now();
                 let base = bases.iter().find(|(n, _)| *n == g).map(|(_, b)| b);
                 eprintln!("xtask: run {} on {g}: {}", s.name, s.about);
-                let o = match s.pending {
-                    Some(why) if !flags.only.iter().any(|o| o == s.name) => {
-                        Outcome::Pending(why.into())
-                    }
-                    _ => run_one(&env, &s, &g, base)
-                        .map(|(o, _)| o)
-                        .unwrap_or_else(|e| Outcome::Fail(format!("{e:#}"))),
-                };
+                let o = run_one(&env, &s, &g, base)
+                    .map(|(o, _)| o)
+                    .unwrap_or_else(|e| Outcome::Fail(format!("{e:#}")));
                 let d = t.elapsed();
                 eprintln!(
                     "xtask: {} on {g}: {} ({})",
@@ -271,7 +268,7 @@ fn run_vms(root: &Path, flags: &Test) -> Result<(Vec<String>, bool)> {
     for (_, name, g, o, d) in results {
         let detail = match &o {
             Outcome::Pass => String::new(),
-            Outcome::Fail(m) | Outcome::Pending(m) => format!(": {m}"),
+            Outcome::Fail(m) => format!(": {m}"),
         };
         failed |= matches!(o, Outcome::Fail(_));
         lines.push(format!(
@@ -290,7 +287,6 @@ fn label(o: &Outcome) -> &'static str {
     match o {
         Outcome::Pass => "PASS",
         Outcome::Fail(_) => "FAIL",
-        Outcome::Pending(_) => "PENDING",
     }
 }
 
@@ -406,7 +402,7 @@ pub fn run_scenario(env: &Env, name: &str, generation: &str) -> Result<(Outcome,
         .into_iter()
         .find(|s| s.name == name)
         .with_context(|| format!("no scenario named {name}"))?;
-    let base = image::systemd_base(&env.root, generation)?;
+    let base = image::systemd_base(&env.root, generation, &env.mirror)?;
     run_one(env, &s, generation, Some(&base))
 }
 
@@ -417,10 +413,6 @@ fn run_one(
     base: Option<&BaseImage>,
 ) -> Result<(Outcome, PathBuf)> {
     let dir = run_dir(&env.root, s.name, generation)?;
-    let missing = env.features.missing(s.needs);
-    if !missing.is_empty() {
-        return Ok((Outcome::Pending(format!("binaries lack {missing:?}")), dir));
-    }
     let creds = dir.join("credentials");
     write_credentials(s, &creds)?;
     let manifest = dir.join("manifest.json");
@@ -540,30 +532,61 @@ pub fn boot_and_collect(
     exp: &Expected,
 ) -> Result<(Outcome, Collected)> {
     let dir = &spec.run_dir;
-    let mut cmd = if s.by_hand {
-        match by_hand_command(env, s, spec, creds, manifest)? {
-            Ok(c) => c,
-            Err(msg) => {
-                let none = Collected {
-                    stdout: String::new(),
-                    report: String::new(),
-                    exit: None,
-                };
-                return Ok((Outcome::Fail(msg), none));
-            }
-        }
-    } else {
-        let mut c = Command::new(&env.host);
-        c.arg("qemu")
-            .args(host_source_args(s))
-            .arg("--manifest-out")
-            .arg(manifest)
-            .arg("--")
-            .arg("qemu-system-x86_64")
-            .args(spec.qemu_args())
-            .env("CREDENTIALS_DIRECTORY", creds);
-        c
+    let nothing = |msg: String| {
+        Ok((
+            Outcome::Fail(msg),
+            Collected {
+                stdout: String::new(),
+                report: String::new(),
+                exit: None,
+            },
+        ))
     };
+    // Listener first: collect binds SOCK now and reads the manifest only once the report
+    // has arrived, so QEMU's chardev finds the socket at start-up.
+    let sock = spec
+        .report_socket
+        .clone()
+        .context("a boot scenario needs a report socket")?;
+    let report_out = dir.join("report.json");
+    let mut ccmd = Command::new(&env.host);
+    ccmd.arg("collect")
+        .arg("--listen")
+        .arg(format!("unix:{}", sock.display()))
+        .arg("--manifest")
+        .arg(manifest)
+        .arg("--json")
+        .arg("--timeout")
+        .arg("600")
+        .arg("--report-out")
+        .arg(&report_out);
+    let mut collect = Guarded::spawn_split(
+        &format!("collect {}", spec.name),
+        &mut ccmd,
+        &dir.join("collect.json"),
+        Some(&dir.join("collect.err")),
+        vec![],
+    )?;
+    if !util::wait_until(Duration::from_secs(30), || {
+        sock.exists() || matches!(collect.poll(), Ok(Some(_)))
+    }) || !sock.exists()
+    {
+        let err = fs::read_to_string(dir.join("collect.err")).unwrap_or_default();
+        return nothing(format!(
+            "collect did not listen on {}: {}",
+            sock.display(),
+            err.trim()
+        ));
+    }
+    let mut cmd = Command::new(&env.host);
+    cmd.arg("qemu")
+        .args(host_source_args(s))
+        .arg("--manifest-out")
+        .arg(manifest)
+        .arg("--")
+        .arg("qemu-system-x86_64")
+        .args(spec.qemu_args())
+        .env("CREDENTIALS_DIRECTORY", creds);
     fs::write(dir.join("host-argv.txt"), util::show(&cmd))?;
     let mut qemu = Guarded::spawn(
         &format!("vm {}", spec.name),
@@ -582,34 +605,8 @@ pub fn boot_and_collect(
         } else {
             "no manifest after 30 s"
         };
-        return Ok((
-            Outcome::Fail(format!("{msg}: {}", log.trim())),
-            Collected {
-                stdout: String::new(),
-                report: String::new(),
-                exit: None,
-            },
-        ));
+        return nothing(format!("{msg}: {}", log.trim()));
     }
-    let report_out = dir.join("report.json");
-    let mut ccmd = Command::new(&env.host);
-    ccmd.arg("collect")
-        .arg("--listen")
-        .arg(format!("unix:{}", dir.join("report.sock").display()))
-        .arg("--manifest")
-        .arg(manifest)
-        .arg("--json")
-        .arg("--timeout")
-        .arg("600")
-        .arg("--report-out")
-        .arg(&report_out);
-    let mut collect = Guarded::spawn_split(
-        &format!("collect {}", spec.name),
-        &mut ccmd,
-        &dir.join("collect.json"),
-        Some(&dir.join("collect.err")),
-        vec![],
-    )?;
     // A systemd guest reports within ~70 s here; a busybox guest within ~10 s.
     let vm_deadline = if s.guest == Guest::Busybox { 180 } else { 600 };
     let qst = qemu.wait_until(Instant::now() + Duration::from_secs(vm_deadline));
@@ -642,55 +639,6 @@ pub fn boot_and_collect(
             collected,
         ))
     }
-}
-
-/// The QEMU command a user writes by hand (no `vmcreds-host qemu`): one
-/// `-smbios type=11,path=FILE` per source (binary encoding, files 0400), the manifest from
-/// `vmcreds-host manifest`. `Err` carries why the manifest could not be made.
-fn by_hand_command(
-    env: &Env,
-    s: &Scenario,
-    spec: &VmSpec,
-    creds: &Path,
-    manifest: &Path,
-) -> Result<std::result::Result<Command, String>> {
-    let dir = &spec.run_dir;
-    let out = Command::new(&env.host)
-        .arg("manifest")
-        .args(host_source_args(s))
-        .env("CREDENTIALS_DIRECTORY", creds)
-        .output()
-        .context("could not run vmcreds-host manifest")?;
-    if !out.status.success() {
-        return Ok(Err(format!(
-            "vmcreds-host manifest failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        )));
-    }
-    fs::write(manifest, &out.stdout)?;
-    let mut c = Command::new("qemu-system-x86_64");
-    c.args(spec.qemu_args());
-    for (i, src) in s.sources.iter().enumerate() {
-        // The same encoding vmcreds-host uses (common's), written by hand
-        // because the host refuses -M microvm.
-        let encode = |name: &str, value: &[u8], encoding| -> Result<Vec<u8>> {
-            let name = CredentialName::parse(name, NameRule::Systemd)?;
-            Ok(oem::encode(&name, value, encoding)?.expose().to_vec())
-        };
-        let string = match src {
-            Source::Load { name, data, .. } => encode(name, data, Encoding::Binary)?,
-            Source::Set(n, v) => encode(n, v.as_bytes(), Encoding::Text)?,
-            Source::Oem(o) => o.clone().into_bytes(),
-        };
-        let f = dir.join(format!("oem-{i}"));
-        fs::write(&f, string)?;
-        fs::set_permissions(&f, fs::Permissions::from_mode(0o400))?;
-        c.arg("-smbios").arg(format!(
-            "type=11,path={}",
-            vm::qemu_escape(&f.to_string_lossy())
-        ));
-    }
-    Ok(Ok(c))
 }
 
 /// Compares what `collect` said with the expectation; returns the differences.

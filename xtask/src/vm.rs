@@ -6,11 +6,11 @@
 //!   interleaved with console messages);
 //! - with a report socket: `-device virtio-serial -chardev socket,id=report,path=SOCK
 //!   -device virtserialport,chardev=report,name=vmcreds.report`. QEMU is the socket *client*
-//!   with `reconnect=1`: `vmcreds-host qemu --manifest-out M` runs first (it writes the
-//!   manifest `collect` checks against, then execs QEMU), so `collect --listen unix:SOCK`
-//!   starts only once M exists; QEMU retries the connection every second until the listener
-//!   is there, long before the guest has booted far enough to write its report. Without
-//!   `reconnect=`, a client chardev that cannot connect at start-up makes QEMU exit at once.
+//!   and the listener comes first: the driver starts `vmcreds-host collect --listen
+//!   unix:SOCK` (which reads the manifest only once the report has arrived) and waits for
+//!   SOCK before it starts QEMU. So no `reconnect=` option is needed, whose spelling depends
+//!   on the QEMU release (`reconnect=` was removed in 10.2, `reconnect-ms=` is new in 9.2, and
+//!   11.0.0 aborts when the first `reconnect-ms` connect fails, QEMU GitLab #3528).
 //!
 //! The guest powers itself off when done; `-no-reboot` and `panic=-1` turn a panic into an exit.
 
@@ -86,7 +86,7 @@ impl VmSpec {
                 .into(),
             );
             a.push("-chardev".into());
-            let mut c = OsString::from("socket,id=report,reconnect=1,path=");
+            let mut c = OsString::from("socket,id=report,path=");
             c.push(qemu_escape(&sock.to_string_lossy()));
             a.push(c);
             a.push("-device".into());
@@ -205,11 +205,11 @@ impl Guarded {
         if self.finished.is_some() {
             return;
         }
-        let pgid = self.child.id();
-        let _ = Command::new("kill")
-            .args(["-KILL", "--", &format!("-{pgid}")])
-            .stderr(Stdio::null())
-            .status();
+        // The child leads its own process group (`process_group(0)`), so its pid is the
+        // group id: everything it started (QEMU under vmcreds-host, a nested VMM) goes too.
+        if let Some(pgid) = rustix::process::Pid::from_raw(self.child.id() as i32) {
+            let _ = rustix::process::kill_process_group(pgid, rustix::process::Signal::KILL);
+        }
         let _ = self.child.kill();
         self.finished = self.child.wait().ok();
     }
@@ -343,7 +343,7 @@ mod tests {
         assert!(a.windows(2).any(|w| w[0] == "-accel" && w[1] == "tcg"));
         assert!(
             a.iter()
-                .any(|s| s == "socket,id=report,reconnect=1,path=/tmp/a,,b/s"),
+                .any(|s| s == "socket,id=report,path=/tmp/a,,b/s"),
             "{a:?}"
         );
         assert!(a.iter().any(|s| s == "file:/r,,un/console.log"), "{a:?}");

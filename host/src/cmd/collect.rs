@@ -3,7 +3,8 @@
 //!
 //! The socket is bound (mode 0600) before anything else happens, so it can be
 //! started before QEMU, whose `-chardev socket` client connects at start-up
-//! (add `reconnect=1` to the chardev if the order cannot be guaranteed). A
+//! (where that order cannot be kept, the chardev needs QEMU's retry option:
+//! `reconnect=1` up to 9.1, `reconnect-ms=` from 9.2; docs/host.md). A
 //! stale socket (nothing listening) is replaced; any other existing file is
 //! refused. The manifest is read once the report has arrived, so `collect`
 //! can start before `vmcreds-host qemu --manifest-out` writes it. The report
