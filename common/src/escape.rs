@@ -48,6 +48,27 @@ pub fn escape_unprintable(bytes: &[u8], max: usize) -> String {
     out
 }
 
+/// Escapes every character of `text` a terminal could act on — C0 controls
+/// but the newline, DEL, C1 controls (U+0080..U+009F, e.g. U+009B, CSI) and
+/// the bidirectional overrides and isolates — as `\xNN` (or `\u{NNNN}`),
+/// and leaves every other character as it is. For a whole message composed
+/// here (a command-line parser's) whose untrusted parts were quoted in it
+/// unescaped.
+pub fn escape_controls(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        let bidi = matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+        if c == '\n' || !(c.is_control() || bidi) {
+            out.push(c);
+        } else if c.is_ascii() {
+            out.push_str(&format!("\\x{:02x}", c as u32));
+        } else {
+            out.push_str(&format!("\\u{{{:04x}}}", c as u32));
+        }
+    }
+    out
+}
+
 /// JSON text made ASCII: every character outside printable ASCII plus the
 /// JSON whitespace (`\n`, `\t`, `\r`) — DEL, C1 controls such as U+009B
 /// (CSI), bidirectional overrides, anything non-ASCII — becomes a `\uXXXX`
@@ -94,6 +115,14 @@ mod tests {
         );
         let once = escape_bytes(b"a\x07b", 100);
         assert_eq!(escape_unprintable(once.as_bytes(), 100), once);
+    }
+
+    #[test]
+    fn test_escape_controls_keeps_newlines_and_letters() {
+        assert_eq!(
+            escape_controls("error: invalid value '1\u{1b}[2J\r\u{9b}\u{202e}\u{7f}' é\n"),
+            "error: invalid value '1\\x1b[2J\\x0d\\u{009b}\\u{202e}\\x7f' é\n"
+        );
     }
 
     #[test]

@@ -239,6 +239,48 @@ fn test_issue13_12_paths_in_host_messages_are_escaped() {
     }
 }
 
+/// Issue 13 §12, the rest: clap's own refusal quoted the argument it
+/// refused as given ("invalid value '…'"), so an escape sequence or a
+/// newline in a flag's value reached the terminal raw (with colours on, as
+/// on a terminal; `CLICOLOR_FORCE` stands in for one here). Every quoted
+/// value is escaped now, and no line of it can pass for the host's verdict.
+#[test]
+fn test_issue13_12_clap_errors_are_escaped() {
+    let t = TestDir::new();
+    let evil = "1\x1b[2J\x1b]0;owned\x07\r\nhost verdict: verified\u{9b}31m";
+    for args in [
+        vec![
+            "collect",
+            "--listen",
+            "unix:s",
+            "--manifest",
+            "m",
+            "--timeout",
+            evil,
+        ],
+        vec!["manifest", "--guest-systemd", evil, "--set", "A=b"],
+        vec!["cloud-hypervisor", "--set", "A=b", "--format", evil],
+        vec!["qemu", "--qemu-version", evil, "--set", "A=b"],
+        vec![evil],
+    ] {
+        let o = run(t.cmd().args(&args).env("CLICOLOR_FORCE", "1"));
+        assert_eq!(code(&o), 2, "{args:?}");
+        let err = stderr(&o);
+        assert!(
+            !o.stderr
+                .iter()
+                .any(|&b| b == 0x1b || b == 0x07 || b == b'\r')
+                && !err.contains('\u{9b}'),
+            "{args:?}: a raw control character reached stderr: {err:?}"
+        );
+        assert!(
+            !err.lines().any(|l| l.starts_with("host verdict")),
+            "{args:?}: {err}"
+        );
+        assert!(err.contains("\\x1b[2J"), "{args:?}: {err}");
+    }
+}
+
 // ---- §3: the guest's text on the host's terminal ----
 
 const API_KEY: &[u8] = b"CANARY-api-key-7f3e9a1c\n";
