@@ -195,3 +195,216 @@ fn test_issue13_6_import_refuses_a_link_or_a_full_directory() {
         }
     }
 }
+
+/// `vmcreds-guest install-unit --root IMG ARGS…`.
+fn install_unit(img: &Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(common::bin())
+        .arg("install-unit")
+        .arg("--root")
+        .arg(img)
+        .args(args)
+        .env_remove("CREDENTIALS_DIRECTORY")
+        .output()
+        .unwrap()
+}
+
+/// Every entry under `dir`, with its kind, mode and content: what "nothing
+/// changed" compares.
+fn snapshot(dir: &Path) -> Vec<(std::path::PathBuf, u32, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            let m = std::fs::symlink_metadata(&p).unwrap();
+            let content = if m.file_type().is_file() {
+                std::fs::read(&p).unwrap()
+            } else if m.file_type().is_symlink() {
+                std::fs::read_link(&p)
+                    .unwrap()
+                    .into_os_string()
+                    .into_encoded_bytes()
+            } else {
+                if m.file_type().is_dir() {
+                    todo.push(p.clone());
+                }
+                Vec::new()
+            };
+            out.push((p, m.mode(), content));
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Asserts `dir` is as `before` was; a failure names the entries that
+/// changed (path, mode, size), not their bytes.
+fn assert_unchanged(dir: &Path, before: &[(std::path::PathBuf, u32, Vec<u8>)], why: &str) {
+    let after = snapshot(dir);
+    if after != before {
+        let show = |s: &[(std::path::PathBuf, u32, Vec<u8>)]| -> Vec<String> {
+            s.iter()
+                .map(|(p, m, c)| format!("{} {m:o} {} bytes", p.display(), c.len()))
+                .collect()
+        };
+        panic!("{why}: before {:?}, after {:?}", show(before), show(&after));
+    }
+}
+
+/// Issue 13 §1: `install-unit --root IMG`, run as root on a build host,
+/// wrote `IMG/etc/systemd/system/.vmcreds-check.service.tmp` through a link
+/// planted there (overwriting and chmodding any file to 0644), and followed
+/// an absolute `IMG/etc` link onto the build host's own directories. Now
+/// every path is resolved inside IMG: the planted link and its target stay
+/// as they were, and an `etc -> /ABS` link leads to `IMG/ABS`.
+#[test]
+fn test_issue13_1_install_unit_stays_inside_the_image() {
+    let outside = tempfile::tempdir().unwrap();
+    let victim = outside.path().join("victim");
+    std::fs::write(&victim, b"the build host's file\n").unwrap();
+    std::fs::set_permissions(&victim, std::fs::Permissions::from_mode(0o600)).unwrap();
+
+    // A link at the temporary name the unit used to be written under.
+    let img = tempfile::tempdir().unwrap();
+    let units = img.path().join("etc/systemd/system");
+    std::fs::create_dir_all(&units).unwrap();
+    std::os::unix::fs::symlink(&victim, units.join(".vmcreds-check.service.tmp")).unwrap();
+    let before = snapshot(outside.path());
+    let out = install_unit(img.path(), &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert_unchanged(
+        outside.path(),
+        &before,
+        "written or chmodded through the link at the temporary name",
+    );
+    let unit = units.join("vmcreds-check.service");
+    let m = std::fs::symlink_metadata(&unit).unwrap();
+    assert!(m.file_type().is_file(), "the unit is not a regular file");
+    assert_eq!(m.mode() & 0o7777, 0o644);
+    assert!(std::fs::read_to_string(&unit)
+        .unwrap()
+        .contains("ExecStart=/usr/local/bin/vmcreds-guest check\n"));
+    assert_eq!(
+        std::fs::read_link(units.join("multi-user.target.wants/vmcreds-check.service")).unwrap(),
+        Path::new("../vmcreds-check.service")
+    );
+
+    // `IMG/etc -> /ABS`, as images hold them: ABS is the image's, not the
+    // build host's (which the test makes exist, holding the victim).
+    let img = tempfile::tempdir().unwrap();
+    let abs = outside.path();
+    std::os::unix::fs::symlink(abs, img.path().join("etc")).unwrap();
+    let inside = img.path().join(abs.strip_prefix("/").unwrap());
+    std::fs::create_dir_all(&inside).unwrap();
+    let before = snapshot(outside.path());
+    let out = install_unit(img.path(), &["--report-to", "virtio-port:org.vmcreds.0"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert_unchanged(
+        outside.path(),
+        &before,
+        "the absolute etc link was followed out of the image",
+    );
+    let unit = inside.join("systemd/system/vmcreds-check.service");
+    assert!(
+        std::fs::read_to_string(&unit)
+            .unwrap()
+            .contains("--report-to virtio-port:org.vmcreds.0\n"),
+        "the unit did not land inside the image"
+    );
+    assert!(inside
+        .join("systemd/system/multi-user.target.wants/vmcreds-check.service")
+        .symlink_metadata()
+        .unwrap()
+        .file_type()
+        .is_symlink());
+}
+
+/// Issue 13 §9: a newline in `--report-to` injected lines into the unit
+/// `install-unit` wrote (and left a quote open, so systemd refused the unit
+/// and everything that `Requires=` it), with exit 0; and the image's new
+/// directories took the umask (0700 under 077). A control character in a
+/// destination is a usage error now, before anything is written, and new
+/// directories are 0755 whatever the umask.
+#[test]
+fn test_issue13_9_install_unit_refuses_control_characters() {
+    for bad in [
+        "file:/var/lib/r.json\nExecStartPre=/bin/evil",
+        "unix:/run/x\r.sock",
+        "file:/a\u{1b}[2J",
+        "file:/a\u{7f}",
+        "virtio-port:org.vmcreds\t0",
+    ] {
+        let img = tempfile::tempdir().unwrap();
+        let out = install_unit(img.path(), &["--report-to", bad]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{bad:?}: {err}");
+        assert_eq!(
+            std::fs::read_dir(img.path()).unwrap().count(),
+            0,
+            "{bad:?}: something was written"
+        );
+        assert!(
+            !out.stderr
+                .iter()
+                .any(|&b| b == 0x1b || b == b'\r' || b == 0x7f),
+            "{bad:?}: a raw control character reached stderr"
+        );
+    }
+    // The directories it creates are 0755 under umask 077.
+    let img = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new("/bin/sh")
+        .arg("-c")
+        .arg("umask 077 && exec \"$0\" install-unit --root \"$1\"")
+        .arg(common::bin())
+        .arg(img.path())
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for d in [
+        "etc",
+        "etc/systemd",
+        "etc/systemd/system",
+        "etc/systemd/system/multi-user.target.wants",
+    ] {
+        assert_eq!(mode(&img.path().join(d)), 0o755, "{d}");
+    }
+    assert_eq!(
+        mode(&img.path().join("etc/systemd/system/vmcreds-check.service")),
+        0o644
+    );
+}
+
+/// Issue 13 §11: `get` printed the first 16 MiB of an `@system` file of any
+/// size and exited 0. systemd never writes a credential over 1 MiB, so such
+/// a file is refused, from its size, with exit 1 and nothing on stdout.
+#[test]
+fn test_issue13_11_get_refuses_an_oversized_file() {
+    let f = common::Fixture::new();
+    for (name, size) in [("JUST_OVER", (1u64 << 20) + 1), ("HUGE", 20 << 20)] {
+        let file =
+            std::fs::File::create(f.path(&format!("run/credentials/@system/{name}"))).unwrap();
+        file.set_len(size).unwrap(); // sparse: nothing to read but zeros
+        drop(file);
+        let out = f.run("get", &[name]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{name}: {err}");
+        assert!(
+            out.stdout.is_empty(),
+            "{name}: {} bytes printed",
+            out.stdout.len()
+        );
+        assert!(
+            err.contains(&format!("/run/credentials/@system/{name}"))
+                && err.contains(&size.to_string())
+                && err.contains("1048576"),
+            "{name}: the message names neither the file, its size nor the limit: {err}"
+        );
+    }
+}
