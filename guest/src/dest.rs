@@ -19,7 +19,8 @@ use crate::sysfs::Root;
 pub enum Dest {
     /// Standard output.
     Stdout,
-    /// A file, written atomically (temp + rename, 0600).
+    /// A file, written atomically (temp + rename, 0600); under `--root`
+    /// resolved inside the root.
     File(PathBuf),
     /// `/dev/virtio-ports/NAME` under `--root`.
     VirtioPort(String),
@@ -30,7 +31,8 @@ pub enum Dest {
         /// Port.
         port: u32,
     },
-    /// AF_UNIX stream socket.
+    /// AF_UNIX stream socket; under `--root` a path is resolved inside the
+    /// root.
     Unix(PathBuf),
 }
 
@@ -118,10 +120,10 @@ pub fn send(dest: &Dest, root: &Root, doc: &[u8]) -> Result<(), SendError> {
             let mut out = io::stdout().lock();
             out.write_all(doc).and_then(|_| out.flush())
         }
-        Dest::File(p) => vmcreds_os::private::write_atomic_private(p, doc),
+        Dest::File(p) => root.write_private(p, doc),
         Dest::VirtioPort(n) => open_virtio_port(root, n, PORT_WAIT)
             .and_then(|mut f| f.write_all(doc).and_then(|_| f.flush())),
-        Dest::Unix(p) => connect_unix(p, SocketType::STREAM).and_then(|fd| write_fd(&fd, doc)),
+        Dest::Unix(p) => connect_report_socket(root, p).and_then(|fd| write_fd(&fd, doc)),
         Dest::Vsock { cid, port } => {
             connect_vsock(*cid, *port, SocketType::STREAM).and_then(|fd| write_fd(&fd, doc))
         }
@@ -132,7 +134,6 @@ pub fn send(dest: &Dest, root: &Root, doc: &[u8]) -> Result<(), SendError> {
     })
 }
 
-/// Writes all of `buf` to a connected stream socket, then shuts down writing.
 /// How long `virtio-port:NAME` waits for the port to appear (module load,
 /// udev) before giving up.
 pub const PORT_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
@@ -201,6 +202,35 @@ pub fn open_virtio_port(
     }
 }
 
+/// Connects to the stream socket of `unix:PATH`. Under `--root`, PATH is
+/// resolved inside the root like every other path and must be a socket;
+/// `connect()` then goes through the opened socket's `/proc/self/fd/N` link,
+/// so what is connected to is what was checked (systemd's
+/// `connect_unix_path()` does the same). An abstract `@NAME` is no path in
+/// any tree and is used as is.
+fn connect_report_socket(root: &Root, p: &Path) -> io::Result<OwnedFd> {
+    if root.is_host() || p.as_os_str().as_encoded_bytes().starts_with(b"@") {
+        return connect_unix(p, SocketType::STREAM);
+    }
+    let abs = p
+        .to_str()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "not a UTF-8 path"))?;
+    let fd = root.open_at(abs, rustix::fs::OFlags::PATH)?;
+    let kind = vmcreds_common::file_kind::FileKind::from_mode(rustix::fs::fstat(&fd)?.st_mode);
+    if kind != vmcreds_common::file_kind::FileKind::Socket {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "{} is a {kind}, not a socket",
+                vmcreds_os::show_path(&root.path(abs))
+            ),
+        ));
+    }
+    let via = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&fd));
+    connect_unix(Path::new(&via), SocketType::STREAM)
+}
+
+/// Writes all of `buf` to a connected stream socket, then shuts down writing.
 fn write_fd(fd: &OwnedFd, buf: &[u8]) -> io::Result<()> {
     std::fs::File::from(fd.try_clone()?).write_all(buf)?;
     let _ = net::shutdown(fd, net::Shutdown::Write);
@@ -552,7 +582,7 @@ mod tests {
     /// Issue 13 §2: `--root DIR --report-to virtio-port:NAME` wrote through a
     /// link planted at `DIR/dev/virtio-ports/NAME` into a file outside DIR.
     #[test]
-    fn test_issue13_virtio_port_link_out_of_the_root_is_not_followed() {
+    fn test_issue13_2_virtio_port_link_out_of_the_root_is_not_followed() {
         let Some(d) = port_tree() else { return };
         let outside = tempfile::tempdir().unwrap();
         let victim = outside.path().join("victim");

@@ -107,6 +107,23 @@ impl Root {
         }
     }
 
+    /// Writes `bytes` to `path` as a private file (0600, atomically, never
+    /// through a link at the target or the temporary name). Under a tree,
+    /// `path` is resolved inside it like every other path, so a link planted
+    /// in the tree cannot lead the write outside; on the running system it
+    /// is an ordinary path (relative to the working directory if relative).
+    pub fn write_private(&self, path: &Path, bytes: &[u8]) -> io::Result<()> {
+        match &self.tree {
+            None => vmcreds_os::private::write_atomic_private(path, bytes),
+            Some(t) => {
+                let abs = path.to_str().ok_or_else(|| {
+                    io::Error::new(io::ErrorKind::InvalidInput, "not a UTF-8 path")
+                })?;
+                t.write_file(abs, bytes, 0o600)
+            }
+        }
+    }
+
     /// Does `abs` exist (without following a final symlink)?
     pub fn exists(&self, abs: &str) -> bool {
         self.open_at(abs, OFlags::PATH | OFlags::NOFOLLOW).is_ok()

@@ -936,9 +936,9 @@ fn test_report_to_file_unix_virtio_stdout() {
         return;
     }
     let f = good_vm();
-    let d = tempfile::tempdir().unwrap();
-    let file = d.path().join("report.json");
-    let sock = d.path().join("collect.sock");
+    // Under --root, file: and unix: are resolved inside the root (issue 13 §2).
+    let file = f.path("report.json");
+    let sock = f.path("collect.sock");
     let l = std::os::unix::net::UnixListener::bind(&sock).unwrap();
     let t = std::thread::spawn(move || {
         let (mut c, _) = l.accept().unwrap();
@@ -953,9 +953,9 @@ fn test_report_to_file_unix_virtio_stdout() {
         "check",
         &[
             "--report-to",
-            &format!("file:{}", file.display()),
+            "file:/report.json",
             "--report-to",
-            &format!("unix:{}", sock.display()),
+            "unix:/collect.sock",
             "--report-to",
             "virtio-port:org.vmcreds.0",
             "--report-to",
@@ -990,13 +990,7 @@ fn test_report_to_file_unix_virtio_stdout() {
     // The stdout copy follows the table.
     assert!(String::from_utf8_lossy(&out.stdout).contains("{\"schema\":\"vmcreds.report/1\""));
     // An unreachable destination: exit 3, after printing the verdict.
-    let out = f.run(
-        "check",
-        &[
-            "--report-to",
-            &format!("unix:{}", d.path().join("none.sock").display()),
-        ],
-    );
+    let out = f.run("check", &["--report-to", "unix:/none.sock"]);
     assert_eq!(out.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&out.stderr).contains("none.sock"));
     let out = f.run("check", &["--report-to", "virtio-port:missing"]);
@@ -1270,7 +1264,7 @@ fn test_canaries_never_leak() {
     f.entry(0, &raw);
     f.entry(1, &build(1, &[&extra]));
     let d = tempfile::tempdir().unwrap();
-    let file = d.path().join("r.json");
+    let file = f.path("r.json");
     let canaries: &[&[u8]] = &[
         CANARY_A,
         CANARY_B,
@@ -1286,7 +1280,7 @@ fn test_canaries_never_leak() {
             vec![
                 "--strict".into(),
                 "--report-to".into(),
-                format!("file:{}", file.display()),
+                "file:/r.json".into(),
             ],
         ),
         (
@@ -1465,10 +1459,7 @@ fn test_report_is_cut_to_what_the_host_reads() {
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(!out.contains("left out") && out.contains("extra.19999"));
     let sent = f.path("sent.json");
-    let o = f.run(
-        "check",
-        &["--report-to", &format!("file:{}", sent.display())],
-    );
+    let o = f.run("check", &["--report-to", "file:/sent.json"]);
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(
         out.contains("credential rows left out"),

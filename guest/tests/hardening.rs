@@ -321,6 +321,87 @@ fn test_issue13_1_install_unit_stays_inside_the_image() {
         .is_symlink());
 }
 
+/// A systemd 257 VM that received one credential over SMBIOS.
+fn vm_with_one_credential() -> common::Fixture {
+    let f = common::Fixture::new();
+    let mut s = b"io.systemd.credential:API_KEY=".to_vec();
+    s.extend_from_slice(CANARY);
+    f.smbios(&[&s]);
+    f.imported("API_KEY", CANARY);
+    f
+}
+
+/// Issue 13 §2: under `--root DIR`, `--report-to file:PATH` and
+/// `unix:PATH` went to the build host's PATH (a report written over any
+/// file, sent to any socket), while every other path was read inside DIR.
+/// Now they are resolved inside DIR too, a link in the tree included (the
+/// virtio port: `guest::dest::tests::test_issue13_2_…`).
+#[test]
+fn test_issue13_2_file_and_unix_destinations_stay_inside_the_root() {
+    let f = vm_with_one_credential();
+    let outside = tempfile::tempdir().unwrap();
+    let victim = outside.path().join("victim");
+    std::fs::write(&victim, b"the build host's file\n").unwrap();
+    let host_sock = outside.path().join("collect.sock");
+    let host_listener = std::os::unix::net::UnixListener::bind(&host_sock).unwrap();
+    host_listener.set_nonblocking(true).unwrap();
+    let abs = outside.path().strip_prefix("/").unwrap().to_str().unwrap();
+    // The same absolute paths inside the tree, one through a link.
+    f.mkdir(abs);
+    std::os::unix::fs::symlink(outside.path(), f.path("reports")).unwrap();
+    let tree_listener =
+        std::os::unix::net::UnixListener::bind(f.path(&format!("{abs}/collect.sock"))).unwrap();
+    let reader = std::thread::spawn(move || {
+        let (mut c, _) = tree_listener.accept().unwrap();
+        let mut v = Vec::new();
+        std::io::Read::read_to_end(&mut c, &mut v).unwrap();
+        v
+    });
+    let before = snapshot(outside.path());
+    let out = f.run(
+        "check",
+        &[
+            "--expect",
+            "API_KEY",
+            "--report-to",
+            &format!("file:{}", victim.display()),
+            "--report-to",
+            "file:/reports/report.json",
+            "--report-to",
+            &format!("unix:{}", host_sock.display()),
+        ],
+    );
+    assert_unchanged(
+        outside.path(),
+        &before,
+        "a report was written outside the root",
+    );
+    assert!(
+        matches!(host_listener.accept(), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        "a report was sent to the build host's socket"
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    for p in [format!("{abs}/victim"), format!("{abs}/report.json")] {
+        let doc = std::fs::read(f.path(&p)).unwrap();
+        assert!(doc.starts_with(b"{\"schema\":\"vmcreds.report/1\""), "{p}");
+        assert_eq!(mode(&f.path(&p)), 0o600, "{p}");
+    }
+    assert!(reader
+        .join()
+        .unwrap()
+        .starts_with(b"{\"schema\":\"vmcreds.report/1\""));
+    common::assert_output_clean("check", &out, &[CANARY]);
+
+    // Inside the tree, only a socket is connected to.
+    f.write("run/not-a-socket", b"old");
+    let out = f.run("check", &["--report-to", "unix:/run/not-a-socket"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(err.contains("is a regular file, not a socket"), "{err}");
+    assert_eq!(std::fs::read(f.path("run/not-a-socket")).unwrap(), b"old");
+}
+
 /// Issue 13 §9: a newline in `--report-to` injected lines into the unit
 /// `install-unit` wrote (and left a quote open, so systemd refused the unit
 /// and everything that `Requires=` it), with exit 0; and the image's new
