@@ -1427,7 +1427,7 @@ fn test_prediction_matches_real_systemd_imports() {
 /// `collect` refuses. The report is cut to what the host reads, says what
 /// was cut, and still carries the rows the host verifies against.
 #[test]
-fn test_report_is_cut_to_what_the_host_reads() {
+fn test_issue13_11_report_is_cut_to_what_the_host_reads() {
     let f = good_vm();
     for i in 0..20_000 {
         f.imported(&format!("extra.{i:05}"), b"x");
