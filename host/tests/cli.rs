@@ -1267,6 +1267,9 @@ fn every_command_traces_at_vvv_without_a_secret() {
     let t = TestDir::new();
     let creds = setup_creds(&t);
     let runtime = t.mkdir("runtime");
+    let qemu = fake_qemu(&t, "fakeqemu", "QEMU emulator version 10.0.0");
+    let config = t.write("vm.json", b"{\"payload\":{\"kernel\":\"/k\"}}");
+    let api = t.join("api.sock");
     let sources = [
         "--load",
         "API_KEY:host-api-key",
@@ -1275,44 +1278,92 @@ fn every_command_traces_at_vvv_without_a_secret() {
         "--set",
         "ENVIRONMENT=test",
     ];
-    let mut runs: Vec<(&str, Vec<String>)> = vec![
+    let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<String>>();
+    let p = |p: &Path| p.display().to_string();
+    // What runs, its arguments before the sources, what follows `-vvv`
+    // (the QEMU command line), and a trace line only that path writes.
+    let runs: Vec<(&str, Vec<String>, Vec<String>, &str)> = vec![
         (
-            "qemu",
-            vec![
-                "qemu".into(),
-                "--runtime-dir".into(),
-                runtime.display().to_string(),
-            ],
+            "qemu --runtime-dir",
+            s(&["qemu", "--runtime-dir", &p(&runtime)]),
+            vec![],
+            "0400 file",
         ),
-        ("manifest", vec!["manifest".into()]),
-        ("cloud-hypervisor arg", vec!["cloud-hypervisor".into()]),
+        (
+            "qemu exec",
+            s(&["qemu"]),
+            s(&["--", &p(&qemu), "-M", "q35", "-nodefaults"]),
+            "exec",
+        ),
+        ("manifest", s(&["manifest"]), vec![], "plan validated"),
+        (
+            "cloud-hypervisor arg",
+            s(&["cloud-hypervisor"]),
+            vec![],
+            "plan validated",
+        ),
         (
             "cloud-hypervisor json",
-            vec!["cloud-hypervisor".into(), "--format".into(), "json".into()],
+            s(&["cloud-hypervisor", "--format", "json"]),
+            vec![],
+            "plan validated",
+        ),
+        (
+            "cloud-hypervisor env",
+            s(&["cloud-hypervisor", "--format", "env"]),
+            vec![],
+            "plan validated",
         ),
         (
             "cloud-hypervisor fw_cfg",
-            vec![
-                "cloud-hypervisor".into(),
-                "--fw-cfg".into(),
-                "--runtime-dir".into(),
-                runtime.display().to_string(),
-            ],
+            s(&[
+                "cloud-hypervisor",
+                "--fw-cfg",
+                "--runtime-dir",
+                &p(&runtime),
+            ]),
+            vec![],
+            "fw_cfg files written",
         ),
-        ("crosvm", vec!["crosvm".into()]),
+        (
+            "cloud-hypervisor --api-socket",
+            s(&[
+                "cloud-hypervisor",
+                "--api-socket",
+                &p(&api),
+                "--vm-config",
+                &p(&config),
+            ]),
+            vec![],
+            "vm.boot answered",
+        ),
+        ("crosvm", s(&["crosvm"]), vec![], "crosvm form"),
     ];
-    for (_, a) in &mut runs {
-        a.extend(sources.iter().map(|s| s.to_string()));
-        a.push("-vvv".into());
-    }
-    for (what, a) in &runs {
+    for (what, head, tail, only_here) in &runs {
         for journald in [false, true] {
+            // API mode: a stand-in cloud-hypervisor answering vm.create and
+            // vm.boot, the one place the values may go.
+            let server = (*what == "cloud-hypervisor --api-socket").then(|| {
+                let _ = std::fs::remove_file(&api);
+                let l = std::os::unix::net::UnixListener::bind(&api).unwrap();
+                common::serve(l, 2, |_: &[u8]| {
+                    b"HTTP/1.1 204 No Content\r\nConnection: keep-alive\r\n\r\n".to_vec()
+                })
+            });
             let mut c = t.cmd();
-            c.args(a).env("CREDENTIALS_DIRECTORY", &creds);
+            c.args(head)
+                .args(sources)
+                .arg("-vvv")
+                .args(tail)
+                .env("CREDENTIALS_DIRECTORY", &creds);
             if journald {
                 c.env("JOURNAL_STREAM", "8:123");
             }
             let o = run(&mut c);
+            if let Some(server) = server {
+                let bodies = server.join().unwrap();
+                assert!(!bodies[0].is_empty(), "{what}: no VmConfig sent");
+            }
             assert_eq!(code(&o), 0, "{what}: {}", stderr(&o));
             let err = stderr(&o);
             let traced = if journald {
@@ -1322,11 +1373,56 @@ fn every_command_traces_at_vvv_without_a_secret() {
             };
             assert!(err.contains(traced), "{what}: no {traced:?} line in {err}");
             assert!(
-                err.contains("loaded --load") && err.contains("plan validated"),
+                err.contains("loaded --load")
+                    && err.contains("plan validated")
+                    && err.contains(only_here),
                 "{what}: {err}"
             );
             assert_no_canary(&format!("{what} stderr"), &o.stderr);
+            if *what != "qemu exec" {
+                continue;
+            }
+            assert!(
+                qemu.with_extension("ran").exists(),
+                "the fake QEMU never ran"
+            );
         }
+    }
+    // collect, receiving a report over its socket.
+    let m = manifest_for(&t);
+    let r = report_for(&m, &[("API_KEY", API_KEY), ("ENVIRONMENT", b"test")]);
+    for journald in [false, true] {
+        let sock = t.join("collect.sock");
+        let mut c = t.cmd();
+        c.args(["collect", "--listen", &format!("unix:{}", sock.display())])
+            .args(["--manifest", "m.json", "--timeout", "20", "-vvv"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        if journald {
+            c.env("JOURNAL_STREAM", "8:123");
+        }
+        let child = c.spawn().unwrap();
+        let mut peer = common::connect(&sock);
+        peer.write_all(r.to_json().as_bytes()).unwrap();
+        let o = wait_child(child, Duration::from_secs(15));
+        drop(peer);
+        assert_eq!(code(&o), 0, "collect: {}", stderr(&o));
+        let err = stderr(&o);
+        let traced = if journald {
+            "<6>info: "
+        } else {
+            "vmcreds-host: info: "
+        };
+        assert!(
+            err.contains(&format!("{traced}report received")),
+            "collect: {err}"
+        );
+        assert_no_canary("collect -vvv stderr", &o.stderr);
+        assert_no_canary("collect -vvv stdout", &o.stdout);
+        assert!(
+            !err.contains(&m.nonce.as_ref().unwrap().to_hex()),
+            "collect: the nonce in a trace"
+        );
     }
     // verify, with the level from RUST_LOG.
     let m = manifest_for(&t);

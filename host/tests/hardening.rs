@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::{code, run, stderr, wait_until, TestDir};
+use common::{api_server, code, connect, run, serve, stderr, wait_until, TestDir};
 
 /// True when running as root. Otherwise the test is skipped with a line
 /// saying why, unless `VMCREDS_REQUIRE` names `root` (CI sets it): then it
@@ -476,20 +476,6 @@ fn wire(r: &vmcreds_common::report::Report) -> Vec<u8> {
     v
 }
 
-/// Connects to a socket `collect` binds, retrying while it is not yet
-/// listening (the file exists between bind and listen).
-fn connect(sock: &Path) -> std::os::unix::net::UnixStream {
-    let mut last = None;
-    for _ in 0..500 {
-        match std::os::unix::net::UnixStream::connect(sock) {
-            Ok(s) => return s,
-            Err(e) => last = Some(e),
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    panic!("cannot connect to {}: {last:?}", sock.display());
-}
-
 // ---- §10: a trickled report ----
 
 /// User plus system CPU time of `pid`, in seconds (/proc/PID/stat fields 14
@@ -560,69 +546,6 @@ fn test_issue13_10_trickled_report_does_not_burn_a_core() {
 }
 
 // ---- §8: cloud-hypervisor error bodies ----
-
-/// A stand-in for cloud-hypervisor's API on `listener`: answers `n`
-/// requests (one per connection) with what `reply` makes of each body, and
-/// returns the bodies it received (an empty one for a connection closed
-/// before a request).
-fn serve(
-    listener: std::os::unix::net::UnixListener,
-    n: usize,
-    reply: impl Fn(&[u8]) -> Vec<u8> + Send + 'static,
-) -> std::thread::JoinHandle<Vec<Vec<u8>>> {
-    use std::io::{Read, Write};
-    std::thread::spawn(move || {
-        let mut bodies = Vec::new();
-        for _ in 0..n {
-            let (mut s, _) = listener.accept().unwrap();
-            s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-            let mut buf = Vec::new();
-            let mut chunk = [0u8; 4096];
-            let head_end = loop {
-                if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                    break i + 4;
-                }
-                let got = s.read(&mut chunk).unwrap();
-                if got == 0 {
-                    break 0; // closed before a request: an empty body
-                }
-                buf.extend_from_slice(&chunk[..got]);
-            };
-            if head_end == 0 {
-                bodies.push(Vec::new());
-                continue;
-            }
-            let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
-            let len: usize = head
-                .lines()
-                .find_map(|l| l.strip_prefix("content-length:"))
-                .map_or(0, |v| v.trim().parse().unwrap());
-            let mut body = buf[head_end..].to_vec();
-            while body.len() < len {
-                let got = s.read(&mut chunk).unwrap();
-                assert!(got > 0);
-                body.extend_from_slice(&chunk[..got]);
-            }
-            let _ = s.write_all(&reply(&body));
-            // Hold the connection until the client is done, as micro_http does.
-            let _ = s.read(&mut chunk);
-            bodies.push(body);
-        }
-        bodies
-    })
-}
-
-/// [`serve`] of one request on a socket bound at `path`.
-fn api_server(
-    path: &Path,
-    reply: impl Fn(&[u8]) -> Vec<u8> + Send + 'static,
-) -> std::thread::JoinHandle<Vec<Vec<u8>>> {
-    serve(
-        std::os::unix::net::UnixListener::bind(path).unwrap(),
-        1,
-        reply,
-    )
-}
 
 /// Issue 13 §8: the redaction of cloud-hypervisor's error bodies caught
 /// exact copies only: a server quoting a piece of the request showed 16

@@ -145,6 +145,83 @@ pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
     cond()
 }
 
+/// Connects to a socket `collect` binds, retrying while it is not yet
+/// listening (the file exists between bind and listen).
+pub fn connect(sock: &Path) -> std::os::unix::net::UnixStream {
+    let mut last = None;
+    for _ in 0..500 {
+        match std::os::unix::net::UnixStream::connect(sock) {
+            Ok(s) => return s,
+            Err(e) => last = Some(e),
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("cannot connect to {}: {last:?}", sock.display());
+}
+
+/// A stand-in for cloud-hypervisor's API on `listener`: answers `n`
+/// requests (one per connection) with what `reply` makes of each body, and
+/// returns the bodies it received (an empty one for a connection closed
+/// before a request).
+pub fn serve(
+    listener: std::os::unix::net::UnixListener,
+    n: usize,
+    reply: impl Fn(&[u8]) -> Vec<u8> + Send + 'static,
+) -> std::thread::JoinHandle<Vec<Vec<u8>>> {
+    use std::io::{Read, Write};
+    std::thread::spawn(move || {
+        let mut bodies = Vec::new();
+        for _ in 0..n {
+            let (mut s, _) = listener.accept().unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 4096];
+            let head_end = loop {
+                if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                    break i + 4;
+                }
+                let got = s.read(&mut chunk).unwrap();
+                if got == 0 {
+                    break 0; // closed before a request: an empty body
+                }
+                buf.extend_from_slice(&chunk[..got]);
+            };
+            if head_end == 0 {
+                bodies.push(Vec::new());
+                continue;
+            }
+            let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
+            let len: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .map_or(0, |v| v.trim().parse().unwrap());
+            let mut body = buf[head_end..].to_vec();
+            while body.len() < len {
+                let got = s.read(&mut chunk).unwrap();
+                assert!(got > 0);
+                body.extend_from_slice(&chunk[..got]);
+            }
+            let _ = s.write_all(&reply(&body));
+            // Hold the connection until the client is done, as micro_http does.
+            let _ = s.read(&mut chunk);
+            bodies.push(body);
+        }
+        bodies
+    })
+}
+
+/// [`serve`] of one request on a socket bound at `path`.
+pub fn api_server(
+    path: &Path,
+    reply: impl Fn(&[u8]) -> Vec<u8> + Send + 'static,
+) -> std::thread::JoinHandle<Vec<Vec<u8>>> {
+    serve(
+        std::os::unix::net::UnixListener::bind(path).unwrap(),
+        1,
+        reply,
+    )
+}
+
 /// Every entry under `dir` (recursively), as paths relative to it.
 pub fn tree(dir: &Path) -> Vec<String> {
     let mut out = Vec::new();
