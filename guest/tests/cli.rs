@@ -1296,6 +1296,14 @@ fn test_canaries_never_leak() {
         ("list", vec!["--json".into()]),
         ("get", vec!["bad:name".into()]),
         (
+            "install-unit",
+            vec![
+                "--strict".into(),
+                "--report-to".into(),
+                "file:/r.json".into(),
+            ],
+        ),
+        (
             "import",
             vec![
                 "--to".into(),
@@ -1328,10 +1336,19 @@ fn test_canaries_never_leak() {
                 "nonce in {sub}"
             );
             let err = String::from_utf8_lossy(&out.stderr);
-            // `get bad:name` is refused before anything is read.
-            let reads = *sub != "get";
+            // `get bad:name` is refused before anything is read;
+            // install-unit reads nothing and says what it wrote.
+            let reads = !matches!(*sub, "get" | "install-unit");
             let traced = err.contains("vmcreds-guest: trace: read");
             assert_eq!(traced, verbose && reads, "{sub} {a:?}: {err}");
+            if *sub == "install-unit" {
+                assert_eq!(out.status.code(), Some(0), "{err}");
+                assert_eq!(
+                    err.contains("vmcreds-guest: info: unit written"),
+                    verbose,
+                    "{err}"
+                );
+            }
         }
     }
     assert_no_canary("report file", &std::fs::read(&file).unwrap(), canaries);

@@ -142,15 +142,18 @@ pub fn run(args: &InstallUnitArgs) -> Result<Exit> {
     image
         .create_dir_all(&wants, 0o755)
         .map_err(|e| fail(wants.clone(), e))?;
+    tracing::debug!(dir = %vmcreds_os::show_path(&image.shown(&wants)), "directories present, new ones 0755");
     let unit = format!("{UNIT_DIR}/{UNIT_NAME}");
     let text = render(args.strict, &args.report_to);
     image
         .write_file(&unit, text.as_bytes(), 0o644)
         .map_err(|e| fail(unit.clone(), e))?;
+    tracing::info!(path = %vmcreds_os::show_path(&image.shown(&unit)), bytes = text.len(), destinations = args.report_to.len(), "unit written");
     let link = format!("{wants}/{UNIT_NAME}");
     image
         .symlink(&link, &format!("../{UNIT_NAME}"))
         .map_err(|e| fail(link.clone(), e))?;
+    tracing::info!(link = %vmcreds_os::show_path(&image.shown(&link)), "enabled for multi-user.target");
     println!(
         "installed {} and enabled it ({}); it runs {BINARY_PATH}",
         vmcreds_os::show_path(&image.shown(&unit)),
