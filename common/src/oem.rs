@@ -96,6 +96,49 @@ pub enum Rejection {
     /// `Failed to base64 decode credential '%s', ignoring: %m`
     #[error("failed to base64 decode: {0}")]
     Base64(Base64Error),
+    /// The credential prefix is inside the string, not at its start: systemd
+    /// ignores it as not a credential (`Ignoring OEM string: …`, debug level
+    /// only), so the credential is lost without a warning.
+    #[error("{}", buried_reason(*.offset, *.merged))]
+    Buried {
+        /// Bytes before the prefix.
+        offset: usize,
+        /// Those bytes are a Type 11 structure header: the structure before
+        /// this one in the table has no terminating NUL, and the kernel's
+        /// walk read this structure as more strings of the entry before.
+        merged: bool,
+    },
+}
+
+fn buried_reason(offset: usize, merged: bool) -> String {
+    if merged {
+        "the string begins with a Type 11 structure header: the structure before it in the \
+         table lacks its terminating NUL, so the kernel read this structure as more strings of \
+         that entry, and systemd ignores the string as not a credential"
+            .into()
+    } else {
+        format!(
+            "{offset} byte(s) come before the credential prefix: systemd ignores the string as \
+             not a credential"
+        )
+    }
+}
+
+/// The first credential prefix inside `s` (not at its start): its offset,
+/// the encoding it names and what follows it.
+fn buried_prefix(s: &[u8]) -> Option<(usize, Encoding, &[u8])> {
+    let find = |p: &[u8]| {
+        s.windows(p.len())
+            .skip(1)
+            .position(|w| w == p)
+            .map(|i| i + 1)
+    };
+    let text = find(TEXT_PREFIX).map(|o| (o, Encoding::Text, &s[o + TEXT_PREFIX.len()..]));
+    let binary = find(BINARY_PREFIX).map(|o| (o, Encoding::Binary, &s[o + BINARY_PREFIX.len()..]));
+    match (text, binary) {
+        (Some(t), Some(b)) => Some(if t.0 < b.0 { t } else { b }),
+        (t, b) => t.or(b),
+    }
 }
 
 /// What systemd makes of one OEM string.
@@ -131,6 +174,20 @@ pub fn parse(s: &[u8], behaviour: &Behaviour) -> Parsed {
         (Encoding::Text, rest)
     } else if let Some(rest) = s.strip_prefix(BINARY_PREFIX) {
         (Encoding::Binary, rest)
+    } else if let Some((offset, encoding, rest)) = buried_prefix(s) {
+        // A Type 11 header is 11, its length (the offset of the strings), a
+        // handle and a count; with a handle free of zero bytes it stays
+        // inside one "string" when the kernel merges two structures.
+        let merged = s[0] == 11 && offset >= 5 && usize::from(s[1]) == offset;
+        let name = rest
+            .iter()
+            .position(|&b| b == b'=')
+            .map(|eq| escape_name(&rest[..eq]));
+        return Parsed::Rejected {
+            encoding,
+            name,
+            reason: Rejection::Buried { offset, merged },
+        };
     } else {
         return Parsed::NotCredential;
     };
@@ -222,11 +279,61 @@ mod tests {
             &b"io.systemd.Credential:a=b"[..],
             b"io.systemd.credential",
             b"io.systemd.credential.binar:a=b",
-            b" io.systemd.credential:a=b",
             b"hello world",
         ] {
             assert_eq!(parse(s, &b257()), Parsed::NotCredential, "{s:?}");
         }
+    }
+
+    #[test]
+    fn test_parse_names_a_prefix_buried_inside_a_string() {
+        // A leading space: systemd ignores the string (debug level only).
+        assert_eq!(
+            parse(b" io.systemd.credential:a=b", &b257()),
+            Parsed::Rejected {
+                encoding: Encoding::Text,
+                name: Some("a".into()),
+                reason: Rejection::Buried {
+                    offset: 1,
+                    merged: false
+                },
+            }
+        );
+        // The next structure's header (type 11, length 5, handle 0x0e02,
+        // count 1) read as part of this string: measured with real systemd
+        // 252-262 on a table whose previous structure lacked its final NUL.
+        let merged = b"\x0b\x05\x02\x0e\x01io.systemd.credential.binary:gt_u2=dg==";
+        let p = parse(merged, &b257());
+        assert_eq!(
+            p,
+            Parsed::Rejected {
+                encoding: Encoding::Binary,
+                name: Some("gt_u2".into()),
+                reason: Rejection::Buried {
+                    offset: 5,
+                    merged: true
+                },
+            }
+        );
+        let Parsed::Rejected { reason, .. } = p else {
+            unreachable!()
+        };
+        assert!(reason.to_string().contains("lacks its terminating NUL"));
+        // The earlier of two prefixes decides; no '=' leaves the name unknown.
+        assert_eq!(
+            parse(
+                b"xio.systemd.credential.binary:io.systemd.credential:",
+                &b257()
+            ),
+            Parsed::Rejected {
+                encoding: Encoding::Binary,
+                name: None,
+                reason: Rejection::Buried {
+                    offset: 1,
+                    merged: false
+                },
+            }
+        );
     }
 
     #[test]

@@ -1432,7 +1432,12 @@ fn test_prediction_matches_real_systemd_imports() {
                 .collect();
             predicted.sort();
             real.sort();
-            assert!(!real.is_empty());
+            // A table whose first structure stops systemd's scan imports nothing.
+            assert!(
+                !real.is_empty() || boot["boot"] == "structs-badlen-first",
+                "{}",
+                boot["boot"]
+            );
             assert_eq!(predicted, real, "systemd {v}, boot {}", boot["boot"]);
             boots += 1;
         }
