@@ -31,6 +31,9 @@ use crate::vm::{self, VmSpec};
 const T: &[u8] = b"io.systemd.credential:";
 const B: &[u8] = b"io.systemd.credential.binary:";
 
+/// Handles of the hand-made Type 11 structures (QEMU's own Type 11 uses 0xe00).
+const STRUCTURE_HANDLE_BASE: u16 = 0xe00;
+
 /// Bytes of the SMBIOS table that are not the Type 11 structure, for `-M q35 -m 512`, one
 /// CPU, QEMU 7.2 (measured: /sys/firmware/dmi/tables/DMI = 385 bytes with an 9-byte Type 11).
 /// The `table32` boot records the real figure, so a different QEMU shows up in the fixture.
@@ -194,6 +197,56 @@ struct Boot {
     machine: &'static str,
     mem_mib: u32,
     inputs: Vec<(String, Vec<u8>)>,
+    /// When set, the inputs are not passed as `-smbios type=11,path=` strings: each of these
+    /// hand-made structures is passed as `-smbios file=BLOB`, which QEMU copies into the
+    /// table byte for byte (one structure per file, so QEMU's structure count stays right).
+    /// `inputs` then lists every string of every structure, labelled with its structure.
+    structures: Vec<RawStructure>,
+}
+
+/// A Type 11 structure made by hand, hostile in its header or its termination.
+struct RawStructure {
+    label: &'static str,
+    /// The formatted-area length byte (5 is the only one systemd accepts).
+    length: u8,
+    /// The `count` byte (systemd ignores it; dmidecode trusts it).
+    count: u8,
+    strings: Vec<Vec<u8>>,
+    /// Ends with the extra NUL that closes the string set; without it the kernel's walk runs
+    /// on into the next structure.
+    terminated: bool,
+}
+
+impl RawStructure {
+    fn ok(label: &'static str, strings: Vec<Vec<u8>>) -> Self {
+        RawStructure {
+            label,
+            length: 5,
+            count: strings.len() as u8,
+            strings,
+            terminated: true,
+        }
+    }
+
+    /// The structure's bytes with `handle`.
+    fn bytes(&self, handle: u16) -> Vec<u8> {
+        let mut b = vec![11, self.length];
+        b.extend_from_slice(&handle.to_le_bytes());
+        b.push(self.count);
+        // A longer formatted area: filler bytes after the count.
+        b.extend(std::iter::repeat(0xa5).take(usize::from(self.length).saturating_sub(5)));
+        for s in &self.strings {
+            b.extend_from_slice(s);
+            b.push(0);
+        }
+        if self.terminated {
+            if self.strings.is_empty() {
+                b.push(0);
+            }
+            b.push(0);
+        }
+        b
+    }
 }
 
 fn boots() -> Vec<Boot> {
@@ -206,43 +259,145 @@ fn boots() -> Vec<Boot> {
                 .into_iter()
                 .map(|(l, s)| (l.to_string(), s))
                 .collect(),
+            structures: vec![],
         },
         Boot {
             name: "table32",
             machine: "q35,smbios-entry-point-type=32",
             mem_mib: 512,
             inputs: table32_inputs(65535 - TABLE_OVERHEAD_Q35_512M),
+            structures: vec![],
         },
         Boot {
             name: "table32over",
             machine: "q35,smbios-entry-point-type=32",
             mem_mib: 512,
             inputs: table32_inputs(65535 - TABLE_OVERHEAD_Q35_512M + 1),
+            structures: vec![],
         },
         Boot {
             name: "large200k",
             machine: "q35,smbios-entry-point-type=64",
             mem_mib: 512,
             inputs: large_inputs(200 * 1024),
+            structures: vec![],
         },
         Boot {
             name: "large1m",
             machine: "q35,smbios-entry-point-type=64",
             mem_mib: 512,
             inputs: large_inputs(1024 * 1024),
+            structures: vec![],
         },
+        structure_boot("structs-several", several_structures()),
+        structure_boot("structs-badlen", badlen_structures(false)),
+        structure_boot("structs-badlen-first", badlen_structures(true)),
+        structure_boot("structs-unterminated", unterminated_structures()),
+    ]
+}
+
+fn structure_boot(name: &'static str, structures: Vec<RawStructure>) -> Boot {
+    let inputs = structures
+        .iter()
+        .enumerate()
+        .flat_map(|(i, st)| {
+            st.strings.iter().enumerate().map(move |(j, s)| {
+                (
+                    format!("structure {i} ({}) string {j}", st.label),
+                    s.clone(),
+                )
+            })
+        })
+        .collect();
+    Boot {
+        name,
+        machine: "q35",
+        mem_mib: 512,
+        inputs,
+        structures,
+    }
+}
+
+/// Five Type 11 structures in one table: counts that disagree with the strings, one with no
+/// strings, a name repeated across structures, and a name systemd refuses between good ones.
+fn several_structures() -> Vec<RawStructure> {
+    let mut low = RawStructure::ok(
+        "count 1, three strings",
+        vec![
+            cat(&[T, b"gt_s1a=a"]),
+            cat(&[T, b"gt_s1b=b"]),
+            cat(&[T, b"gt_s1c=c"]),
+        ],
+    );
+    low.count = 1;
+    let mut high = RawStructure::ok(
+        "count 9, two strings, the second repeats a name of structure 0",
+        vec![cat(&[T, b"gt_s3a=a"]), cat(&[T, b"gt_s0a=second"])],
+    );
+    high.count = 9;
+    vec![
+        RawStructure::ok(
+            "valid",
+            vec![cat(&[T, b"gt_s0a=first"]), cat(&[B, b"gt_s0b=dHdv"])],
+        ),
+        low,
+        RawStructure::ok("no strings", vec![]),
+        high,
+        RawStructure::ok(
+            "a refused name between good ones",
+            vec![
+                cat(&[T, b"gt_s4a=a"]),
+                cat(&[T, b"gt\x01ctl=v"]),
+                cat(&[B, b"gt_s4c=QQ=="]),
+            ],
+        ),
+    ]
+}
+
+/// A structure whose formatted length is 6, between (or before) valid ones: systemd stops
+/// scanning at such an entry, so everything after it is lost.
+fn badlen_structures(first: bool) -> Vec<RawStructure> {
+    let mut bad = RawStructure::ok("length 6", vec![cat(&[T, b"gt_bl1=v"])]);
+    bad.length = 6;
+    let before = RawStructure::ok("valid, before", vec![cat(&[T, b"gt_bl0=v"])]);
+    let after = RawStructure::ok("valid, after", vec![cat(&[T, b"gt_bl2=v"])]);
+    if first {
+        vec![bad, after]
+    } else {
+        vec![before, bad, after]
+    }
+}
+
+/// A structure without its closing NUL: the kernel's walk takes the next structure's bytes
+/// as more strings of this one.
+fn unterminated_structures() -> Vec<RawStructure> {
+    let mut open = RawStructure::ok("unterminated", vec![cat(&[T, b"gt_u1=v"])]);
+    open.terminated = false;
+    vec![
+        RawStructure::ok("valid, before", vec![cat(&[T, b"gt_u0=v"])]),
+        open,
+        RawStructure::ok("valid, after", vec![cat(&[T, b"gt_u2=v"])]),
     ]
 }
 
 /// Runs the experiment for the generations in `flags`.
 pub fn run(root: &Path, flags: &GroundTruth) -> Result<()> {
     crate::deps::ensure(false)?;
+    let mirror = crate::mirror::resolve(flags.image.mirror.as_deref())?;
     let kernel = image::kernel(root)?;
     let out_dir = root.join("xtask/ground-truth");
     util::mkdirp(&out_dir)?;
-    for generation in &flags.generations {
+    let generations = if flags.generations.is_empty() {
+        image::GENERATIONS
+            .iter()
+            .map(|g| g.name.to_string())
+            .collect()
+    } else {
+        flags.generations.clone()
+    };
+    for generation in &generations {
         let t = Instant::now();
-        let base = image::systemd_base(root, generation)?;
+        let base = image::systemd_base(root, generation, &mirror)?;
         let mut boots_json = Vec::new();
         let mut version = String::from("unknown");
         for boot in boots() {
@@ -258,6 +413,12 @@ pub fn run(root: &Path, flags: &GroundTruth) -> Result<()> {
             .nth(1)
             .unwrap_or("unknown")
             .to_string();
+        let top = json!({
+            "produced_utc": util::utc_now(),
+            "kernel_package": kernel.package,
+            "kernel_release": kernel.release,
+            "qemu_version": qemu_version(),
+        });
         let doc = json!({
             "schema": "vmcreds.ground-truth/1",
             "generation": generation,
@@ -270,6 +431,17 @@ pub fn run(root: &Path, flags: &GroundTruth) -> Result<()> {
             "boots": boots_json,
         });
         let path = out_dir.join(format!("systemd-{short}.json"));
+        let mut doc = doc;
+        if let Some(boots) = doc["boots"].as_array_mut() {
+            for b in boots {
+                for k in PER_BOOT_FACTS {
+                    if b.get(k).is_none() {
+                        b[k] = top[*k].clone();
+                    }
+                }
+            }
+        }
+        let doc = merge_boots(fs::read(&path).ok(), doc);
         fs::write(&path, serde_json::to_string_pretty(&doc)? + "\n")?;
         eprintln!(
             "xtask: ground truth {generation} ({version}) -> {} in {}",
@@ -278,6 +450,47 @@ pub fn run(root: &Path, flags: &GroundTruth) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Facts of a run that each boot carries, so that boots of different runs can share a file.
+const PER_BOOT_FACTS: &[&str] = &[
+    "produced_utc",
+    "kernel_package",
+    "kernel_release",
+    "qemu_version",
+];
+
+/// `new` with the boots of `old` (an earlier file of the same systemd version) that `new`
+/// did not run again, so `--boots NAME` adds to a file instead of replacing it. A boot keeps
+/// the facts of its own run ([`PER_BOOT_FACTS`]).
+fn merge_boots(old: Option<Vec<u8>>, mut new: Value) -> Value {
+    let Some(old) = old.and_then(|b| serde_json::from_slice::<Value>(&b).ok()) else {
+        return new;
+    };
+    let ran: Vec<Value> = new["boots"]
+        .as_array()
+        .map(|b| b.iter().map(|x| x["boot"].clone()).collect())
+        .unwrap_or_default();
+    let mut kept: Vec<Value> = old["boots"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|b| !ran.contains(&b["boot"]))
+        .map(|mut b| {
+            for k in PER_BOOT_FACTS {
+                if b.get(k).is_none() {
+                    b[k] = old[k].clone();
+                }
+            }
+            b
+        })
+        .collect();
+    if let Some(b) = new["boots"].as_array() {
+        kept.extend(b.iter().cloned());
+    }
+    new["boots"] = json!(kept);
+    new
 }
 
 fn qemu_version() -> String {
@@ -304,14 +517,23 @@ fn run_boot(
     let sdir = run_dir.join("smbios");
     util::mkdirp(&sdir)?;
     let mut extra = Vec::new();
-    for (i, (_, s)) in boot.inputs.iter().enumerate() {
-        if s.contains(&0) {
-            bail!("ground-truth input {i} contains NUL, which path= cannot carry");
+    if boot.structures.is_empty() {
+        for (i, (_, s)) in boot.inputs.iter().enumerate() {
+            if s.contains(&0) {
+                bail!("ground-truth input {i} contains NUL, which path= cannot carry");
+            }
+            let p = sdir.join(format!("{i:03}"));
+            fs::write(&p, s)?;
+            extra.push("-smbios".into());
+            extra.push(format!("type=11,path={}", vm::qemu_escape(&p.to_string_lossy())).into());
         }
-        let p = sdir.join(format!("{i:03}"));
-        fs::write(&p, s)?;
-        extra.push("-smbios".into());
-        extra.push(format!("type=11,path={}", vm::qemu_escape(&p.to_string_lossy())).into());
+    } else {
+        for (i, st) in boot.structures.iter().enumerate() {
+            let p = sdir.join(format!("structure-{i}.bin"));
+            fs::write(&p, st.bytes(STRUCTURE_HANDLE_BASE + i as u16))?;
+            extra.push("-smbios".into());
+            extra.push(format!("file={}", vm::qemu_escape(&p.to_string_lossy())).into());
+        }
     }
     let mut o = Overlay::default();
     crate::probe::add_probe(&mut o, "ground-truth");
@@ -394,15 +616,45 @@ fn run_boot(
                    "base64": f.get(3).filter(|b| **b != "-")})
         })
         .collect();
-    let expected_raw_len: usize =
-        5 + boot.inputs.iter().map(|(_, s)| s.len() + 1).sum::<usize>() + 1;
+    let (expected_raw_len, note, structures) = if boot.structures.is_empty() {
+        (
+            Some(5 + boot.inputs.iter().map(|(_, s)| s.len() + 1).sum::<usize>() + 1),
+            "one -smbios type=11,path=FILE per input, in input order",
+            Value::Null,
+        )
+    } else {
+        let list: Vec<Value> = boot
+            .structures
+            .iter()
+            .enumerate()
+            .map(|(i, st)| {
+                json!({
+                    "label": st.label,
+                    "length": st.length,
+                    "count": st.count,
+                    "strings": st.strings.len(),
+                    "terminated": st.terminated,
+                    "hex": hex(&st.bytes(STRUCTURE_HANDLE_BASE + i as u16)),
+                })
+            })
+            .collect();
+        (
+            None,
+            "one -smbios file=BLOB per structure (the bytes in structures[].hex), in order",
+            json!(list),
+        )
+    };
+    let dmi_table = one("dmi-table");
     let doc = json!({
         "boot": boot.name,
+        "produced_utc": util::utc_now(),
         "machine": boot.machine,
         "memory_mib": boot.mem_mib,
         "kernel_cmdline": one("cmdline"),
         "boot_seconds": r.elapsed.as_secs_f64(),
-        "qemu_args_note": "one -smbios type=11,path=FILE per input, in input order",
+        "qemu_args_note": note,
+        "structures": structures,
+        "dmi_table_base64": if dmi_table.trim().is_empty() || dmi_table.trim() == "-" { Value::Null } else { json!(dmi_table.trim()) },
         "entry_point_hex": one("entry-point"),
         "dmi_table_size": one("dmi-table-size").trim().parse::<u64>().ok(),
         "kernel_dmi_lines": vm::section(&secs, "kernel-dmi").unwrap_or(&[]),
@@ -581,6 +833,40 @@ mod tests {
         let v = table32_inputs(65535 - TABLE_OVERHEAD_Q35_512M);
         let raw: usize = 5 + v.iter().map(|(_, s)| s.len() + 1).sum::<usize>() + 1;
         assert_eq!(raw + TABLE_OVERHEAD_Q35_512M, 65535);
+    }
+
+    #[test]
+    fn raw_structures_have_the_bytes_they_claim() {
+        let ok = RawStructure::ok("x", vec![b"ab".to_vec()]);
+        assert_eq!(ok.bytes(0xe01), [11, 5, 0x01, 0x0e, 1, b'a', b'b', 0, 0]);
+        let empty = RawStructure::ok("none", vec![]);
+        assert_eq!(empty.bytes(0xe00), [11, 5, 0x00, 0x0e, 0, 0, 0]);
+        let mut long = RawStructure::ok("len 6", vec![b"a".to_vec()]);
+        long.length = 6;
+        assert_eq!(long.bytes(0xe00), [11, 6, 0x00, 0x0e, 1, 0xa5, b'a', 0, 0]);
+        let mut open = RawStructure::ok("open", vec![b"a".to_vec()]);
+        open.terminated = false;
+        assert_eq!(open.bytes(0xe00), [11, 5, 0x00, 0x0e, 1, b'a', 0]);
+        for b in boots().iter().filter(|b| !b.structures.is_empty()) {
+            let strings: usize = b.structures.iter().map(|s| s.strings.len()).sum();
+            assert_eq!(b.inputs.len(), strings, "{}", b.name);
+        }
+    }
+
+    #[test]
+    fn merging_keeps_boots_not_run_again() {
+        let old = json!({"produced_utc": "then", "boots": [{"boot": "a", "v": 1}, {"boot": "b", "v": 1}]});
+        let new =
+            json!({"produced_utc": "now", "boots": [{"boot": "b", "v": 2}, {"boot": "c", "v": 2}]});
+        let m = merge_boots(Some(serde_json::to_vec(&old).unwrap()), new.clone());
+        let boots = m["boots"].as_array().unwrap();
+        let names: Vec<&str> = boots.iter().map(|b| b["boot"].as_str().unwrap()).collect();
+        assert_eq!(names, ["a", "b", "c"]);
+        assert_eq!(boots[0]["produced_utc"], "then");
+        assert_eq!(boots[0]["kernel_package"], serde_json::Value::Null);
+        assert_eq!(boots[1]["v"], 2);
+        assert_eq!(merge_boots(None, new.clone()), new);
+        assert_eq!(merge_boots(Some(b"not json".to_vec()), new.clone()), new);
     }
 
     #[test]

@@ -8,8 +8,8 @@
 //! stderr, the report and the manifest, and the probe's sections that carry
 //! the guest's journal and the check's output. Not scanned: `credentials/`
 //! (the test's own secret files), `overlay/` and the images, and the probe's
-//! `type11-raw` section, which dumps the raw entry on purpose so a failing run
-//! can be debugged.
+//! `type11-raw` and `dmi-table` sections, which dump the raw entry and the
+//! table on purpose so a failing run can be debugged.
 
 use std::fs;
 use std::path::Path;
@@ -30,7 +30,7 @@ const SCANNED: &[&str] = &[
 ];
 
 /// The probe sections that dump bytes on purpose.
-const PROBE_DEBUG_SECTIONS: &[&str] = &["type11-raw"];
+const PROBE_DEBUG_SECTIONS: &[&str] = &["type11-raw", "dmi-table"];
 
 /// Scans `dir` for `secrets`; returns one line per finding (file, form,
 /// offset: never the bytes).

@@ -38,6 +38,8 @@ echo "@@SECTION mount"; findmnt -n -o FSTYPE,OPTIONS /run/credentials/@system
 echo "@@SECTION dir"; stat -c '%a %U %G' /run/credentials/@system 2>&1
 echo "@@SECTION entry-point"; head -c 5 /sys/firmware/dmi/tables/smbios_entry_point | hexs; echo
 echo "@@SECTION dmi-table-size"; wc -c < /sys/firmware/dmi/tables/DMI
+echo "@@SECTION dmi-table"
+if [ "$(wc -c < /sys/firmware/dmi/tables/DMI)" -le 70000 ]; then base64 -w0 < /sys/firmware/dmi/tables/DMI; echo; else echo -; fi
 echo "@@SECTION type11-entries"; ls /sys/firmware/dmi/entries | grep '^11-'
 echo "@@SECTION type11-raw"
 for e in /sys/firmware/dmi/entries/11-*; do
