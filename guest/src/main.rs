@@ -6,6 +6,11 @@ use clap::Parser;
 use vmcreds_guest::cli::Cli;
 use vmcreds_guest::exit::{self, Exit};
 
+/// A check is short and makes thousands of small allocations: see
+/// `vmcreds_os::arena` for why not musl's allocator.
+#[global_allocator]
+static ALLOC: vmcreds_os::arena::Arena = vmcreds_os::arena::Arena::new();
+
 fn code(e: Exit) -> ExitCode {
     ExitCode::from(match e {
         Exit::Verified | Exit::Success => 0,

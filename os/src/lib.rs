@@ -4,6 +4,7 @@
 //!   never through a symbolic link;
 //! - [`beneath`]: paths resolved inside a root directory, never outside it;
 //! - [`bounded`]: reads that never keep more than a caller's bound;
+//! - [`arena`]: a small allocator for short-lived processes;
 //! - [`failure`]: errors that carry how they end the process;
 //! - [`log`]: `tracing` diagnostics on stderr, journald-friendly.
 //!
@@ -15,6 +16,7 @@
 #[cfg(not(target_os = "linux"))]
 compile_error!("vmcreds-os uses Linux system calls and runs only on Linux");
 
+pub mod arena;
 pub mod beneath;
 pub mod bounded;
 pub mod failure;
