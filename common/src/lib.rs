@@ -26,6 +26,7 @@ pub mod check;
 pub mod digest;
 pub mod escape;
 pub mod file_kind;
+pub mod json_out;
 pub mod limits;
 pub mod manifest;
 pub mod name;

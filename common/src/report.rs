@@ -575,9 +575,19 @@ pub enum ReportError {
 impl Report {
     /// Pretty JSON with a trailing newline.
     pub fn to_json(&self) -> String {
-        let mut s = serde_json::to_string_pretty(self).expect("report serialises");
-        s.push('\n');
-        s
+        crate::json_out::pretty(self, self.size_hint())
+    }
+
+    /// Compact JSON (the wire form, without its newline).
+    pub fn to_compact_json(&self) -> Vec<u8> {
+        crate::json_out::compact(self, self.size_hint())
+    }
+
+    /// About what the pretty JSON takes: reserved up front, so that the
+    /// buffer does not grow by doubling through the allocator.
+    fn size_hint(&self) -> usize {
+        4096 + 700 * self.credentials.len()
+            + 300 * (self.smbios.not_imported.len() + self.smbios.entries.len())
     }
 
     /// Parses a report, refusing oversized or foreign documents.

@@ -107,7 +107,7 @@ impl crate::exit::Classify<crate::exit::Exit> for SendError {
 
 /// The wire form of a report: compact JSON and one newline.
 pub fn wire(report: &vmcreds_common::report::Report) -> Vec<u8> {
-    let mut v = serde_json::to_vec(report).expect("report serialises");
+    let mut v = report.to_compact_json();
     v.push(b'\n');
     v
 }
