@@ -66,6 +66,13 @@ pub enum PreconditionId {
     DmiSysfs,
     /// An SMBIOS Type 11 entry exists.
     Type11Present,
+    /// A systemd initrd read the firmware's credentials (SMBIOS, fw_cfg),
+    /// or imported nothing and so left the import to PID 1 after
+    /// switch-root.
+    InitrdImport,
+    /// What the initrd imported reached `/run/credentials/@system` after
+    /// switch-root.
+    SwitchRootHandoff,
     /// A precondition this version does not know.
     #[serde(untagged)]
     Other(String),
@@ -81,6 +88,8 @@ impl PreconditionId {
             PreconditionId::ImportEnabled => "import_enabled",
             PreconditionId::DmiSysfs => "dmi_sysfs",
             PreconditionId::Type11Present => "type11_present",
+            PreconditionId::InitrdImport => "initrd_import",
+            PreconditionId::SwitchRootHandoff => "switch_root_handoff",
             PreconditionId::Other(s) => s,
         }
     }
@@ -185,6 +194,9 @@ pub enum CredentialSource {
     KernelCmdline,
     /// `/run/credentials/@initrd`, merged after switch-root.
     Initrd,
+    /// `/.extra/system_credentials/` in the initrd (a cpio a VMM appends,
+    /// systemd ≥ 262).
+    InitrdCpio,
     /// Present, but none of the above explains it.
     Unknown,
 }
@@ -197,6 +209,7 @@ impl CredentialSource {
             CredentialSource::FwCfg => "fw_cfg",
             CredentialSource::KernelCmdline => "kernel_cmdline",
             CredentialSource::Initrd => "initrd",
+            CredentialSource::InitrdCpio => "initrd_cpio",
             CredentialSource::Unknown => "unknown",
         }
     }
@@ -485,7 +498,8 @@ pub struct CredentialReport {
     pub digest: Option<Digest>,
     /// How it was carried in SMBIOS.
     pub encoding: Option<Encoding>,
-    /// Where systemd got it: `smbios`, `fw_cfg`, `kernel_cmdline`, `initrd` or `unknown`.
+    /// Where systemd got it: `smbios`, `fw_cfg`, `kernel_cmdline`, `initrd`,
+    /// `initrd_cpio` or `unknown`.
     pub source: Option<CredentialSource>,
     /// Its fate in SMBIOS.
     pub smbios: SmbiosStatus,

@@ -35,6 +35,123 @@ pub const FIRST_URL_SAFE_BASE64: u32 = 255;
 /// before the fix was merged.
 pub const FIRST_FULL_RAW_READ: u32 = 257;
 
+/// The first systemd version that imports SMBIOS credentials in an Intel TDX
+/// confidential VM: systemd/systemd#42835 ("vmspawn: add Intel TDX
+/// confidential VM support", merged 2026-07-01 after v261) makes
+/// `import_credentials_smbios()` return early only when
+/// `cv > 0 && cv != CONFIDENTIAL_VIRTUALIZATION_TDX`, because TDVF measures
+/// the SMBIOS table into RTMR0; `import_credentials_qemu()` (fw_cfg) still
+/// refuses every confidential VM. Modelled from the PR's diff and the
+/// disassembly of Debian's 262.1 build (`cmp $0x4` after
+/// `detect_confidential_virtualization()` in the SMBIOS path, a plain
+/// `> 0` test in the fw_cfg path; 257.13 has `> 0` in both). Not run: no
+/// TDX host here.
+pub const FIRST_TDX_SMBIOS_TRUST: u32 = 262;
+
+/// The first systemd version that imports `/.extra/system_credentials/` in
+/// the initrd as trusted credentials into `/run/credentials/@system`:
+/// systemd/systemd#42272 ("vmspawn: deliver credentials via initrd cpio
+/// under SEV-SNP"; NEWS 262: "systemd now imports credentials from
+/// /.extra/system_credentials/ in the initrd as trusted system
+/// credentials"). A VMM appends them to the initrd as a cpio archive
+/// (`systemd-vmspawn --coco=sev-snp`); PID 1 reads them in the initrd
+/// before fw_cfg and SMBIOS, so a credential there wins over an SMBIOS
+/// string of the same name (first writer wins). Modelled from NEWS and the
+/// 262.1 disassembly; not run (no SEV-SNP host here).
+pub const FIRST_INITRD_SYSTEM_CREDENTIALS: u32 = 262;
+
+/// The first systemd version whose PID 1 reports what it received at info
+/// level: `Received regular credentials: A, B` and `Acquired N regular
+/// credentials, M untrusted credentials.` (`report_credentials()` in
+/// `src/core/import-creds.c`), and the first that merges
+/// `/run/credentials/@initrd` after switch-root. Measured from the shipped
+/// binaries: both texts are in Debian's 254.26, 257.13 and 262.1 builds
+/// and absent from 252.39's, whose only import summary (`Imported %u
+/// credentials from kernel command line/smbios/fw_cfg.`) is a debug line.
+/// 253 was not examined.
+pub const FIRST_IMPORT_REPORT: u32 = 254;
+
+/// A confidential-computing technology, as systemd names it
+/// (`confidential_virtualization_table`, `systemd-detect-virt --cvm`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Cvm {
+    /// AMD SEV.
+    Sev,
+    /// AMD SEV-ES.
+    SevEs,
+    /// AMD SEV-SNP.
+    SevSnp,
+    /// Intel TDX.
+    Tdx,
+    /// IBM Secure Execution (s390x).
+    Protvirt,
+    /// Arm CCA.
+    Cca,
+}
+
+impl Cvm {
+    /// systemd's name (`systemd-detect-virt --cvm` prints it).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Cvm::Sev => "sev",
+            Cvm::SevEs => "sev-es",
+            Cvm::SevSnp => "sev-snp",
+            Cvm::Tdx => "tdx",
+            Cvm::Protvirt => "protvirt",
+            Cvm::Cca => "cca",
+        }
+    }
+
+    /// Parses systemd's name; `None` for `none`, empty or unknown text.
+    pub fn from_systemd(s: &str) -> Option<Cvm> {
+        [
+            Cvm::Sev,
+            Cvm::SevEs,
+            Cvm::SevSnp,
+            Cvm::Tdx,
+            Cvm::Protvirt,
+            Cvm::Cca,
+        ]
+        .into_iter()
+        .find(|c| c.as_str() == s.trim())
+    }
+
+    /// The technology a `/proc/cpuinfo` `flags` line shows, the most
+    /// specific first (an SEV-SNP guest also has `sev` and `sev_es`), with
+    /// the flag that showed it.
+    pub fn from_cpu_flags<'a>(flags: impl IntoIterator<Item = &'a str>) -> Option<(Cvm, &'a str)> {
+        let mut best: Option<(Cvm, &str, u8)> = None;
+        for f in flags {
+            let hit = match f {
+                "tdx_guest" => (Cvm::Tdx, 4),
+                "sev_snp" => (Cvm::SevSnp, 3),
+                "sev_es" => (Cvm::SevEs, 2),
+                "sev" => (Cvm::Sev, 1),
+                _ => continue,
+            };
+            if best.map_or(true, |(_, _, rank)| hit.1 > rank) {
+                best = Some((hit.0, f, hit.1));
+            }
+        }
+        best.map(|(c, f, _)| (c, f))
+    }
+}
+
+impl std::fmt::Display for Cvm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Which of its firmware sources systemd reads on a machine.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Gate {
+    /// QEMU fw_cfg (`import_credentials_qemu()`).
+    pub fw_cfg: bool,
+    /// SMBIOS Type 11 (`import_credentials_smbios()`).
+    pub smbios: bool,
+}
+
 /// How one systemd version reads and decodes SMBIOS credentials.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Behaviour {
@@ -50,6 +167,14 @@ pub struct Behaviour {
     /// (`read_full_file_full(..., sizeof(dmi_field_header) + max_size, ...)`
     /// where the `sizeof` is of a pointer: 8 + 1 MiB).
     pub raw_read_max: usize,
+    /// Whether SMBIOS is read in an Intel TDX guest ([`FIRST_TDX_SMBIOS_TRUST`]).
+    pub smbios_trusted_under_tdx: bool,
+    /// Whether `/.extra/system_credentials/` in the initrd is imported as
+    /// trusted ([`FIRST_INITRD_SYSTEM_CREDENTIALS`]).
+    pub imports_initrd_system_credentials: bool,
+    /// Whether PID 1 logs `Received regular credentials: …` and `Acquired N
+    /// regular credentials, …` at info level ([`FIRST_IMPORT_REPORT`]).
+    pub reports_received_credentials: bool,
 }
 
 impl Behaviour {
@@ -69,6 +194,26 @@ impl Behaviour {
             } else {
                 crate::limits::SYSTEMD_ONE_PAGE_READ
             },
+            smbios_trusted_under_tdx: version >= FIRST_TDX_SMBIOS_TRUST,
+            imports_initrd_system_credentials: version >= FIRST_INITRD_SYSTEM_CREDENTIALS,
+            reports_received_credentials: version >= FIRST_IMPORT_REPORT,
+        }
+    }
+
+    /// Which sources this version reads on a machine that is a confidential
+    /// VM (`in_cvm`) of the technology `kind` (`None`: not recognised).
+    /// Containers are a separate precondition.
+    pub fn gate(&self, in_cvm: bool, kind: Option<Cvm>) -> Gate {
+        if in_cvm && self.refuses_in_cvm {
+            Gate {
+                fw_cfg: false,
+                smbios: kind == Some(Cvm::Tdx) && self.smbios_trusted_under_tdx,
+            }
+        } else {
+            Gate {
+                fw_cfg: true,
+                smbios: true,
+            }
         }
     }
 
@@ -186,6 +331,92 @@ mod tests {
         assert_eq!(Behaviour::of(252).raw_read_max, 4096);
         assert_eq!(Behaviour::of(256).raw_read_max, 4096);
         assert_eq!(Behaviour::of(257).raw_read_max, 8 + 1024 * 1024);
+    }
+
+    #[test]
+    fn test_confidential_vm_gate() {
+        let open = Gate {
+            fw_cfg: true,
+            smbios: true,
+        };
+        let shut = Gate {
+            fw_cfg: false,
+            smbios: false,
+        };
+        let smbios_only = Gate {
+            fw_cfg: false,
+            smbios: true,
+        };
+        // (version, in a CVM, kind, gate)
+        let cases = [
+            (252, true, Some(Cvm::SevSnp), open),
+            (253, true, Some(Cvm::Tdx), open),
+            (254, false, None, open),
+            (254, true, Some(Cvm::Sev), shut),
+            (254, true, Some(Cvm::Tdx), shut),
+            (257, true, None, shut),
+            (261, true, Some(Cvm::Tdx), shut),
+            (262, true, Some(Cvm::Tdx), smbios_only),
+            (262, true, Some(Cvm::SevSnp), shut),
+            (262, true, Some(Cvm::SevEs), shut),
+            (262, true, Some(Cvm::Cca), shut),
+            (262, true, None, shut),
+            (262, false, Some(Cvm::Tdx), open),
+        ];
+        for (v, in_cvm, kind, want) in cases {
+            assert_eq!(
+                Behaviour::of(v).gate(in_cvm, kind),
+                want,
+                "{v} {in_cvm} {kind:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn test_new_version_rules() {
+        // (version, TDX trusts SMBIOS, imports /.extra/system_credentials, logs the import report)
+        let cases = [
+            (252, false, false, false),
+            (253, false, false, false),
+            (254, false, false, true),
+            (257, false, false, true),
+            (261, false, false, true),
+            (262, true, true, true),
+        ];
+        for (v, tdx, cpio, report) in cases {
+            let b = Behaviour::of(v);
+            assert_eq!(b.smbios_trusted_under_tdx, tdx, "{v}");
+            assert_eq!(b.imports_initrd_system_credentials, cpio, "{v}");
+            assert_eq!(b.reports_received_credentials, report, "{v}");
+        }
+    }
+
+    #[test]
+    fn test_cvm_names_and_cpu_flags() {
+        for c in [
+            Cvm::Sev,
+            Cvm::SevEs,
+            Cvm::SevSnp,
+            Cvm::Tdx,
+            Cvm::Protvirt,
+            Cvm::Cca,
+        ] {
+            assert_eq!(Cvm::from_systemd(c.as_str()), Some(c));
+        }
+        assert_eq!(Cvm::from_systemd("none"), None);
+        assert_eq!(Cvm::from_systemd("tdx\n"), Some(Cvm::Tdx), "as printed");
+        assert_eq!(Cvm::from_systemd("tdx2"), None);
+        // (flags, most specific technology and its flag)
+        let cases: [(&str, Option<(Cvm, &str)>); 5] = [
+            ("fpu vme hypervisor", None),
+            ("fpu sev hypervisor", Some((Cvm::Sev, "sev"))),
+            ("sev_snp sev sev_es", Some((Cvm::SevSnp, "sev_snp"))),
+            ("sev sev_es", Some((Cvm::SevEs, "sev_es"))),
+            ("tdx_guest fpu", Some((Cvm::Tdx, "tdx_guest"))),
+        ];
+        for (flags, want) in cases {
+            assert_eq!(Cvm::from_cpu_flags(flags.split(' ')), want, "{flags}");
+        }
     }
 
     #[test]

@@ -65,6 +65,8 @@ fuzz_target!(|data: &[u8]| {
         preconditions: Vec::new(),
         cmdline_credentials: Vec::new(),
         fw_cfg: Vec::new(),
+        cvm: Default::default(),
+        boot: Default::default(),
         imported: Some(ImportedListing {
             files,
             storage: Storage::Secure,

@@ -6,6 +6,8 @@
 //! - [`dmi`]: the `11-N/raw` entries and the whole-table cross-check;
 //! - [`creds_dir`]: what systemd imported (`/run/credentials/@system`);
 //! - [`precond`]: systemd's silent preconditions and other sources;
+//! - [`boot`]: the boot chain's evidence (kernel log, PID 1's environment,
+//!   mounts) of where credentials were lost;
 //! - [`observe`]: all of the above, read once, for `vmcreds_common::check::evaluate`
 //!   (the decision itself, which does no I/O);
 //! - [`dest`]: `--report-to` and `--notify`;
@@ -19,6 +21,7 @@
 #[cfg(not(target_os = "linux"))]
 compile_error!("vmcreds-guest reads Linux sysfs and procfs and runs only on Linux");
 
+pub mod boot;
 pub mod cli;
 pub mod cmd;
 pub mod creds_dir;

@@ -43,6 +43,10 @@ pub struct SmbiosReading {
     pub cmdline: Cmdline,
     /// fw_cfg credentials.
     pub fw_cfg: Vec<check::FwCfgCredential>,
+    /// Whether this is a confidential VM, and which kind.
+    pub cvm: check::CvmFinding,
+    /// What the boot chain shows of the import.
+    pub boot: check::BootEvidence,
     /// systemd's import, predicted.
     pub prediction: Prediction,
 }
@@ -64,7 +68,10 @@ pub fn read_smbios(root: &Root, systemd_override: Option<u32>) -> Result<SmbiosR
     let systemd = precond::systemd_version(root, systemd_override)?;
     let facts = precond::check(root, &systemd)?;
     let fw_cfg = precond::fw_cfg(root)?;
-    let prediction = check::predict_import(&entries, &systemd.behaviour(), &fw_cfg);
+    let behaviour = systemd.behaviour();
+    let prediction =
+        check::predict_import_gated(&entries, &behaviour, &fw_cfg, facts.cvm.gate(&behaviour));
+    let boot = crate::boot::read(root, facts.pid1_environ.as_deref());
     tracing::info!(
         systemd = %systemd.detail,
         entries = entries.len(),
@@ -84,6 +91,8 @@ pub fn read_smbios(root: &Root, systemd_override: Option<u32>) -> Result<SmbiosR
         preconditions: facts.preconditions,
         cmdline: facts.cmdline,
         fw_cfg,
+        cvm: facts.cvm,
+        boot,
         prediction,
     })
 }
@@ -216,6 +225,8 @@ pub fn observe(
             preconditions: smbios.preconditions,
             cmdline_credentials: smbios.cmdline.credential_names,
             fw_cfg: smbios.fw_cfg,
+            cvm: smbios.cvm,
+            boot: smbios.boot,
             imported,
             imported_dir: loc.display(),
             nonce,

@@ -5,10 +5,10 @@
 
 use std::path::Path;
 
-use vmcreds_common::check::FwCfgCredential;
+use vmcreds_common::check::{confidential, CvmFinding, FwCfgCredential};
 use vmcreds_common::escape::escape_bytes;
 use vmcreds_common::report::{CheckState, Precondition, PreconditionId};
-use vmcreds_common::systemd::{parse_version, SystemdVersion};
+use vmcreds_common::systemd::{parse_version, Cvm, SystemdVersion};
 
 use crate::dmi;
 use crate::sysfs::{ReadError, Root};
@@ -211,6 +211,10 @@ pub struct Facts {
     pub cmdline: Cmdline,
     /// The preconditions.
     pub preconditions: Vec<Precondition>,
+    /// Whether this is a confidential VM, and which kind.
+    pub cvm: CvmFinding,
+    /// `/proc/1/environ`, when readable (for `$CREDENTIALS_DIRECTORY`).
+    pub pid1_environ: Option<Vec<u8>>,
 }
 
 /// Checks every silent precondition of systemd's import.
@@ -291,26 +295,21 @@ pub fn check(root: &Root, sd: &SystemdVersion) -> Result<Facts, ReadError> {
         ),
     });
 
-    // Confidential VMs (systemd ≥ 254 refuses SMBIOS and fw_cfg there).
+    // Confidential VMs: systemd ≥ 254 refuses fw_cfg and SMBIOS there, and
+    // from 262 reads SMBIOS under TDX (vmcreds_common::check::confidential).
     let cpuinfo = tolerant(root.read_text("/proc/cpuinfo"))?;
-    let mut cvm: Option<String> = None;
-    let mut cvm_known = false;
-    if let Some(ci) = &cpuinfo {
-        cvm_known = true;
-        for line in ci.lines() {
-            if let Some((k, v)) = line.split_once(':') {
-                if k.trim() == "flags" {
-                    if let Some(f) = v
-                        .split_ascii_whitespace()
-                        .find(|f| matches!(*f, "tdx_guest" | "sev" | "sev_es" | "sev_snp"))
-                    {
-                        cvm = Some(format!("/proc/cpuinfo has flag {f}"));
-                        break;
-                    }
-                }
-            }
-        }
-    }
+    let mut cvm = match &cpuinfo {
+        Some(ci) => ci
+            .lines()
+            .filter_map(|line| line.split_once(':'))
+            .filter(|(k, _)| k.trim() == "flags")
+            .find_map(|(_, v)| Cvm::from_cpu_flags(v.split_ascii_whitespace()))
+            .map_or(CvmFinding::NotCvm, |(kind, flag)| CvmFinding::Cvm {
+                kind: Some(kind),
+                how: format!("/proc/cpuinfo has flag {flag}"),
+            }),
+        None => CvmFinding::Unknown,
+    };
     if root.is_host() {
         for exe in ["/usr/bin/systemd-detect-virt", "/bin/systemd-detect-virt"] {
             if !Path::new(exe).exists() {
@@ -326,45 +325,23 @@ pub fn check(root: &Root, sd: &SystemdVersion) -> Result<Facts, ReadError> {
                 // its answer replaces the cpuinfo guess either way.
                 let s = String::from_utf8_lossy(&out.stdout).trim().to_owned();
                 if out.status.code().is_some() {
-                    cvm_known = true;
-                    cvm = (out.status.success() && !s.is_empty() && s != "none").then(|| {
-                        format!(
-                            "systemd-detect-virt --cvm says {}",
-                            escape_bytes(s.as_bytes(), 32)
-                        )
-                    });
+                    cvm = if out.status.success() && !s.is_empty() && s != "none" {
+                        CvmFinding::Cvm {
+                            kind: Cvm::from_systemd(&s),
+                            how: format!(
+                                "systemd-detect-virt --cvm says {}",
+                                escape_bytes(s.as_bytes(), 32)
+                            ),
+                        }
+                    } else {
+                        CvmFinding::NotCvm
+                    };
                 }
             }
             break;
         }
     }
-    p.push(match (cvm, cvm_known) {
-        (Some(d), _) if behaviour.refuses_in_cvm => pre(
-            PreconditionId::NotConfidentialVm,
-            CheckState::Failed,
-            format!(
-                "{d}: systemd ≥ 254 imports no SMBIOS or fw_cfg credentials in a confidential VM"
-            ),
-        ),
-        (Some(d), _) => pre(
-            PreconditionId::NotConfidentialVm,
-            CheckState::Ok,
-            format!(
-                "{d}, but systemd {} predates the confidential-VM refusal (254)",
-                behaviour.version
-            ),
-        ),
-        (None, true) => pre(
-            PreconditionId::NotConfidentialVm,
-            CheckState::Ok,
-            "no confidential VM detected",
-        ),
-        (None, false) => pre(
-            PreconditionId::NotConfidentialVm,
-            CheckState::Unknown,
-            "cannot tell: /proc/cpuinfo not readable and systemd-detect-virt not available",
-        ),
-    });
+    p.push(confidential::precondition(&cvm, &behaviour));
 
     // systemd.import_credentials= on the kernel command line.
     let cmdline = match tolerant(root.read_text("/proc/cmdline"))? {
@@ -420,6 +397,8 @@ pub fn check(root: &Root, sd: &SystemdVersion) -> Result<Facts, ReadError> {
     Ok(Facts {
         cmdline,
         preconditions: p,
+        cvm,
+        pid1_environ: environ,
     })
 }
 

@@ -1153,7 +1153,8 @@ fn test_install_unit() {
         "Type=oneshot",
         "RemainAfterExit=yes",
         "ConditionVirtualization=vm",
-        "CapabilityBoundingSet=CAP_SYS_ADMIN",
+        "CapabilityBoundingSet=CAP_SYS_ADMIN CAP_SYSLOG",
+        "DeviceAllow=/dev/kmsg r",
         "PrivateMounts=no",
         "WantedBy=multi-user.target",
     ] {

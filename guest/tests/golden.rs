@@ -45,6 +45,17 @@ fn manifest(entries: &[(&str, &[u8])]) -> (Vec<u8>, Vec<u8>) {
     (binary("vmcreds.manifest", &json), json)
 }
 
+/// `/dev/kmsg` records: the kernel's first, then PID 1's `lines`.
+fn kmsg(lines: &[&str]) -> Vec<u8> {
+    let mut b = b"6,0,0,-;Linux version 6.1.0-40-cloud-amd64\n".to_vec();
+    for (i, l) in lines.iter().enumerate() {
+        b.extend_from_slice(
+            format!("6,{},{},-;systemd[1]: {l}\n", i + 1, 1000 * (i + 1)).as_bytes(),
+        );
+    }
+    b
+}
+
 struct Case {
     name: &'static str,
     fixture: Fixture,
@@ -191,6 +202,50 @@ fn cases() -> Vec<Case> {
     let f = Fixture::new();
     f.remove("sys/firmware/dmi/entries");
     add("no-dmi-sysfs", f, &["--expect", "API_KEY:4"]);
+
+    // A systemd initrd imported both, then they were lost at switch-root
+    // (NixOS/nixpkgs#421388): @system is an empty directory, not a mount.
+    let f = Fixture::new();
+    f.smbios(&[&text("API_KEY", b"k"), &text("DB_PASSWORD", b"p")]);
+    f.write(
+        "proc/self/mountinfo",
+        b"27 1 253:1 / / rw,relatime - ext4 /dev/vda1 rw\n",
+    );
+    f.write(
+        "proc/1/environ",
+        b"HOME=/\0CREDENTIALS_DIRECTORY=/run/credentials/@system\0",
+    );
+    f.write(
+        "dev/kmsg",
+        &kmsg(&[
+            "systemd 257.13-1~deb13u1 running in system mode (+PAM +AUDIT)",
+            "Running in initrd.",
+            "Received regular credentials: API_KEY, DB_PASSWORD",
+            "Acquired 2 regular credentials, 0 untrusted credentials.",
+            "systemd 257.13-1~deb13u1 running in system mode (+PAM +AUDIT)",
+        ]),
+    );
+    add("lost-at-switch-root", f, &["--expect", "API_KEY"]);
+
+    // The initrd had no dmi-sysfs but imported a fw_cfg credential, so
+    // nobody read SMBIOS.
+    let f = Fixture::new();
+    f.smbios(&[&text("API_KEY", b"k")]);
+    f.fw_cfg("FW", b"f");
+    f.imported("FW", b"f");
+    f.write(
+        "dev/kmsg",
+        &kmsg(&[
+            "systemd 257.13-1~deb13u1 running in system mode (+PAM +AUDIT)",
+            "Running in initrd.",
+            "Received regular credentials: FW",
+            "Acquired 1 regular credentials, 0 untrusted credentials.",
+            "systemd 257.13-1~deb13u1 running in system mode (+PAM +AUDIT)",
+            "Received regular credentials: FW",
+            "Acquired 1 regular credentials, 0 untrusted credentials.",
+        ]),
+    );
+    add("initrd-read-no-smbios", f, &[]);
 
     // A manifest credential that does not parse; and a --manifest file.
     let f = Fixture::new();

@@ -10,7 +10,11 @@
 //! - [`rows`]: one row per credential name seen anywhere (SMBIOS strings in
 //!   order, then imported files, then expectations) and its classification
 //!   ([`rows::classify`]): status and reason;
-//! - [`verdict`]: the overall result and its reasons.
+//! - [`verdict`]: the overall result and its reasons;
+//! - [`confidential`]: the `not_confidential_vm` precondition and which
+//!   sources a confidential VM leaves systemd, per version;
+//! - [`boot`]: whether credentials missing from `@system` were never
+//!   imported or imported in the initrd and lost at switch-root.
 
 use crate::digest::{Digest, Nonce};
 use crate::file_kind::FileKind;
@@ -19,13 +23,17 @@ use crate::predict::{self, Prediction, PriorCredential};
 use crate::report::{
     Precondition, Report, Storage, System, SystemdView, TableCrossCheck, REPORT_SCHEMA,
 };
-use crate::systemd::{Behaviour, SystemdVersion};
+use crate::systemd::{Behaviour, Gate, SystemdVersion};
 
+pub mod boot;
+pub mod confidential;
 pub mod entries;
 pub mod expect;
 pub mod rows;
 pub mod verdict;
 
+pub use boot::BootEvidence;
+pub use confidential::CvmFinding;
 pub use expect::Expect;
 
 /// The name of the credential that carries the VMM's notify socket (added by
@@ -153,6 +161,11 @@ pub struct Observation {
     pub cmdline_credentials: Vec<String>,
     /// Credentials offered over fw_cfg.
     pub fw_cfg: Vec<FwCfgCredential>,
+    /// Whether this is a confidential VM, and which kind.
+    pub cvm: CvmFinding,
+    /// What the boot chain shows of the import (kernel log, PID 1's
+    /// environment, mounts).
+    pub boot: BootEvidence,
     /// The imported directory, `None` when it does not exist.
     pub imported: Option<ImportedListing>,
     /// That directory, for messages.
@@ -169,6 +182,11 @@ impl Observation {
     /// The systemd behaviour modelled.
     pub fn behaviour(&self) -> Behaviour {
         self.systemd.behaviour()
+    }
+
+    /// The sources that systemd reads on this machine.
+    pub fn gate(&self) -> Gate {
+        self.cvm.gate(&self.behaviour())
     }
 }
 
@@ -187,8 +205,35 @@ pub fn predict_import(
     behaviour: &Behaviour,
     fw_cfg: &[FwCfgCredential],
 ) -> Prediction {
+    predict_import_gated(
+        entries,
+        behaviour,
+        fw_cfg,
+        Gate {
+            fw_cfg: true,
+            smbios: true,
+        },
+    )
+}
+
+/// [`predict_import`] on a machine where systemd reads only what `gate`
+/// lets it: fw_cfg credentials that it does not read shadow nothing (a
+/// confidential VM; under Intel TDX systemd ≥ 262 reads SMBIOS but not
+/// fw_cfg). SMBIOS strings are predicted as if read either way: a refused
+/// SMBIOS is the `not_confidential_vm` precondition's to explain.
+pub fn predict_import_gated(
+    entries: &[RawEntry],
+    behaviour: &Behaviour,
+    fw_cfg: &[FwCfgCredential],
+    gate: Gate,
+) -> Prediction {
     let raw: Vec<&[u8]> = entries.iter().map(|e| e.bytes.as_slice()).collect();
-    predict::predict(&raw, behaviour, &fw_cfg_priors(fw_cfg))
+    let priors = if gate.fw_cfg {
+        fw_cfg_priors(fw_cfg)
+    } else {
+        Vec::new()
+    };
+    predict::predict(&raw, behaviour, &priors)
 }
 
 /// Where the manifest in force came from.
@@ -239,20 +284,23 @@ pub enum Strictness {
 /// The check: the report for `obs` measured against `exp`.
 pub fn evaluate(obs: &Observation, exp: &Expectations, strictness: Strictness) -> Report {
     let smbios = entries::summarise(obs);
+    let boot = boot::assess(obs);
     let credentials = rows::rows(obs, exp)
         .iter()
-        .map(|row| rows::classify(row, obs, exp))
+        .map(|row| rows::classify_with(row, obs, exp, &boot))
         .collect::<Vec<_>>();
-    let verdict = verdict::verdict(&credentials, &smbios, exp, strictness);
+    let verdict = verdict::verdict(&credentials, &smbios, exp, strictness, &boot.summary);
     let mut system = obs.table.system.clone();
     system.systemd_version = obs.systemd.version;
     system.predicted_for_systemd = obs.systemd.version;
+    let mut preconditions = obs.preconditions.clone();
+    preconditions.extend(boot.preconditions);
     Report {
         schema: REPORT_SCHEMA.into(),
         generator: obs.reader.clone(),
         nonce_id: obs.nonce.as_ref().map(Nonce::id),
         system,
-        preconditions: obs.preconditions.clone(),
+        preconditions,
         smbios: smbios.report,
         credentials,
         verdict,
@@ -287,6 +335,8 @@ pub(crate) mod testing {
             }],
             cmdline_credentials: Vec::new(),
             fw_cfg: Vec::new(),
+            cvm: CvmFinding::NotCvm,
+            boot: BootEvidence::default(),
             imported: Some(ImportedListing {
                 files: Vec::new(),
                 storage: Storage::Secure,
@@ -314,7 +364,7 @@ pub(crate) mod testing {
 
     /// Predicts again after the entries or fw_cfg changed.
     pub fn repredict(mut o: Observation) -> Observation {
-        o.prediction = predict_import(&o.entries, &o.behaviour(), &o.fw_cfg);
+        o.prediction = predict_import_gated(&o.entries, &o.behaviour(), &o.fw_cfg, o.gate());
         o
     }
 
@@ -380,14 +430,34 @@ mod tests {
             raw in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..200), 0..3),
             strings in proptest::collection::vec(oem_string(), 0..6),
             count in any::<u8>(),
-            version in prop_oneof![Just(None), Just(Some(252u32)), Just(Some(257u32))],
+            version in prop_oneof![Just(None), Just(Some(252u32)), Just(Some(257u32)), Just(Some(262u32))],
             files in proptest::collection::vec(("[A-Za-z][A-Za-z.]{0,7}", proptest::collection::vec(any::<u8>(), 0..16)), 0..3),
             fw in proptest::collection::vec("[A-Z]{1,4}", 0..2),
             expects in proptest::collection::vec("[A-Z]{1,3}(:[0-9]{1,2})?", 0..3),
             strict in any::<bool>(),
+            log in proptest::collection::vec(prop_oneof![
+                Just("systemd 257.1 running in system mode".to_owned()),
+                Just("systemd 252.1 running in system mode".to_owned()),
+                Just("Running in initrd.".to_owned()),
+                Just("systemd.import_credentials=no is set, skipping importing of credentials.".to_owned()),
+                "Received regular credentials: [A-Z, ]{0,12}",
+                "Acquired [0-9]{1,2} regular credentials, [0-9] untrusted credentials.",
+            ], 0..8),
+            mounted in proptest::option::of(any::<bool>()),
+            tdx in any::<bool>(),
         ) {
             let mut o = vm();
             o.systemd.version = version;
+            let mut kmsg = b"6,0,0,-;Linux\n".to_vec();
+            for (i, l) in log.iter().enumerate() {
+                kmsg.extend_from_slice(format!("6,{},0,-;systemd[1]: {l}\n", i + 1).as_bytes());
+            }
+            o.boot.kernel_log = boot::KernelLog::from_records(&boot::kmsg_records(&kmsg));
+            o.boot.system_dir_mounted = mounted;
+            o.boot.pid1_credentials_directory = Some(Some("/run/credentials/@system".into()));
+            if tdx {
+                o.cvm = CvmFinding::Cvm { kind: Some(crate::systemd::Cvm::Tdx), how: "t".into() };
+            }
             let refs: Vec<&[u8]> = strings.iter().map(|s| s.as_slice()).collect();
             let mut built = crate::type11::build(0x100, &refs);
             built[4] = count;

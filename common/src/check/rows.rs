@@ -11,6 +11,7 @@ use crate::report::{
     Status, SystemdView,
 };
 
+use super::boot::Assessment;
 use super::{Expect, Expectations, ImportedKind, Observation, NOTIFY_CREDENTIAL};
 
 /// One credential name and the SMBIOS strings that carry it.
@@ -127,30 +128,30 @@ fn smbios_facts<'a>(row: &Row<'a>, obs: &Observation) -> SmbiosFacts<'a> {
     }
 }
 
-/// Where systemd got `name`: fw_cfg wins when SMBIOS imports no string of
-/// that name; then SMBIOS, the kernel command line, or `unknown` for a file
-/// nothing explains.
+/// Where systemd got `name`: fw_cfg wins when systemd reads fw_cfg here and
+/// SMBIOS imports no string of that name; then SMBIOS, the kernel command
+/// line, what the kernel log shows the initrd received (`initrd_cpio`,
+/// `initrd`, [`super::boot`]), or `unknown` for a file nothing explains.
 fn source(
     name: &str,
     facts: &SmbiosFacts<'_>,
     obs: &Observation,
     present: bool,
+    boot: &Assessment,
 ) -> Option<CredentialSource> {
-    let smbios_imports = obs
-        .prediction
-        .strings
-        .iter()
-        .any(|s| s.name.as_deref() == Some(name) && s.outcome == Outcome::Imported);
-    if obs.fw_cfg.iter().any(|c| c.name == name) && !smbios_imports {
+    // The row's strings are every string of this name, so this is "SMBIOS
+    // imports one of them" without a scan of every string per row.
+    let smbios_imports = facts.status == SmbiosStatus::Importable;
+    if obs.gate().fw_cfg && obs.fw_cfg.iter().any(|c| c.name == name) && !smbios_imports {
         Some(CredentialSource::FwCfg)
     } else if facts.status == SmbiosStatus::Importable {
         Some(CredentialSource::Smbios)
     } else if obs.cmdline_credentials.iter().any(|c| c == name) {
         Some(CredentialSource::KernelCmdline)
-    } else if present {
-        Some(CredentialSource::Unknown)
-    } else {
+    } else if !present {
         None
+    } else {
+        Some(boot.source(name).unwrap_or(CredentialSource::Unknown))
     }
 }
 
@@ -181,6 +182,7 @@ struct Ctx<'r, 'a> {
     expected: Option<&'r Expected>,
     manifest_entry: Option<&'r ManifestEntry>,
     expect: Option<&'r Expect>,
+    boot: &'r Assessment,
 }
 
 /// Status and reason of a name not in the imported directory.
@@ -208,6 +210,8 @@ fn absent(c: &Ctx<'_, '_>) -> (Status, Option<String>) {
         .find(|p| p.state == CheckState::Failed);
     let why = if c.facts.status == SmbiosStatus::Shadowed {
         c.facts.first_reason.clone()
+    } else if let Some((_, reason)) = c.boot.cause(name) {
+        Some(reason.to_owned())
     } else if let Some(p) = failed_precondition {
         Some(format!("precondition {} failed: {}", p.check, p.detail))
     } else if listing.is_none() {
@@ -220,6 +224,12 @@ fn absent(c: &Ctx<'_, '_>) -> (Status, Option<String>) {
                 "not in the SMBIOS strings systemd read: entry 11-{} has a bad header, systemd stopped scanning there",
                 e.entry
             ),
+            None if c.obs.fw_cfg.iter().any(|f| f.name == name) && !c.obs.gate().fw_cfg => {
+                format!(
+                    "offered over fw_cfg, which systemd{} does not read in a confidential VM",
+                    c.obs.systemd.version.map(|v| format!(" {v}")).unwrap_or_default()
+                )
+            }
             None if c.obs.fw_cfg.iter().any(|f| f.name == name) => {
                 "offered over fw_cfg but not imported".into()
             }
@@ -295,6 +305,16 @@ fn present(c: &Ctx<'_, '_>, view: &SystemdView) -> (Status, Option<String>) {
 
 /// The report row of `row`.
 pub fn classify(row: &Row<'_>, obs: &Observation, exp: &Expectations) -> CredentialReport {
+    classify_with(row, obs, exp, &super::boot::assess(obs))
+}
+
+/// [`classify`] with the boot chain already assessed (once per check).
+pub fn classify_with(
+    row: &Row<'_>,
+    obs: &Observation,
+    exp: &Expectations,
+    boot: &Assessment,
+) -> CredentialReport {
     let name = row.name.as_str();
     let facts = smbios_facts(row, obs);
     let view = obs.imported.as_ref().map(|l| l.view(name));
@@ -307,10 +327,11 @@ pub fn classify(row: &Row<'_>, obs: &Observation, exp: &Expectations) -> Credent
         facts: &facts,
         obs,
         exp,
-        source: source(name, &facts, obs, is_present),
+        source: source(name, &facts, obs, is_present, boot),
         expected: expected.as_ref(),
         manifest_entry,
         expect,
+        boot,
     };
     let (status, reason) = match view.as_ref().filter(|v| v.present) {
         Some(v) => present(&ctx, v),
@@ -419,7 +440,113 @@ mod tests {
         });
         let fw_lost = repredict(fw_lost);
         let none = Expectations::default();
+        let kmsg = |lines: &[&str]| {
+            let mut b = b"6,0,0,-;Linux version 6.1\n".to_vec();
+            for (i, l) in lines.iter().enumerate() {
+                b.extend_from_slice(format!("6,{},0,-;systemd[1]: {l}\n", i + 1).as_bytes());
+            }
+            super::super::boot::KernelLog::from_records(&super::super::boot::kmsg_records(&b))
+        };
+        let mut lost = with_entries(vm(), &[&[&text("A", b"abc")]]);
+        lost.boot.kernel_log = kmsg(&[
+            "systemd 257.13-1 running in system mode (+PAM)",
+            "Running in initrd.",
+            "Received regular credentials: A",
+            "Acquired 1 regular credentials, 0 untrusted credentials.",
+            "systemd 257.13-1 running in system mode (+PAM)",
+        ]);
+        let mut never = with_entries(vm(), &[&[&text("A", b"abc")]]);
+        never.boot.kernel_log = kmsg(&[
+            "systemd 257.13-1 running in system mode (+PAM)",
+            "Running in initrd.",
+            "Received regular credentials: FROM_CMDLINE",
+            "Acquired 1 regular credentials, 0 untrusted credentials.",
+            "systemd 257.13-1 running in system mode (+PAM)",
+        ]);
+        let mut lost_but_refused = with_entries(vm(), &[&[&text("A", b"abc")]]);
+        lost_but_refused.boot = lost.boot.clone();
+        lost_but_refused.preconditions.push(Precondition {
+            check: PreconditionId::ImportEnabled,
+            state: CheckState::Failed,
+            detail: "kernel command line has systemd.import_credentials=no".into(),
+        });
+        let tdx = |v: u32| {
+            let mut o = vm();
+            o.systemd.version = Some(v);
+            o.cvm = super::super::CvmFinding::Cvm {
+                kind: Some(crate::systemd::Cvm::Tdx),
+                how: "/proc/cpuinfo has flag tdx_guest".into(),
+            };
+            o.fw_cfg.push(FwCfgCredential {
+                name: "A".into(),
+                bytes: Some(2),
+            });
+            let p = super::super::confidential::precondition(&o.cvm, &o.behaviour());
+            o.preconditions.push(p);
+            repredict(with_entries(o, &[&[&text("A", b"smbios")]]))
+        };
+        let tdx_fw_only = {
+            let mut o = vm();
+            o.systemd.version = Some(262);
+            o.cvm = super::super::CvmFinding::Cvm {
+                kind: Some(crate::systemd::Cvm::Tdx),
+                how: "x".into(),
+            };
+            o.fw_cfg.push(FwCfgCredential {
+                name: "F".into(),
+                bytes: Some(1),
+            });
+            repredict(o)
+        };
         vec![
+            (
+                "imported in the initrd, lost at switch-root",
+                lost,
+                none.clone(),
+                "A",
+                Status::Missing,
+                "imported by the initrd's systemd 257, then lost at switch-root",
+            ),
+            (
+                "the loss explains it before a failed precondition does",
+                lost_but_refused,
+                none.clone(),
+                "A",
+                Status::Missing,
+                "then lost at switch-root",
+            ),
+            (
+                "never imported: the initrd read no SMBIOS",
+                never,
+                none.clone(),
+                "A",
+                Status::Missing,
+                "never imported: the initrd's systemd 257 read no SMBIOS",
+            ),
+            (
+                "TDX, systemd 262: SMBIOS read, fw_cfg not, so nothing shadows it",
+                imported(tdx(262), "A", b"smbios"),
+                expect(&["A:6"]),
+                "A",
+                Status::Ok,
+                "",
+            ),
+            (
+                "TDX, systemd 257: neither source is read",
+                tdx(257),
+                expect(&["A"]),
+                "A",
+                Status::Missing,
+                "precondition not_confidential_vm failed: /proc/cpuinfo has flag tdx_guest: systemd ≥ 254 imports no SMBIOS or fw_cfg",
+            ),
+            (
+                "TDX, systemd 262: a fw_cfg credential is refused",
+                tdx_fw_only,
+                expect(&["F"]),
+                "F",
+                Status::Missing,
+                "offered over fw_cfg, which systemd 262 does not read in a confidential VM",
+            ),
             ("ok", ok, none.clone(), "A", Status::Ok, ""),
             (
                 "unexpected",
@@ -597,6 +724,52 @@ mod tests {
             ("U", CredentialSource::Unknown),
         ] {
             assert_eq!(one(&o, &none, name).source, Some(src), "{name}");
+        }
+    }
+
+    #[test]
+    fn test_sources_by_version_and_confidential_vm() {
+        let log = |v: u32| {
+            let b = format!(
+                "6,0,0,-;Linux\n6,1,0,-;systemd[1]: systemd {v}.1 running in system mode\n6,2,0,-;systemd[1]: Running in initrd.\n6,3,0,-;systemd[1]: Received regular credentials: CPIO\n6,4,0,-;systemd[1]: Acquired 1 regular credentials, 0 untrusted credentials.\n6,5,0,-;systemd[1]: systemd {v}.1 running in system mode\n"
+            );
+            super::super::boot::KernelLog::from_records(&super::super::boot::kmsg_records(
+                b.as_bytes(),
+            ))
+        };
+        let none = Expectations::default();
+        // (version, confidential VM, name, source)
+        let cases = [
+            (262, None, "CPIO", CredentialSource::InitrdCpio),
+            (257, None, "CPIO", CredentialSource::Unknown),
+            (
+                262,
+                Some(crate::systemd::Cvm::Tdx),
+                "F",
+                CredentialSource::Unknown,
+            ),
+            (257, None, "F", CredentialSource::FwCfg),
+        ];
+        for (v, cvm, name, want) in cases {
+            let mut o = vm();
+            o.systemd.version = Some(v);
+            if let Some(kind) = cvm {
+                o.cvm = super::super::CvmFinding::Cvm {
+                    kind: Some(kind),
+                    how: "x".into(),
+                };
+            }
+            o.fw_cfg.push(FwCfgCredential {
+                name: "F".into(),
+                bytes: Some(1),
+            });
+            o.boot.kernel_log = log(v);
+            let o = imported(imported(repredict(o), "CPIO", b"c"), "F", b"f");
+            assert_eq!(
+                one(&o, &none, name).source,
+                Some(want),
+                "{v} {cvm:?} {name}"
+            );
         }
     }
 

@@ -15,12 +15,16 @@ fn problems(
     smbios: &Summary,
     exp: &Expectations,
     strictness: Strictness,
+    causes: &[String],
 ) -> Vec<String> {
     let mut p: Vec<String> = credentials
         .iter()
         .filter(|c| c.status.is_failure())
         .map(|c| format!("{} {}", c.name, c.status))
         .collect();
+    if !p.is_empty() {
+        p.extend(causes.iter().cloned());
+    }
     let unnamed = smbios.report.unnamed_rejections.len();
     if unnamed > 0 {
         p.push(format!(
@@ -74,14 +78,16 @@ fn bounded(mut s: String) -> String {
     s
 }
 
-/// The verdict on `credentials`.
+/// The verdict on `credentials`; `causes` name, one line each, where in the
+/// boot chain failing credentials were lost ([`super::boot`]).
 pub fn verdict(
     credentials: &[CredentialReport],
     smbios: &Summary,
     exp: &Expectations,
     strictness: Strictness,
+    causes: &[String],
 ) -> Verdict {
-    let reasons = problems(credentials, smbios, exp, strictness);
+    let reasons = problems(credentials, smbios, exp, strictness, causes);
     let count = |s: Status| credentials.iter().filter(|c| c.status == s).count();
     let ok = count(Status::Ok);
     let unexpected = count(Status::Unexpected);
@@ -165,7 +171,13 @@ mod tests {
     #[test]
     fn test_results() {
         let ok = [cred("A", Status::Ok, Some(Storage::Secure))];
-        let v = verdict(&ok, &summary(&[], 0), &expecting(), Strictness::Lenient);
+        let v = verdict(
+            &ok,
+            &summary(&[], 0),
+            &expecting(),
+            Strictness::Lenient,
+            &[],
+        );
         assert_eq!((v.result, v.ok, v.failed), (VerdictResult::Verified, 1, 0));
         assert_eq!(v.summary, "1/1 credentials verified");
         let v = verdict(
@@ -173,22 +185,55 @@ mod tests {
             &summary(&[], 0),
             &Expectations::default(),
             Strictness::Lenient,
+            &[],
         );
         assert_eq!(v.result, VerdictResult::Unverified);
         let bad = [
             cred("A", Status::Missing, None),
             cred("B", Status::Unexpected, None),
         ];
-        let v = verdict(&bad, &summary(&[], 1), &expecting(), Strictness::Lenient);
+        let v = verdict(
+            &bad,
+            &summary(&[], 1),
+            &expecting(),
+            Strictness::Lenient,
+            &[],
+        );
         assert_eq!((v.result, v.ok, v.failed), (VerdictResult::Failed, 0, 2));
         assert_eq!(
             v.reasons,
             ["A missing", "1 credential string(s) without '=' rejected"]
         );
+        // A cause found in the boot chain follows the credential failures,
+        // and only when something failed.
+        let causes = ["lost at switch-root: A (switch_root_handoff)".to_owned()];
+        let v = verdict(
+            &bad,
+            &summary(&[], 0),
+            &expecting(),
+            Strictness::Lenient,
+            &causes,
+        );
+        assert_eq!(
+            v.reasons,
+            ["A missing", "lost at switch-root: A (switch_root_handoff)"]
+        );
+        assert_eq!(
+            v.summary,
+            "0/2 ok; failing: A missing; lost at switch-root: A (switch_root_handoff)"
+        );
+        let v = verdict(
+            &ok,
+            &summary(&[], 0),
+            &expecting(),
+            Strictness::Lenient,
+            &causes,
+        );
+        assert_eq!(v.result, VerdictResult::Verified);
         let mut exp = expecting();
         exp.manifest_problem =
             Some("the imported vmcreds.manifest credential is not a valid manifest".into());
-        let v = verdict(&ok, &summary(&[], 0), &exp, Strictness::Lenient);
+        let v = verdict(&ok, &summary(&[], 0), &exp, Strictness::Lenient, &[]);
         assert_eq!(v.result, VerdictResult::Failed);
     }
 
@@ -203,6 +248,7 @@ mod tests {
             &summary(&["11-0: odd"], 0),
             &Expectations::default(),
             Strictness::Lenient,
+            &[],
         );
         assert_eq!(lenient.result, VerdictResult::Unverified);
         let v = verdict(
@@ -210,6 +256,7 @@ mod tests {
             &summary(&["11-0: odd"], 0),
             &Expectations::default(),
             Strictness::Strict,
+            &[],
         );
         assert_eq!(v.result, VerdictResult::Failed);
         assert_eq!(
@@ -228,7 +275,13 @@ mod tests {
         let many: Vec<CredentialReport> = (0..200)
             .map(|i| cred(&format!("NAME_{i:04}_é"), Status::Missing, None))
             .collect();
-        let v = verdict(&many, &summary(&[], 0), &expecting(), Strictness::Lenient);
+        let v = verdict(
+            &many,
+            &summary(&[], 0),
+            &expecting(),
+            Strictness::Lenient,
+            &[],
+        );
         assert!(v.summary.len() <= SUMMARY_MAX + '…'.len_utf8());
         assert!(v.summary.ends_with('…'));
         assert_eq!(v.reasons.len(), 200, "the reasons are all kept");
