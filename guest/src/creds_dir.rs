@@ -24,7 +24,6 @@ use vmcreds_common::escape::escape_name;
 use vmcreds_common::file_kind::FileKind;
 use vmcreds_common::limits::CREDENTIAL_SIZE_MAX;
 use vmcreds_common::report::Storage;
-use zeroize::Zeroize;
 
 use crate::sysfs::{ReadError, Root};
 
@@ -85,6 +84,10 @@ pub fn display_name(bytes: &[u8]) -> String {
     }
 }
 
+/// Bytes of the buffer `getdents` fills: room for about 800 names of the
+/// benchmark's length, and for any one entry (a name is at most 255 bytes).
+const DENTS_BUFFER: usize = 32 * 1024;
+
 /// One buffer for every credential file, grown to the largest one read and
 /// wiped when dropped: it held credential bytes.
 #[derive(Default)]
@@ -101,7 +104,7 @@ impl ReadBuffer {
         // short proves the end of the file.
         let want = size + 1;
         if self.buf.len() < want {
-            self.buf.zeroize();
+            vmcreds_os::bounded::wipe(&mut self.buf);
             self.buf = vec![0; want];
         }
         let mut filled = 0;
@@ -112,7 +115,7 @@ impl ReadBuffer {
                 }
                 let mut grown = vec![0; (filled * 2).min(CREDENTIAL_SIZE_MAX + 1)];
                 grown[..filled].copy_from_slice(&self.buf[..filled]);
-                self.buf.zeroize();
+                vmcreds_os::bounded::wipe(&mut self.buf);
                 self.buf = grown;
             }
             match rustix::io::read(fd, &mut self.buf[filled..]) {
@@ -133,7 +136,7 @@ impl ReadBuffer {
 
 impl Drop for ReadBuffer {
     fn drop(&mut self) {
-        self.buf.zeroize();
+        vmcreds_os::bounded::wipe(&mut self.buf);
     }
 }
 
@@ -207,8 +210,11 @@ pub fn read_listing(
     let (storage, storage_detail) = judge_fs(root, loc, &dir)?;
     let mut files = Vec::new();
     let mut buf = ReadBuffer::default();
-    let entries = rustix::fs::Dir::read_from(&dir).map_err(|e| err(e.into()))?;
-    for ent in entries {
+    // One buffer for every getdents (rustix's `Dir` allocates a name per
+    // entry and starts small): 255 entries take one call and the end one.
+    let mut dents = Vec::with_capacity(DENTS_BUFFER);
+    let mut entries = rustix::fs::RawDir::new(dir.as_fd(), dents.spare_capacity_mut());
+    while let Some(ent) = entries.next() {
         let ent = ent.map_err(|e| err(e.into()))?;
         let raw = ent.file_name();
         if matches!(raw.to_bytes(), b"." | b"..") {
