@@ -545,7 +545,7 @@ mod tests {
     }
 
     fn port_tree() -> Option<tempfile::TempDir> {
-        if !crate::testing::root_or_skip("character device nodes need mknod") {
+        if !vmcreds_os::require::root_or_skip("character device nodes need mknod") {
             return None;
         }
         let d = tempfile::tempdir().unwrap();

@@ -45,27 +45,3 @@ pub fn run(cli: &Cli) -> exit::Result<Exit> {
         Command::InstallUnit(a) => cmd::install_unit::run(a),
     }
 }
-
-#[cfg(test)]
-pub(crate) mod testing {
-    //! What unit tests share.
-
-    /// True when running as root. Otherwise the test is skipped with a line
-    /// saying why, unless `VMCREDS_REQUIRE` names `root`: then it fails.
-    pub fn root_or_skip(why: &str) -> bool {
-        if rustix::process::geteuid().is_root() {
-            return true;
-        }
-        let required = std::env::var("VMCREDS_REQUIRE")
-            .unwrap_or_default()
-            .split(',')
-            .any(|w| w.trim() == "root" || w.trim() == "all");
-        assert!(
-            !required,
-            "VMCREDS_REQUIRE names root, but this test runs as uid {}: {why}",
-            rustix::process::geteuid().as_raw()
-        );
-        eprintln!("skipped: not root ({why}); set VMCREDS_REQUIRE=root to make this a failure");
-        false
-    }
-}

@@ -752,18 +752,38 @@ fn test_unreadable_exit_3() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/m.json"));
 }
 
-/// Not root: a real EACCES (setpriv to nobody), named with its path and errno.
+/// Not root: a real EACCES, named with its path and errno. As root the
+/// check runs as nobody (setpriv) on a 0400 file of root's; otherwise as
+/// the test's own user on a file it may not read (mode 0).
 #[test]
 fn test_not_root_exit_3_names_path_and_errno() {
-    if !rustix::process::geteuid().is_root() || !std::path::Path::new("/usr/bin/setpriv").exists() {
-        // Without root the plain run below is already the non-root case.
-        let f = good_vm();
-        let out = f.run("check", &[]);
-        assert!(out.status.code().is_some());
-        return;
-    }
     use std::os::unix::fs::PermissionsExt;
     let f = good_vm();
+    if !rustix::process::geteuid().is_root() {
+        std::fs::set_permissions(
+            f.path("sys/firmware/dmi/entries/11-0/raw"),
+            std::fs::Permissions::from_mode(0o000),
+        )
+        .unwrap();
+        let out = f.run("check", &[]);
+        let e = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(3), "{e}");
+        assert!(
+            e.contains(
+                "sys/firmware/dmi/entries/11-0/raw: Permission denied (os error 13); run as root"
+            ),
+            "{e}"
+        );
+        return;
+    }
+    let setpriv = std::path::Path::new("/usr/bin/setpriv");
+    if !common::have_or_skip(
+        "setpriv",
+        setpriv.exists(),
+        "/usr/bin/setpriv (util-linux) is missing, so root cannot run the check as nobody",
+    ) {
+        return;
+    }
     for d in [
         "",
         "sys",
@@ -1100,7 +1120,7 @@ fn test_import_without_systemd() {
 
 #[test]
 fn test_import_mounts_a_private_fs_when_root() {
-    if !rustix::process::geteuid().is_root() {
+    if !common::root_or_skip("mounting a private tmpfs needs root") {
         return;
     }
     let f = Fixture::new();

@@ -9,27 +9,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::{api_server, code, connect, run, serve, stderr, wait_until, TestDir};
-
-/// True when running as root. Otherwise the test is skipped with a line
-/// saying why, unless `VMCREDS_REQUIRE` names `root` (CI sets it): then it
-/// fails, since a skipped test proves nothing.
-fn root_or_skip(why: &str) -> bool {
-    if rustix::process::geteuid().is_root() {
-        return true;
-    }
-    let required = std::env::var("VMCREDS_REQUIRE")
-        .unwrap_or_default()
-        .split(',')
-        .any(|w| matches!(w.trim(), "root" | "all"));
-    assert!(
-        !required,
-        "VMCREDS_REQUIRE names root, but the test runs as uid {}: {why}",
-        rustix::process::geteuid().as_raw()
-    );
-    eprintln!("skipped: not root ({why}); VMCREDS_REQUIRE=root makes this a failure");
-    false
-}
+use common::{api_server, code, connect, root_or_skip, run, serve, stderr, wait_until, TestDir};
 
 fn mkfifo(p: &Path) {
     rustix::fs::mknodat(

@@ -6,7 +6,9 @@
 //! - [`bounded`]: reads that never keep more than a caller's bound;
 //! - [`arena`]: a small allocator for short-lived processes;
 //! - [`failure`]: errors that carry how they end the process;
-//! - [`log`]: `tracing` diagnostics on stderr, journald-friendly.
+//! - [`log`]: `tracing` diagnostics on stderr, journald-friendly;
+//! - [`require`]: tests' preconditions (root, QEMU): skipped with a reason,
+//!   or failed when `VMCREDS_REQUIRE` names them.
 //!
 //! Format rules, and the one naming of file kinds, live in `vmcreds-common`
 //! (which does no I/O); this crate knows nothing about credentials.
@@ -22,6 +24,7 @@ pub mod bounded;
 pub mod failure;
 pub mod log;
 pub mod private;
+pub mod require;
 
 /// A path for a message: every byte outside printable ASCII (and `\` and
 /// `"`) escaped as `\xNN`, so a path an operator or a hostile tree chose can

@@ -596,8 +596,7 @@ mod tests {
     /// mount through /proc/self/fd/N, then the mount reopened and checked.
     #[test]
     fn test_legacy_mount_through_the_fd() {
-        if !rustix::process::geteuid().is_root() {
-            eprintln!("skipped: mounting needs root");
+        if !vmcreds_os::require::root_or_skip("mounting needs root") {
             return;
         }
         let d = tempfile::tempdir().unwrap();
@@ -614,7 +613,11 @@ mod tests {
         let mnt = match mount_legacy(fs, options, &fd, &dir) {
             Ok(m) => m,
             Err(e) if e.raw_os_error() == Some(Errno::PERM.raw_os_error()) => {
-                eprintln!("skipped: no CAP_SYS_ADMIN here ({e})");
+                vmcreds_os::require::have_or_skip(
+                    "root",
+                    false,
+                    &format!("root may not mount here: no CAP_SYS_ADMIN ({e})"),
+                );
                 return;
             }
             Err(e) => panic!("{e}"),

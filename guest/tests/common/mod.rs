@@ -226,25 +226,10 @@ pub fn assert_output_clean(what: &str, out: &Output, canaries: &[&[u8]]) {
     assert_no_canary(&format!("{what} stderr"), &out.stderr, canaries);
 }
 
-/// True when running as root. Otherwise the test is skipped with a line
-/// saying why, unless `VMCREDS_REQUIRE` names `root` (CI sets it): then the
-/// test fails, since a skipped test proves nothing.
-pub fn root_or_skip(why: &str) -> bool {
-    if rustix::process::geteuid().is_root() {
-        return true;
-    }
-    let required = std::env::var("VMCREDS_REQUIRE")
-        .unwrap_or_default()
-        .split(',')
-        .any(|w| matches!(w.trim(), "root" | "all"));
-    assert!(
-        !required,
-        "VMCREDS_REQUIRE names root, but the test runs as uid {}: {why}",
-        rustix::process::geteuid().as_raw()
-    );
-    eprintln!("skipped: not root ({why}); VMCREDS_REQUIRE=root makes this a failure");
-    false
-}
+/// Skip with a reason, or fail when `VMCREDS_REQUIRE` names the missing
+/// precondition: the one rule of both binaries' tests.
+#[allow(unused_imports)] // each test binary uses its own share
+pub use vmcreds_os::require::{have_or_skip, root_or_skip};
 
 /// A character device node (major 1, minor 3: writes are discarded) at
 /// `rel` under the fixture, standing in for a virtio-serial port whose

@@ -240,22 +240,7 @@ pub fn tree(dir: &Path) -> Vec<String> {
     out
 }
 
-/// True when `VMCREDS_REQUIRE` (comma-separated, or `all`) names `what`:
-/// then a test whose precondition is missing fails instead of skipping.
-pub fn required(what: &str) -> bool {
-    std::env::var("VMCREDS_REQUIRE")
-        .unwrap_or_default()
-        .split(',')
-        .any(|w| w == what || w == "all")
-}
-
-/// Skips (returns false, saying why) or, when `VMCREDS_REQUIRE` names
-/// `what`, fails: for tests that need something of the machine.
-pub fn have_or_skip(what: &str, have: bool, why: &str) -> bool {
-    if have {
-        return true;
-    }
-    assert!(!required(what), "VMCREDS_REQUIRE names {what}, but {why}");
-    eprintln!("skipped: {why}; VMCREDS_REQUIRE={what} makes this a failure");
-    false
-}
+/// Skip with a reason, or fail when `VMCREDS_REQUIRE` names the missing
+/// precondition: the one rule of both binaries' tests.
+#[allow(unused_imports)] // each test binary uses its own share
+pub use vmcreds_os::require::{have_or_skip, root_or_skip};
