@@ -30,6 +30,8 @@
 //! preconditions (`initrd_import`, `switch_root_handoff`), a cause per missing
 //! credential, and the credentials' sources when the log names them.
 
+use std::collections::HashSet;
+
 use crate::report::{CheckState, CredentialSource, Precondition, PreconditionId};
 use crate::systemd::{parse_version, FIRST_IMPORT_REPORT};
 
@@ -293,10 +295,14 @@ fn version_text(v: Option<u32>) -> String {
 pub fn assess(obs: &Observation) -> Assessment {
     let dir = obs.imported_dir.as_str();
     let present = |n: &str| obs.imported.as_ref().is_some_and(|l| l.get(n).is_some());
+    // In order, each name once; the set keeps this linear (a Vec's
+    // `contains` per string was 2.2 M instructions of a 255-credential
+    // check, issue 12 §6).
     let mut importable: Vec<&str> = Vec::new();
+    let mut importable_set: HashSet<&str> = HashSet::new();
     for s in obs.prediction.imported() {
         if let Some(n) = s.name.as_deref() {
-            if !importable.contains(&n) {
+            if importable_set.insert(n) {
                 importable.push(n);
             }
         }
@@ -322,7 +328,7 @@ pub fn assess(obs: &Observation) -> Assessment {
     // Sources the log establishes.
     if let Some((initrd, host)) = chain {
         let explained = |n: &str| {
-            importable.contains(&n)
+            importable_set.contains(n)
                 || obs.fw_cfg.iter().any(|f| f.name == n)
                 || obs.cmdline_credentials.iter().any(|c| c == n)
         };
