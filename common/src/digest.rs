@@ -196,7 +196,9 @@ pub fn hex(bytes: &[u8]) -> String {
     String::from_utf8(v).expect("hex digits are ASCII")
 }
 
-fn hex_decode(s: &str) -> Option<Vec<u8>> {
+/// The bytes of lowercase hex (the inverse of [`hex`]); `None` on an odd
+/// length or any other character. The one hex decoder of the workspace.
+pub fn hex_decode(s: &str) -> Option<Vec<u8>> {
     fn val(c: u8) -> Option<u8> {
         match c {
             b'0'..=b'9' => Some(c - b'0'),

@@ -59,10 +59,7 @@ fn observed(boot: &Value) -> Imported {
 }
 
 fn hex_decode(s: &str) -> Vec<u8> {
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-        .collect()
+    vmcreds_common::digest::hex_decode(s).expect("lowercase hex")
 }
 
 #[test]

@@ -1440,10 +1440,7 @@ fn test_prediction_matches_real_systemd_imports() {
                 .iter()
                 .map(|c| {
                     let hex = c["name_hex"].as_str().unwrap();
-                    let name: Vec<u8> = (0..hex.len())
-                        .step_by(2)
-                        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
-                        .collect();
+                    let name = vmcreds_common::digest::hex_decode(hex).unwrap();
                     (
                         String::from_utf8(name).unwrap(),
                         c["size"].as_u64().unwrap(),

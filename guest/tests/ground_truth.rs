@@ -23,10 +23,7 @@ const T: &[u8] = b"io.systemd.credential:";
 const B: &[u8] = b"io.systemd.credential.binary:";
 
 fn unhex(s: &str) -> Vec<u8> {
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-        .collect()
+    vmcreds_common::digest::hex_decode(s).expect("lowercase hex")
 }
 
 fn unbase64(s: &str) -> Vec<u8> {

@@ -116,16 +116,11 @@ pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
 
 pub use vmcreds_common::digest::{hex, sha256};
 
-/// Decodes lowercase or uppercase hex; `None` on odd length or a non-hex digit.
+/// Decodes the lowercase hex of a probe line (`od -tx1`), surrounding
+/// whitespace ignored; `None` on odd length or a non-hex digit. The decoding
+/// is common's, the one of the workspace.
 pub fn unhex(s: &str) -> Option<Vec<u8>> {
-    let s = s.trim();
-    if s.len() % 2 != 0 {
-        return None;
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
-        .collect()
+    vmcreds_common::digest::hex_decode(s.trim())
 }
 
 /// Hex SHA-256 of `data`.
@@ -239,7 +234,9 @@ mod tests {
     fn hex_round_trip() {
         assert_eq!(hex(&[0, 0xff, 0x10]), "00ff10");
         assert_eq!(unhex("00ff10").unwrap(), vec![0, 0xff, 0x10]);
+        assert_eq!(unhex(" 00ff10\n").unwrap(), vec![0, 0xff, 0x10]);
         assert_eq!(unhex("0"), None);
+        assert_eq!(unhex("0g"), None);
     }
 
     #[test]
