@@ -39,7 +39,7 @@ pub enum VerifyError {
 
 /// One row of the host's verdict.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Row {
+pub struct VerdictRow {
     /// Credential name.
     pub name: String,
     /// Bytes the host injected.
@@ -60,7 +60,7 @@ pub struct HostVerdict {
     /// `verified` when every manifest credential arrived whole.
     pub result: VerdictResult,
     /// One row per manifest credential, then unexpected ones from the report.
-    pub rows: Vec<Row>,
+    pub rows: Vec<VerdictRow>,
     /// The guest's own verdict line.
     pub guest_summary: String,
 }
@@ -139,7 +139,7 @@ pub fn verify(manifest: &Manifest, report: &Report) -> Result<HostVerdict, Verif
     for entry in &manifest.credentials {
         let name = entry.name.as_str();
         let row = match report.credential(name) {
-            None => Row {
+            None => VerdictRow {
                 name: name.to_owned(),
                 expected_bytes: Some(entry.bytes),
                 guest_bytes: None,
@@ -173,7 +173,7 @@ pub fn verify(manifest: &Manifest, report: &Report) -> Result<HostVerdict, Verif
                     ),
                     Some(_) => (Status::Ok, None),
                 };
-                Row {
+                VerdictRow {
                     name: name.to_owned(),
                     expected_bytes: Some(entry.bytes),
                     guest_bytes,
@@ -187,7 +187,7 @@ pub fn verify(manifest: &Manifest, report: &Report) -> Result<HostVerdict, Verif
     }
     for c in &report.credentials {
         if manifest.get(&c.name).is_none() && c.status == Status::Unexpected {
-            rows.push(Row {
+            rows.push(VerdictRow {
                 name: c.name.clone(),
                 expected_bytes: None,
                 guest_bytes: c.systemd.as_ref().and_then(|s| s.bytes),
