@@ -4,8 +4,9 @@
 //! The layers: [`cli`] (arguments as typed) → [`source`] (loading, binary-safe)
 //! → [`plan`] (validation with `vmcreds_common`'s rules, the manifest, the
 //! target's budget) → [`hv`] (how each hypervisor receives the strings, and
-//! what it can carry) → [`cmd`] (one file per subcommand). [`exit`] says how
-//! each error ends the process. Format rules live in `vmcreds_common` only.
+//! what it can carry) → [`cmd`] (one file per subcommand); `collect` and
+//! `verify` share [`verdict`]. [`exit`] says how each error ends the
+//! process. Format rules live in `vmcreds_common` only.
 
 #![deny(missing_docs)]
 
@@ -19,6 +20,7 @@ pub mod private_dir;
 pub mod signals;
 pub mod socket_trust;
 pub mod source;
+pub mod verdict;
 
 pub use exit::Exit;
 pub use vmcreds_os::show_path;

@@ -31,11 +31,11 @@ use std::time::{Duration, Instant};
 use thiserror::Error;
 use vmcreds_common::limits::REPORT_SIZE_MAX;
 
-use super::verify::{output, parse_report, read_manifest};
 use super::write_private;
 use crate::cli::CollectArgs;
 use crate::exit::{self, Classify, Exit, ResultExt};
 use crate::show_path;
+use crate::verdict::{output, parse_report, read_manifest};
 
 /// Why no report was received.
 #[derive(Debug, Error)]
