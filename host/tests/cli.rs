@@ -832,6 +832,25 @@ fn collect_by_socket_activation() {
     assert!(stderr(&o).contains("--listen unix:PATH"), "{}", stderr(&o));
 }
 
+/// Socket activation whose fd 3 was never passed (closed): refused with a
+/// message, never an `OwnedFd` of a closed fd (REVIEW S5: a debug build
+/// aborted on dropping it).
+#[test]
+fn collect_by_socket_activation_without_fd_3() {
+    let t = TestDir::new();
+    manifest_for(&t);
+    let o = run(Command::new("/bin/sh")
+        .args([
+            "-c",
+            "export LISTEN_PID=$$ LISTEN_FDS=1; exec \"$0\" collect --manifest m.json --timeout 1 3<&-",
+            env!("CARGO_BIN_EXE_vmcreds-host"),
+        ])
+        .current_dir(t.path())
+        .env_remove("CREDENTIALS_DIRECTORY"));
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("fd 3 is not open"), "{}", stderr(&o));
+}
+
 #[test]
 fn collect_json_and_failed_verdict() {
     let t = TestDir::new();

@@ -55,6 +55,9 @@ pub enum CollectError {
     /// fd 3 is not a listening stream socket.
     #[error("LISTEN_FDS is set but fd 3 is not a listening stream socket")]
     NotListening,
+    /// fd 3 is not open at all.
+    #[error("LISTEN_FDS is set but fd 3 is not open (was the socket passed?)")]
+    NotOpen,
     /// Cannot bind or inspect the socket.
     #[error("cannot listen on {}", show_path(path))]
     Bind {
@@ -252,12 +255,18 @@ impl Listener {
         for var in ["LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"] {
             std::env::remove_var(var);
         }
-        // SAFETY: LISTEN_PID names this process, so by the socket-activation
-        // protocol fd 3 was passed to it for this purpose and nothing else in
-        // the process owns it: vmcreds-host opens no file before this point
-        // (only the command line was parsed). The fd is checked to be a
-        // listening stream socket right below; if it is not, dropping the
-        // OwnedFd closes an fd that was ours anyway.
+        // SAFETY: fcntl(F_GETFD) on a plain number claims nothing about it:
+        // on a closed fd it fails with EBADF, and it changes nothing.
+        if unsafe { libc::fcntl(LISTEN_FDS_START, libc::F_GETFD) } == -1 {
+            return Err(CollectError::NotOpen);
+        }
+        // SAFETY: fd 3 is open (checked above) and LISTEN_PID names this
+        // process, so by the socket-activation protocol it was passed to it
+        // for this purpose and nothing else in the process owns it:
+        // vmcreds-host opens no file before this point (only the command
+        // line was parsed). The fd is checked to be a listening stream socket
+        // right below; if it is not, dropping the OwnedFd closes an fd that
+        // was ours anyway.
         let fd = unsafe {
             <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(LISTEN_FDS_START)
         };
