@@ -146,6 +146,18 @@ impl CredentialName {
         Ok(CredentialName(name.to_owned()))
     }
 
+    /// Validates raw bytes as systemd does a name it reads (systemd's rule,
+    /// no `=`): one step, so every refusal is the real reason.
+    pub fn from_systemd_bytes(bytes: &[u8]) -> Result<Self> {
+        check_systemd(bytes)?;
+        // check_systemd passed: every byte is printable ASCII, so each is
+        // its own char.
+        Self::parse(
+            &bytes.iter().map(|&b| char::from(b)).collect::<String>(),
+            NameRule::Systemd,
+        )
+    }
+
     /// The name; always printable ASCII.
     pub fn as_str(&self) -> &str {
         &self.0
@@ -181,6 +193,30 @@ impl fmt::Debug for CredentialName {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn test_from_systemd_bytes_gives_the_real_reason() {
+        assert_eq!(
+            CredentialName::from_systemd_bytes(b"A B").unwrap().as_str(),
+            "A B"
+        );
+        assert_eq!(
+            CredentialName::from_systemd_bytes(b""),
+            Err(NameError::Empty)
+        );
+        assert!(matches!(
+            CredentialName::from_systemd_bytes(b"a/b"),
+            Err(NameError::ForbiddenByte { byte: b'/', .. })
+        ));
+        assert!(matches!(
+            CredentialName::from_systemd_bytes(b"a=b"),
+            Err(NameError::Equals { offset: 1, .. })
+        ));
+        assert!(matches!(
+            CredentialName::from_systemd_bytes(b"\xff"),
+            Err(NameError::ForbiddenByte { byte: 0xff, .. })
+        ));
+    }
 
     #[test]
     fn test_systemd_rule_edges() {

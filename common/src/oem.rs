@@ -6,7 +6,7 @@ use thiserror::Error;
 
 use crate::base64::{self, Base64Error};
 use crate::escape::escape_name;
-use crate::name::{self, CredentialName, NameError, NameRule};
+use crate::name::{CredentialName, NameError};
 use crate::secret::Secret;
 use crate::systemd::Behaviour;
 
@@ -199,24 +199,13 @@ pub fn parse(s: &[u8], behaviour: &Behaviour) -> Parsed {
         };
     };
     let (raw_name, raw_value) = (&rest[..eq], &rest[eq + 1..]);
-    if let Err(e) = name::check_systemd(raw_name) {
-        return Parsed::Rejected {
-            encoding,
-            name: Some(escape_name(raw_name)),
-            reason: Rejection::InvalidName(e),
-        };
-    }
-    // check_systemd passed: printable ASCII without '=' (it ended at the first '=').
-    let name = match std::str::from_utf8(raw_name)
-        .ok()
-        .and_then(|n| CredentialName::parse(n, NameRule::Systemd).ok())
-    {
-        Some(n) => n,
-        None => {
+    let name = match CredentialName::from_systemd_bytes(raw_name) {
+        Ok(n) => n,
+        Err(e) => {
             return Parsed::Rejected {
                 encoding,
                 name: Some(escape_name(raw_name)),
-                reason: Rejection::InvalidName(NameError::Empty),
+                reason: Rejection::InvalidName(e),
             }
         }
     };
@@ -245,6 +234,7 @@ pub fn parse(s: &[u8], behaviour: &Behaviour) -> Parsed {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::name::NameRule;
     use proptest::prelude::*;
 
     fn b257() -> Behaviour {
