@@ -31,7 +31,7 @@ pub enum Encoding {
 pub enum EncodeError {
     /// A text value with a NUL byte: an OEM string ends at the first NUL.
     /// (Where the NUL is would say something about the value: not reported.)
-    #[error("credential \"{name}\" has a NUL byte; an OEM string ends at NUL, so it needs --encoding binary")]
+    #[error("credential \"{name}\" has a NUL byte; an OEM string ends at NUL")]
     TextHasNul {
         /// The credential.
         name: String,

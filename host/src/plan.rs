@@ -84,17 +84,32 @@ pub struct Plan {
     pub warnings: Vec<String>,
 }
 
+/// What the operator can do about a name common's rules refuse.
+fn name_advice(e: &NameError) -> &'static str {
+    match e {
+        NameError::NotPortable { .. } => "; rename it, or pass --allow-any-name",
+        _ => "",
+    }
+}
+
+/// What the operator can do about a value the encoding cannot carry.
+fn encode_advice(e: &EncodeError) -> &'static str {
+    match e {
+        EncodeError::TextHasNul { .. } => ", so it needs --encoding binary (the default)",
+    }
+}
+
 /// Why a plan is refused (exit 2).
 #[derive(Debug, Error)]
 pub enum PlanError {
-    /// An invalid name.
-    #[error("{origin}")]
+    /// An invalid name; the advice naming a host flag is the host's own
+    /// (common's rule knows no flags).
+    #[error("{origin}: {error}{}", name_advice(error))]
     Name {
         /// Where the name came from.
         origin: String,
         /// Which rule refuses it.
-        #[source]
-        source: NameError,
+        error: NameError,
     },
     /// A name given twice.
     #[error("credential \"{name}\" is given twice, by {first} and by {second}; systemd would keep the first and silently drop the second, so remove one")]
@@ -113,13 +128,12 @@ pub enum PlanError {
         origin: String,
     },
     /// A value the encoding cannot carry.
-    #[error("{origin}")]
+    #[error("{origin}: {error}{}", encode_advice(error))]
     Encode {
         /// Where it came from.
         origin: String,
         /// Why.
-        #[source]
-        source: EncodeError,
+        error: EncodeError,
     },
     /// An empty raw string.
     #[error("{origin} is empty; QEMU drops empty OEM strings (leaving a wrong count) and cloud-hypervisor ends its table early")]
@@ -208,14 +222,14 @@ impl Builder {
     /// A named value: validated, encoded, recorded.
     fn credential(&mut self, name: &str, origin: &Origin, value: &Secret) -> Result<(), PlanError> {
         let label = origin.to_string();
-        let cn = CredentialName::parse(name, self.opts.rule).map_err(|source| PlanError::Name {
+        let cn = CredentialName::parse(name, self.opts.rule).map_err(|error| PlanError::Name {
             origin: label.clone(),
-            source,
+            error,
         })?;
-        let bytes = oem::encode(&cn, value.expose(), self.opts.encoding).map_err(|source| {
+        let bytes = oem::encode(&cn, value.expose(), self.opts.encoding).map_err(|error| {
             PlanError::Encode {
                 origin: label.clone(),
-                source,
+                error,
             }
         })?;
         self.record(&cn, value.expose(), self.opts.encoding, &label)?;
@@ -465,10 +479,16 @@ mod tests {
     #[test]
     fn test_names_duplicates_reserved() {
         let e = Plan::build(vec![cred("A,B", b"1")], opts()).unwrap_err();
+        assert!(
+            e.to_string().ends_with(
+                "(it breaks hypervisor option parsers); rename it, or pass --allow-any-name"
+            ),
+            "{e}"
+        );
         assert!(matches!(
             e,
             PlanError::Name {
-                source: NameError::NotPortable { .. },
+                error: NameError::NotPortable { .. },
                 ..
             }
         ));
@@ -531,10 +551,16 @@ mod tests {
             encoding: Encoding::Text,
             ..opts()
         };
+        let e = Plan::build(vec![cred("A", b"a\0b")], o).unwrap_err();
+        assert!(
+            e.to_string()
+                .ends_with("so it needs --encoding binary (the default)"),
+            "{e}"
+        );
         assert!(matches!(
-            Plan::build(vec![cred("A", b"a\0b")], o),
+            Err::<(), _>(e),
             Err(PlanError::Encode {
-                source: EncodeError::TextHasNul { .. },
+                error: EncodeError::TextHasNul { .. },
                 ..
             })
         ));
