@@ -12,12 +12,18 @@
 //!
 //! This module never formats a response body into a message: callers decide
 //! what of it may be shown (cloud-hypervisor may echo the VM config, which
-//! holds the credentials).
+//! holds the credentials). For the same reason every buffer the response is
+//! read into is wiped when dropped, and grows by copying into a new wiped
+//! buffer, so no copy of it is freed unwiped.
 
 use std::io::{self, Read, Write};
 
 use thiserror::Error;
 use vmcreds_common::escape::escape_bytes;
+use zeroize::Zeroizing;
+
+/// Bytes from the peer, which may echo the request's credentials.
+pub type Wiped = Zeroizing<Vec<u8>>;
 
 /// Most bytes of the status line and headers together.
 pub const HEADER_MAX: usize = 16 * 1024;
@@ -68,8 +74,9 @@ pub struct Response {
     pub reason: String,
     /// Header names (lowercase) and values.
     pub headers: Vec<(String, String)>,
-    /// The body (may echo the request: do not print it unredacted).
-    pub body: Vec<u8>,
+    /// The body (may echo the request: do not print it unredacted; wiped
+    /// when dropped).
+    pub body: Wiped,
 }
 
 impl std::fmt::Debug for Response {
@@ -132,13 +139,28 @@ fn find_head_end(buf: &[u8]) -> Option<usize> {
     buf.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4)
 }
 
-fn read_some<R: Read>(r: &mut R, buf: &mut Vec<u8>, max: usize) -> Result<usize> {
-    let mut chunk = [0u8; 4096];
+/// Appends `bytes` to `buf` without freeing an unwiped copy: when the
+/// capacity does not suffice, the contents move to a new, larger wiped
+/// buffer and the old one is wiped as it is dropped.
+fn push_wiped(buf: &mut Wiped, bytes: &[u8]) {
+    if buf.capacity() - buf.len() < bytes.len() {
+        let want = (buf.len() + bytes.len())
+            .max(buf.capacity().saturating_mul(2))
+            .max(4096);
+        let mut grown = Zeroizing::new(Vec::with_capacity(want));
+        grown.extend_from_slice(buf);
+        *buf = grown;
+    }
+    buf.extend_from_slice(bytes);
+}
+
+fn read_some<R: Read>(r: &mut R, buf: &mut Wiped, max: usize) -> Result<usize> {
+    let mut chunk = Zeroizing::new([0u8; 4096]);
     let want = chunk.len().min(max.saturating_sub(buf.len()).max(1));
     loop {
         match r.read(&mut chunk[..want]) {
             Ok(n) => {
-                buf.extend_from_slice(&chunk[..n]);
+                push_wiped(buf, &chunk[..n]);
                 return Ok(n);
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -149,7 +171,7 @@ fn read_some<R: Read>(r: &mut R, buf: &mut Vec<u8>, max: usize) -> Result<usize>
 
 /// Reads and parses one response from `r`.
 pub fn read_response<R: Read>(r: &mut R) -> Result<Response> {
-    let mut buf = Vec::new();
+    let mut buf = Wiped::default();
     let head_end = loop {
         if let Some(end) = find_head_end(&buf) {
             break end;
@@ -199,7 +221,7 @@ pub fn read_response<R: Read>(r: &mut R) -> Result<Response> {
         status,
         reason,
         headers,
-        body: Vec::new(),
+        body: Wiped::default(),
     };
     if resp
         .header("transfer-encoding")
@@ -209,7 +231,9 @@ pub fn read_response<R: Read>(r: &mut R) -> Result<Response> {
             "chunked transfer coding is not supported".to_owned(),
         ));
     }
-    let mut body = buf.split_off(head_end);
+    let mut body = Wiped::default();
+    push_wiped(&mut body, &buf[head_end..]);
+    buf.truncate(head_end);
     if (100..200).contains(&status) || status == 204 || status == 304 {
         // No body by definition (RFC 9112 §6.3); whatever follows is ignored.
         return Ok(resp);
@@ -255,6 +279,7 @@ pub fn read_response<R: Read>(r: &mut R) -> Result<Response> {
                 }
             }
             body.truncate(len);
+            // (The cut bytes stay in the spare capacity, wiped with it.)
         }
         _ => {
             return Err(ApiError::Malformed(
@@ -331,7 +356,7 @@ mod tests {
         assert!(!r.is_success());
         assert_eq!(r.header("content-type"), Some("application/json"));
         let mut s = Fake::new(b"HTTP/1.0 400 Bad Request\r\n\r\nto the end");
-        assert_eq!(read_response(&mut s).unwrap().body, b"to the end");
+        assert_eq!(read_response(&mut s).unwrap().body.as_slice(), b"to the end");
         // micro_http's shape: empty reason, keep-alive, no length on a bodiless answer.
         let mut s = Fake::new(
             b"HTTP/1.1 200 \r\nServer: Cloud Hypervisor API\r\nConnection: keep-alive\r\n\r\n",
@@ -391,7 +416,7 @@ mod tests {
             status: 500,
             reason: String::new(),
             headers: vec![],
-            body: b"CANARY".to_vec(),
+            body: Zeroizing::new(b"CANARY".to_vec()),
         };
         assert!(!format!("{r:?}").contains("CANARY"));
     }
