@@ -5,7 +5,7 @@ use vmcreds_common::predict::predict;
 use vmcreds_common::systemd::Behaviour;
 
 fuzz_target!(|data: &[u8]| {
-    // 0xFF 0xFE separates entries, so the fuzzer can build several.
+    // A 0xFE byte separates entries, so the fuzzer can build several.
     let entries: Vec<&[u8]> = data.split(|&b| b == 0xfe).take(4).collect();
     for version in [252, 257] {
         let p = predict(&entries, &Behaviour::of(version), &[]);
