@@ -84,6 +84,39 @@ pub fn display_name(bytes: &[u8]) -> String {
     }
 }
 
+/// The system calls that reading one entry makes, behind a trait so that a
+/// test can count them. The budget per regular file: `openat`, `fstat`, one
+/// `read`, and the `close` when the descriptor is dropped.
+trait EntryIo {
+    /// An open entry (closed when dropped).
+    type Fd: AsFd;
+    /// `openat(dir, name)`, never through a link, never blocking.
+    fn open(&mut self, dir: &OwnedFd, name: &CStr) -> io::Result<Self::Fd>;
+    /// `fstat(fd)`.
+    fn stat(&mut self, fd: &Self::Fd) -> io::Result<rustix::fs::Stat>;
+    /// `read(fd, buf)`.
+    fn read(&mut self, fd: &Self::Fd, buf: &mut [u8]) -> rustix::io::Result<usize>;
+}
+
+/// The real system calls.
+struct Sys;
+
+impl EntryIo for Sys {
+    type Fd = OwnedFd;
+
+    fn open(&mut self, dir: &OwnedFd, name: &CStr) -> io::Result<OwnedFd> {
+        open_entry(dir, name)
+    }
+
+    fn stat(&mut self, fd: &OwnedFd) -> io::Result<rustix::fs::Stat> {
+        Ok(rustix::fs::fstat(fd)?)
+    }
+
+    fn read(&mut self, fd: &OwnedFd, buf: &mut [u8]) -> rustix::io::Result<usize> {
+        rustix::io::read(fd, buf)
+    }
+}
+
 /// Bytes of the buffer `getdents` fills: room for about 800 names of the
 /// benchmark's length, and for any one entry (a name is at most 255 bytes).
 const DENTS_BUFFER: usize = 32 * 1024;
@@ -99,7 +132,12 @@ impl ReadBuffer {
     /// Reads all of `fd` (whose `fstat` size is `size`) into the buffer:
     /// one `read` when the file is as large as `fstat` said. Returns the
     /// bytes, or `None` when it grew past systemd's limit while being read.
-    fn fill(&mut self, fd: &OwnedFd, size: usize) -> io::Result<Option<&[u8]>> {
+    fn fill<I: EntryIo>(
+        &mut self,
+        io: &mut I,
+        fd: &I::Fd,
+        size: usize,
+    ) -> io::Result<Option<&[u8]>> {
         // One byte more than the size, so that a single read returning
         // short proves the end of the file.
         let want = size + 1;
@@ -118,7 +156,7 @@ impl ReadBuffer {
                 vmcreds_os::bounded::wipe(&mut self.buf);
                 self.buf = grown;
             }
-            match rustix::io::read(fd, &mut self.buf[filled..]) {
+            match io.read(fd, &mut self.buf[filled..]) {
                 Ok(0) => break,
                 Ok(n) => {
                     filled += n;
@@ -152,12 +190,13 @@ fn open_entry(dir: &OwnedFd, name: &CStr) -> io::Result<OwnedFd> {
 
 /// Reads one entry that `getdents` called a regular file (or did not type).
 fn read_entry(
+    io: &mut impl EntryIo,
     dir: &OwnedFd,
     name: &CStr,
     buf: &mut ReadBuffer,
     nonce: Option<&Nonce>,
 ) -> io::Result<ImportedKind> {
-    let fd = match open_entry(dir, name) {
+    let fd = match io.open(dir, name) {
         Ok(fd) => fd,
         // Replaced by a link since the listing: report the link.
         Err(e) if e.raw_os_error() == Some(Errno::LOOP.raw_os_error()) => {
@@ -165,7 +204,7 @@ fn read_entry(
         }
         Err(e) => return Err(e),
     };
-    let st = rustix::fs::fstat(&fd)?;
+    let st = io.stat(&fd)?;
     let kind = FileKind::from_mode(st.st_mode);
     if kind != FileKind::Regular {
         return Ok(ImportedKind::Other(kind));
@@ -179,7 +218,7 @@ fn read_entry(
             digest: None,
         });
     }
-    Ok(match buf.fill(&fd, size as usize)? {
+    Ok(match buf.fill(io, &fd, size as usize)? {
         Some(bytes) => ImportedKind::Regular {
             bytes: bytes.len() as u64,
             mode,
@@ -196,6 +235,16 @@ fn read_entry(
 /// Lists the credentials directory, digesting every regular file with
 /// `nonce`. `Ok(None)` when the directory does not exist.
 pub fn read_listing(
+    root: &Root,
+    loc: &CredsLocation,
+    nonce: Option<&Nonce>,
+) -> Result<Option<ImportedListing>, ReadError> {
+    read_listing_with(&mut Sys, root, loc, nonce)
+}
+
+/// [`read_listing`] through `io` for each entry.
+fn read_listing_with(
+    io: &mut impl EntryIo,
     root: &Root,
     loc: &CredsLocation,
     nonce: Option<&Nonce>,
@@ -224,7 +273,7 @@ pub fn read_listing(
         let typed = FileKind::from_mode(ent.file_type().as_raw_mode());
         let kind = match typed {
             // DT_UNKNOWN (some file systems): let the open and fstat say.
-            FileKind::Regular | FileKind::Other => read_entry(&dir, raw, &mut buf, nonce),
+            FileKind::Regular | FileKind::Other => read_entry(io, &dir, raw, &mut buf, nonce),
             other => Ok(ImportedKind::Other(other)),
         };
         match kind {
@@ -498,11 +547,15 @@ mod tests {
         let f = std::fs::File::create(d.path().join("run/credentials/@system/HUGE")).unwrap();
         f.set_len(4 << 30).unwrap(); // sparse: costs nothing unless read
         let root = Root::open(d.path()).unwrap();
-        let t = std::time::Instant::now();
-        let l = read_listing(&root, &CredsLocation::System, None)
+        let mut io = Counting::default();
+        let l = read_listing_with(&mut io, &root, &CredsLocation::System, None)
             .unwrap()
             .unwrap();
-        assert!(t.elapsed() < std::time::Duration::from_secs(2), "not read");
+        assert_eq!(
+            (io.opens, io.stats, io.reads, io.closes.get()),
+            (1, 1, 0, 1),
+            "opened and stated, not read"
+        );
         assert!(
             matches!(
                 l.get("HUGE").unwrap().kind,
@@ -517,6 +570,88 @@ mod tests {
         );
     }
 
+    /// [`Sys`], counting every call and every close.
+    #[derive(Default)]
+    struct Counting {
+        opens: usize,
+        stats: usize,
+        reads: usize,
+        closes: std::rc::Rc<std::cell::Cell<usize>>,
+    }
+
+    /// An open entry that counts its close.
+    struct CountedFd(OwnedFd, std::rc::Rc<std::cell::Cell<usize>>);
+
+    impl AsFd for CountedFd {
+        fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+            self.0.as_fd()
+        }
+    }
+
+    impl Drop for CountedFd {
+        fn drop(&mut self) {
+            self.1.set(self.1.get() + 1);
+        }
+    }
+
+    impl EntryIo for Counting {
+        type Fd = CountedFd;
+
+        fn open(&mut self, dir: &OwnedFd, name: &CStr) -> io::Result<CountedFd> {
+            self.opens += 1;
+            Ok(CountedFd(Sys.open(dir, name)?, self.closes.clone()))
+        }
+
+        fn stat(&mut self, fd: &CountedFd) -> io::Result<rustix::fs::Stat> {
+            self.stats += 1;
+            Sys.stat(&fd.0)
+        }
+
+        fn read(&mut self, fd: &CountedFd, buf: &mut [u8]) -> rustix::io::Result<usize> {
+            self.reads += 1;
+            Sys.read(&fd.0, buf)
+        }
+    }
+
+    /// Issue 12 §6's budget: per imported regular file one `openat`, one
+    /// `fstat`, one `read` and its `close`, whatever the file's size (the
+    /// read buffer grows from the `fstat` size, not by retrying); nothing
+    /// is opened for a link, a FIFO or a directory.
+    #[test]
+    fn test_system_calls_per_file() {
+        let d = tree();
+        let c = d.path().join("run/credentials/@system");
+        let sizes = [0usize, 1, 150, 4095, 4096, 70_000, 150, 1 << 20];
+        for (i, n) in sizes.iter().enumerate() {
+            std::fs::write(c.join(format!("F{i}")), vec![b'x'; *n]).unwrap();
+        }
+        std::os::unix::fs::symlink("F0", c.join("LINK")).unwrap();
+        std::fs::create_dir(c.join("DIR")).unwrap();
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            c.join("FIFO"),
+            rustix::fs::FileType::Fifo,
+            Mode::from_raw_mode(0o600),
+            0,
+        )
+        .unwrap();
+        let root = Root::open(d.path()).unwrap();
+        let mut io = Counting::default();
+        let l = read_listing_with(&mut io, &root, &CredsLocation::System, None)
+            .unwrap()
+            .unwrap();
+        assert_eq!(l.files.len(), sizes.len() + 3);
+        for (i, n) in sizes.iter().enumerate() {
+            assert_eq!(l.view(&format!("F{i}")).bytes, Some(*n as u64));
+        }
+        let files = sizes.len();
+        assert_eq!(
+            (io.opens, io.stats, io.reads, io.closes.get()),
+            (files, files, files, files),
+            "one openat, fstat, read and close per file"
+        );
+    }
+
     #[test]
     fn test_read_buffer_reads_past_one_page_and_grows() {
         let d = tempfile::tempdir().unwrap();
@@ -525,10 +660,16 @@ mod tests {
         std::fs::write(&p, &data).unwrap();
         let mut buf = ReadBuffer::default();
         let fd: OwnedFd = std::fs::File::open(&p).unwrap().into();
-        assert_eq!(buf.fill(&fd, data.len()).unwrap().unwrap(), &data[..]);
+        assert_eq!(
+            buf.fill(&mut Sys, &fd, data.len()).unwrap().unwrap(),
+            &data[..]
+        );
         // An fstat size that is too small (the file grew): still read whole.
         let fd: OwnedFd = std::fs::File::open(&p).unwrap().into();
-        assert_eq!(buf.fill(&fd, 10).unwrap().unwrap().len(), data.len());
+        assert_eq!(
+            buf.fill(&mut Sys, &fd, 10).unwrap().unwrap().len(),
+            data.len()
+        );
     }
 
     #[test]
