@@ -2,8 +2,9 @@
 //! socket, generic over `Read + Write` so it is testable without a socket
 //! (the shape of cloud-hypervisor's own `api_client` crate).
 //!
-//! One request per connection (`Connection: close`). The response is read
-//! with bounds: the status line and headers at most [`HEADER_MAX`] bytes, the
+//! One request per connection (`Connection: close`). The status line and
+//! headers are parsed by `httparse`; this module does the framing. The
+//! response is read with bounds: the status line and headers at most [`HEADER_MAX`] bytes, the
 //! body at most [`BODY_MAX`], by `Content-Length` or else until EOF; 1xx,
 //! 204 and 304 have no body, nor has a response without `Content-Length` on
 //! a `Connection: keep-alive` connection (cloud-hypervisor's `micro_http`
@@ -135,8 +136,53 @@ pub fn request<S: Read + Write>(
     read_response(stream)
 }
 
-fn find_head_end(buf: &[u8]) -> Option<usize> {
-    buf.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4)
+/// Most header lines of a response.
+pub const HEADERS_MAX: usize = 64;
+
+/// A malformed head: what is wrong, and the first line (escaped, cut).
+fn malformed(what: &str, buf: &[u8]) -> ApiError {
+    let line = buf
+        .split(|&b| b == b'\r' || b == b'\n')
+        .next()
+        .unwrap_or_default();
+    ApiError::Malformed(format!("{what}: \"{}\"", escape_bytes(line, 100)))
+}
+
+/// The status line and headers, parsed by `httparse` once `buf` holds all
+/// of them: the head's length and the response without its body; `None`
+/// while the head is incomplete.
+fn parse_head(buf: &[u8]) -> Result<Option<(usize, Response)>> {
+    let mut headers = [httparse::EMPTY_HEADER; HEADERS_MAX];
+    let mut head = httparse::Response::new(&mut headers);
+    let end = match head.parse(buf) {
+        Ok(httparse::Status::Complete(end)) => end,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(httparse::Error::TooManyHeaders) => {
+            return Err(ApiError::Malformed(format!(
+                "more than {HEADERS_MAX} header lines"
+            )))
+        }
+        Err(e) => return Err(malformed(&e.to_string(), buf)),
+    };
+    let status = match head.code {
+        Some(s) if (100..600).contains(&s) => s,
+        _ => return Err(malformed("bad status code", buf)),
+    };
+    let mut parsed = Vec::with_capacity(head.headers.len());
+    for h in head.headers.iter() {
+        let value = std::str::from_utf8(h.value)
+            .map_err(|_| malformed("a header value that is not UTF-8", h.value))?;
+        parsed.push((h.name.to_ascii_lowercase(), value.trim().to_owned()));
+    }
+    Ok(Some((
+        end,
+        Response {
+            status,
+            reason: escape_bytes(head.reason.unwrap_or_default().trim().as_bytes(), 100),
+            headers: parsed,
+            body: Wiped::default(),
+        },
+    )))
 }
 
 /// Appends `bytes` to `buf` without freeing an unwiped copy: when the
@@ -172,9 +218,9 @@ fn read_some<R: Read>(r: &mut R, buf: &mut Wiped, max: usize) -> Result<usize> {
 /// Reads and parses one response from `r`.
 pub fn read_response<R: Read>(r: &mut R) -> Result<Response> {
     let mut buf = Wiped::default();
-    let head_end = loop {
-        if let Some(end) = find_head_end(&buf) {
-            break end;
+    let (head_end, mut resp) = loop {
+        if let Some(head) = parse_head(&buf)? {
+            break head;
         }
         if buf.len() > HEADER_MAX {
             return Err(ApiError::HeaderTooLarge);
@@ -186,43 +232,7 @@ pub fn read_response<R: Read>(r: &mut R) -> Result<Response> {
     if head_end > HEADER_MAX {
         return Err(ApiError::HeaderTooLarge);
     }
-    let head = std::str::from_utf8(&buf[..head_end - 4])
-        .map_err(|_| ApiError::Malformed("the status line or headers are not UTF-8".to_owned()))?;
-    let mut lines = head.split("\r\n");
-    let status_line = lines.next().unwrap_or_default();
-    let malformed = |what: &str, text: &str| {
-        ApiError::Malformed(format!(
-            "{what}: \"{}\"",
-            escape_bytes(text.as_bytes(), 100)
-        ))
-    };
-    let mut parts = status_line.splitn(3, ' ');
-    let version = parts.next().unwrap_or_default();
-    if !matches!(version, "HTTP/1.1" | "HTTP/1.0") {
-        return Err(malformed("not an HTTP/1.x status line", status_line));
-    }
-    let code = parts.next().unwrap_or_default();
-    let status: u16 = match code.parse() {
-        Ok(s) if code.len() == 3 && (100..600).contains(&s) => s,
-        _ => return Err(malformed("bad status code", status_line)),
-    };
-    let reason = escape_bytes(parts.next().unwrap_or_default().trim().as_bytes(), 100);
-    let mut headers = Vec::new();
-    for line in lines {
-        let Some((name, value)) = line.split_once(':') else {
-            return Err(malformed("a header line without ':'", line));
-        };
-        if name.is_empty() || name.bytes().any(|b| b.is_ascii_whitespace()) {
-            return Err(malformed("a bad header name", line));
-        }
-        headers.push((name.to_ascii_lowercase(), value.trim().to_owned()));
-    }
-    let mut resp = Response {
-        status,
-        reason,
-        headers,
-        body: Wiped::default(),
-    };
+    let status = resp.status;
     if resp
         .header("transfer-encoding")
         .is_some_and(|v| !v.eq_ignore_ascii_case("identity"))
@@ -269,7 +279,7 @@ pub fn read_response<R: Read>(r: &mut R) -> Result<Response> {
         [len] => {
             let len: usize = len
                 .parse()
-                .map_err(|_| malformed("a bad Content-Length", len))?;
+                .map_err(|_| malformed("a bad Content-Length", len.as_bytes()))?;
             if len > BODY_MAX {
                 return Err(ApiError::BodyTooLarge);
             }
@@ -356,7 +366,10 @@ mod tests {
         assert!(!r.is_success());
         assert_eq!(r.header("content-type"), Some("application/json"));
         let mut s = Fake::new(b"HTTP/1.0 400 Bad Request\r\n\r\nto the end");
-        assert_eq!(read_response(&mut s).unwrap().body.as_slice(), b"to the end");
+        assert_eq!(
+            read_response(&mut s).unwrap().body.as_slice(),
+            b"to the end"
+        );
         // micro_http's shape: empty reason, keep-alive, no length on a bodiless answer.
         let mut s = Fake::new(
             b"HTTP/1.1 200 \r\nServer: Cloud Hypervisor API\r\nConnection: keep-alive\r\n\r\n",
@@ -398,6 +411,14 @@ mod tests {
             b"HTTP/1.1 200 OK\r\nbroken\r\n\r\n",
             b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
             b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab",
+            b"HTTP/1.1 200 OK\r\nX: \xff\r\n\r\n",
+            b"HTTP/1.1 099 OK\r\n\r\n",
+            &[
+                &b"HTTP/1.1 200 OK\r\n"[..],
+                &b"X: y\r\n".repeat(HEADERS_MAX + 1),
+                b"\r\n",
+            ]
+            .concat(),
         ] {
             assert!(
                 matches!(
