@@ -55,23 +55,25 @@ pub enum EncodingArg {
 }
 
 /// Credential sources and injection options, shared by every target and `manifest`.
-/// The order of `--load`, `--load-dir`, `--set` and `--oem` is kept.
+/// The order of `--load`, `--load-dir`, `--set` and `--oem` is kept: clap
+/// collects each flag apart, and [`SourceArgs::fill_order`] moves them into
+/// [`SourceArgs::ordered`], the one list the rest of the program reads.
 #[derive(Clone, Debug, Args)]
 pub struct SourceArgs {
     /// File contents, binary-safe; PATH without '/' is looked up in $CREDENTIALS_DIRECTORY.
     #[arg(long = "load", value_name = "NAME:PATH")]
-    pub load: Vec<String>,
+    load: Vec<String>,
     /// Each regular file of DIR is a credential named after it (dotfiles skipped,
     /// symlinks and other file types refused, empty directory refused).
     #[arg(long = "load-dir", value_name = "DIR")]
-    pub load_dir: Vec<PathBuf>,
+    load_dir: Vec<PathBuf>,
     /// A literal, non-secret value (it is on this process's argv).
     #[arg(long = "set", value_name = "NAME=VALUE")]
-    pub set: Vec<String>,
+    set: Vec<String>,
     /// A raw OEM string passed as is (non-secret), e.g.
     /// io.systemd.credential:vmm.notify_socket=vsock-stream:2:8888.
     #[arg(long = "oem", value_name = "STRING")]
-    pub oem: Vec<String>,
+    oem: Vec<String>,
     /// Check names against systemd's rule instead of the portable `[A-Za-z0-9_.@+-]`.
     #[arg(long)]
     pub allow_any_name: bool,
@@ -89,8 +91,8 @@ pub struct SourceArgs {
     /// strings must fit in that.
     #[arg(long, value_name = "N", default_value_t = FIRST_SMBIOS_IMPORT)]
     pub guest_systemd: u32,
-    /// The sources in command-line order, filled from the matches by
-    /// [`SourceArgs::fill_order`].
+    /// The sources in command-line order, moved here from clap's four lists
+    /// by [`SourceArgs::fill_order`].
     #[arg(skip)]
     pub ordered: Vec<SourceSpec>,
 }
@@ -126,30 +128,39 @@ impl Default for SourceArgs {
 }
 
 impl SourceArgs {
-    /// Rebuilds the command-line order of the source flags from clap's indices.
+    /// Rebuilds the command-line order of the source flags from clap's
+    /// indices, moving them out of clap's per-flag lists (left empty).
     pub fn fill_order(&mut self, m: &ArgMatches) {
         let mut all: Vec<(usize, SourceSpec)> = Vec::new();
         let idx =
             |id: &str| -> Vec<usize> { m.indices_of(id).map(|i| i.collect()).unwrap_or_default() };
         all.extend(
-            idx("load")
-                .into_iter()
-                .zip(self.load.iter().cloned().map(SourceSpec::Load)),
+            idx("load").into_iter().zip(
+                std::mem::take(&mut self.load)
+                    .into_iter()
+                    .map(SourceSpec::Load),
+            ),
         );
         all.extend(
-            idx("load_dir")
-                .into_iter()
-                .zip(self.load_dir.iter().cloned().map(SourceSpec::LoadDir)),
+            idx("load_dir").into_iter().zip(
+                std::mem::take(&mut self.load_dir)
+                    .into_iter()
+                    .map(SourceSpec::LoadDir),
+            ),
         );
         all.extend(
-            idx("set")
-                .into_iter()
-                .zip(self.set.iter().cloned().map(SourceSpec::Set)),
+            idx("set").into_iter().zip(
+                std::mem::take(&mut self.set)
+                    .into_iter()
+                    .map(SourceSpec::Set),
+            ),
         );
         all.extend(
-            idx("oem")
-                .into_iter()
-                .zip(self.oem.iter().cloned().map(SourceSpec::Oem)),
+            idx("oem").into_iter().zip(
+                std::mem::take(&mut self.oem)
+                    .into_iter()
+                    .map(SourceSpec::Oem),
+            ),
         );
         all.sort_by_key(|(i, _)| *i);
         self.ordered = all.into_iter().map(|(_, s)| s).collect();
@@ -384,6 +395,9 @@ mod tests {
                 SourceSpec::LoadDir("/d".into()),
             ]
         );
+        // One copy of the sources: clap's per-flag lists were moved out.
+        let s = &q.sources;
+        assert!(s.load.is_empty() && s.load_dir.is_empty() && s.set.is_empty() && s.oem.is_empty());
         assert_eq!(
             q.command,
             vec![
