@@ -212,6 +212,51 @@ impl Writer {
         }
     }
 
+    /// What goes before a struct field's value (`,` unless `first`, the
+    /// newline and indentation when pretty, the quoted key and the colon),
+    /// written in one pass into room reserved once: a report has some
+    /// thousands of fields, and this was most of a field's cost as separate
+    /// calls. False, with nothing written, when the key needs an escape
+    /// (the caller then writes the field the general way).
+    fn field(&mut self, first: bool, key: &str) -> bool {
+        let k = key.as_bytes();
+        let indent = if self.pretty { 2 * self.depth } else { 0 };
+        let need = 6 + indent + k.len();
+        self.room(need);
+        let out = &mut self.out[self.pos..self.pos + need];
+        let mut i = 0;
+        if !first {
+            out[i] = b',';
+            i += 1;
+        }
+        if self.pretty {
+            out[i] = b'\n';
+            i += 1;
+            for b in &mut out[i..i + indent] {
+                *b = b' ';
+            }
+            i += indent;
+        }
+        out[i] = b'"';
+        i += 1;
+        for (o, &c) in out[i..i + k.len()].iter_mut().zip(k) {
+            if ESCAPE[usize::from(c)] != 0 {
+                return false;
+            }
+            *o = c;
+        }
+        i += k.len();
+        out[i] = b'"';
+        out[i + 1] = b':';
+        i += 2;
+        if self.pretty {
+            out[i] = b' ';
+            i += 1;
+        }
+        self.pos += i;
+        true
+    }
+
     fn string(&mut self, s: &str) {
         self.byte(b'"');
         let mut rest = s.as_bytes();
@@ -513,9 +558,13 @@ impl ser::SerializeStruct for Compound<'_> {
     type Ok = ();
     type Error = Unsupported;
     fn serialize_field<T: Serialize + ?Sized>(&mut self, key: &'static str, v: &T) -> Result {
-        self.element();
-        self.w.string(key);
-        self.colon();
+        let first = self.state == State::First;
+        if !self.w.field(first, key) {
+            self.element();
+            self.w.string(key);
+            self.colon();
+        }
+        self.state = State::Rest;
         v.serialize(&mut *self.w)
     }
     fn end(self) -> Result {
@@ -694,6 +743,43 @@ mod tests {
         kind: Kind,
         signed: (i8, i16, i32),
         unsigned: (u8, u16, u32),
+    }
+
+    #[derive(serde::Serialize)]
+    struct OddKeys {
+        #[serde(rename = "tab\there")]
+        tab: u8,
+        plain: u8,
+        #[serde(rename = "quote\"")]
+        quote: Vec<u8>,
+        #[serde(rename = "")]
+        empty: (),
+    }
+
+    #[test]
+    fn test_struct_keys_that_need_escapes() {
+        let v = OddKeys {
+            tab: 1,
+            plain: 2,
+            quote: vec![3],
+            empty: (),
+        };
+        assert_eq!(
+            pretty(&v, 0),
+            serde_json::to_string_pretty(&v).unwrap() + "\n"
+        );
+        assert_eq!(compact(&v, 0), serde_json::to_vec(&v).unwrap());
+        let nested = vec![vec![Some(OddKeys {
+            tab: 0,
+            plain: 0,
+            quote: vec![],
+            empty: (),
+        })]];
+        assert_eq!(
+            pretty(&nested, 1),
+            serde_json::to_string_pretty(&nested).unwrap() + "\n"
+        );
+        assert_eq!(compact(&nested, 1), serde_json::to_vec(&nested).unwrap());
     }
 
     #[derive(serde::Serialize)]
