@@ -168,7 +168,10 @@ mod tests {
 
     #[test]
     fn require_words() {
-        assert!(required_in(Some("qemu,cloud-hypervisor"), "cloud-hypervisor"));
+        assert!(required_in(
+            Some("qemu,cloud-hypervisor"),
+            "cloud-hypervisor"
+        ));
         assert!(required_in(Some("all"), "crosvm"));
         assert!(!required_in(Some("qemu"), "crosvm"));
         assert!(!required_in(None, "crosvm"));

@@ -232,7 +232,9 @@ pub fn systemd_base(root: &Path, name: &str, mirror: &str) -> Result<BaseImage> 
         recipe.push("backports");
     }
     let key = cache_key(recipe);
-    let dir = vm_dir(root).join("rootfs").join(format!("{}-{key}", g.name));
+    let dir = vm_dir(root)
+        .join("rootfs")
+        .join(format!("{}-{key}", g.name));
     let tree = dir.join("root");
     let strapped = dir.join(".debootstrap-done");
     let cpio = dir.join("base.cpio.gz");

@@ -187,7 +187,10 @@ mod tests {
     #[test]
     fn apt_order_decides_and_nothing_found_is_none() {
         let a = f("a.list", "deb http://first.example/debian sid main\n");
-        let b = f("b.sources", "Types: deb\nURIs: http://second.example/debian\nSuites: trixie\n");
+        let b = f(
+            "b.sources",
+            "Types: deb\nURIs: http://second.example/debian\nSuites: trixie\n",
+        );
         assert_eq!(
             from_sources(&[a.clone(), b.clone()]).as_deref(),
             Some("http://first.example/debian")
@@ -197,7 +200,10 @@ mod tests {
             Some("http://second.example/debian")
         );
         assert_eq!(
-            from_sources(&[f("x.list", "deb https://vendor.example/apt nodistro main\n")]),
+            from_sources(&[f(
+                "x.list",
+                "deb https://vendor.example/apt nodistro main\n"
+            )]),
             None
         );
         assert_eq!(from_sources(&[]), None);

@@ -342,8 +342,7 @@ mod tests {
             .collect();
         assert!(a.windows(2).any(|w| w[0] == "-accel" && w[1] == "tcg"));
         assert!(
-            a.iter()
-                .any(|s| s == "socket,id=report,path=/tmp/a,,b/s"),
+            a.iter().any(|s| s == "socket,id=report,path=/tmp/a,,b/s"),
             "{a:?}"
         );
         assert!(a.iter().any(|s| s == "file:/r,,un/console.log"), "{a:?}");
