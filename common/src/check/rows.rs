@@ -275,6 +275,14 @@ fn present(c: &Ctx<'_, '_>, view: &SystemdView) -> (Status, Option<String>) {
             }
         }
     }
+    if got > crate::limits::CREDENTIAL_SIZE_MAX as u64 {
+        // observe does not even read such a file: it has no digest.
+        problems.push(format!(
+            "{got} bytes, over systemd's limit of {} per credential: systemd cannot have \
+             imported this file, something else wrote it",
+            crate::limits::CREDENTIAL_SIZE_MAX
+        ));
+    }
     let empty_expected =
         c.expected.and_then(|e| e.bytes) == Some(0) || c.expect.and_then(|x| x.bytes) == Some(0);
     if got == 0 && !empty_expected {
@@ -591,6 +599,14 @@ mod tests {
                 "A",
                 Status::Mismatch,
                 "arrived empty (0 bytes); pass --expect A:0",
+            ),
+            (
+                "over systemd's per-credential limit (issue 13 §11)",
+                imported(vm(), "HUGE", &vec![b'h'; crate::limits::CREDENTIAL_SIZE_MAX + 1]),
+                expect(&["HUGE"]),
+                "HUGE",
+                Status::Mismatch,
+                "1048577 bytes, over systemd's limit of 1048576 per credential: systemd cannot have imported this file",
             ),
             (
                 "empty on purpose",
