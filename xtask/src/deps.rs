@@ -19,6 +19,7 @@ const TOOLS: &[(&str, &str)] = &[
     ("dpkg-deb", "dpkg"),
     ("gzip", "gzip"),
     ("/bin/busybox", "busybox-static"),
+    ("mke2fs", "e2fsprogs"),
 ];
 
 const MUSL: &str = "x86_64-unknown-linux-musl";

@@ -19,6 +19,7 @@ mod man;
 mod mirror;
 mod probe;
 mod scenarios;
+mod switch_root;
 mod test;
 mod tidy;
 mod util;

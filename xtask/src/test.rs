@@ -277,6 +277,9 @@ fn run_vms(root: &Path, flags: &Test) -> Result<(Vec<String>, bool)> {
             util::secs(d)
         ));
     }
+    let (l, f) = crate::switch_root::run(&env, flags);
+    lines.extend(l);
+    failed |= f;
     Ok((lines, failed))
 }
 
