@@ -60,7 +60,10 @@ fn run() -> Result<ExitCode> {
             let k = image::kernel(&root)?;
             eprintln!("kernel {} {}", k.release, k.vmlinuz.display());
             let gens = if g.generations.is_empty() {
-                image::GENERATIONS.iter().map(|g| g.name.to_string()).collect()
+                image::GENERATIONS
+                    .iter()
+                    .map(|g| g.name.to_string())
+                    .collect()
             } else {
                 g.generations
             };

@@ -162,10 +162,7 @@ fn run_hv(root: &Path, flags: &Test, kind: hv::Kind) -> (Vec<String>, bool) {
                 true,
             )
         } else {
-            (
-                vec![format!("NOT RUN {}-* ({why})", kind.prefix())],
-                false,
-            )
+            (vec![format!("NOT RUN {}-* ({why})", kind.prefix())], false)
         };
     };
     let _ = root;
