@@ -133,4 +133,8 @@ pub struct InstallUnitArgs {
     /// Where the unit's check sends its report; repeatable.
     #[arg(long, value_name = "DEST")]
     pub report_to: Vec<Dest>,
+    /// Run the check with --notify (a STATUS= line to the vmm.notify_socket credential's
+    /// address, as microvm.nix's cloud-hypervisor runner listens for).
+    #[arg(long)]
+    pub notify: bool,
 }

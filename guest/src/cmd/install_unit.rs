@@ -80,7 +80,7 @@ fn quote(arg: &str) -> String {
 }
 
 /// The unit text for these flags.
-pub fn render(strict: bool, report_to: &[Dest]) -> String {
+pub fn render(strict: bool, notify: bool, report_to: &[Dest]) -> String {
     let mut exec = format!("ExecStart={BINARY_PATH} check");
     if strict {
         exec.push_str(" --strict");
@@ -89,8 +89,13 @@ pub fn render(strict: bool, report_to: &[Dest]) -> String {
         exec.push_str(" --report-to ");
         exec.push_str(&quote(&d.to_string()));
     }
+    if notify {
+        exec.push_str(" --notify");
+    }
     let mut unit_extra = String::new();
-    let mut private_network = true;
+    // The notify address comes from the vmm.notify_socket credential at run
+    // time: vsock or an abstract unix socket need the host's network namespace.
+    let mut private_network = !notify;
     for d in report_to {
         match d {
             Dest::VirtioPort(n) => {
@@ -144,7 +149,7 @@ pub fn run(args: &InstallUnitArgs) -> Result<Exit> {
         .map_err(|e| fail(wants.clone(), e))?;
     tracing::debug!(dir = %vmcreds_os::show_path(&image.shown(&wants)), "directories present, new ones 0755");
     let unit = format!("{UNIT_DIR}/{UNIT_NAME}");
-    let text = render(args.strict, &args.report_to);
+    let text = render(args.strict, args.notify, &args.report_to);
     image
         .write_file(&unit, text.as_bytes(), 0o644)
         .map_err(|e| fail(unit.clone(), e))?;
@@ -170,6 +175,7 @@ mod tests {
     fn test_render_flags() {
         let u = render(
             true,
+            false,
             &[
                 "virtio-port:org.vmcreds.0".parse().unwrap(),
                 "file:/var/lib/vmcreds/r.json".parse().unwrap(),
@@ -195,18 +201,33 @@ mod tests {
         }
         assert!(u.contains("PrivateMounts=no\n"));
         assert!(u.contains("PrivateNetwork=yes"));
-        let v = render(false, &["vsock:2:9000".parse().unwrap()]);
+        let v = render(false, false, &["vsock:2:9000".parse().unwrap()]);
         assert!(!v.contains("PrivateNetwork=yes"), "{v}");
         assert!(
             v.contains("ExecStart=/usr/local/bin/vmcreds-guest check --report-to vsock:2:9000\n")
         );
         assert_eq!(
-            render(false, &[])
+            render(false, false, &[])
                 .lines()
                 .filter(|l| l.starts_with("ExecStart="))
                 .count(),
             1
         );
+    }
+
+    #[test]
+    fn test_render_notify() {
+        let n = render(false, true, &["vsock:2:9999".parse().unwrap()]);
+        assert!(
+            n.contains(
+                "ExecStart=/usr/local/bin/vmcreds-guest check --report-to vsock:2:9999 --notify\n"
+            ),
+            "{n}"
+        );
+        assert!(!n.contains("PrivateNetwork=yes"), "{n}");
+        let n = render(false, true, &[]);
+        assert!(!n.contains("PrivateNetwork=yes"), "{n}");
+        assert!(render(false, false, &[]).contains("PrivateNetwork=yes"));
     }
 
     #[test]
