@@ -198,6 +198,9 @@ pub struct HvGroundTruth {
     /// Only scenarios whose name is listed (all when empty).
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
+    /// The upstream commit the binary was built from, recorded beside what it did.
+    #[arg(long, value_name = "HASH")]
+    pub source_commit: Option<String>,
     /// Image source.
     #[command(flatten)]
     pub image: ImageArgs,

@@ -64,12 +64,19 @@ pub struct Binary {
 }
 
 impl Binary {
-    /// The version word (`v53.0`), for file names and the summary.
+    /// The version word (`v53.0-dirty`) as the binary prints it.
     pub fn version_word(&self) -> &str {
         self.version
             .split_whitespace()
             .nth(1)
             .unwrap_or(self.version.as_str())
+    }
+
+    /// The release (`v53.0`): the version word up to what `git describe` adds (`-dirty`,
+    /// `-3-gabc123`), for file names and for what the host CLI itself calls the version.
+    pub fn release(&self) -> &str {
+        let w = self.version_word();
+        w.split('-').next().unwrap_or(w)
     }
 }
 
@@ -192,6 +199,12 @@ mod tests {
         let b = inspect(Kind::CloudHypervisor, &fake).unwrap();
         assert_eq!(b.version, "cloud-hypervisor v53.0");
         assert_eq!(b.version_word(), "v53.0");
+        assert_eq!(b.release(), "v53.0");
+        let dirty = Binary {
+            version: "cloud-hypervisor v53.0-dirty".into(),
+            ..b.clone()
+        };
+        assert_eq!(dirty.release(), "v53.0");
         assert!(b.fw_cfg);
         let found = find(Kind::CloudHypervisor, Some(&fake)).unwrap().unwrap();
         assert_eq!(found.path, fake);

@@ -41,10 +41,14 @@ const MODULES: &[&str] = &[
     "kernel/drivers/virtio/virtio_mmio.ko",
     "kernel/drivers/char/virtio_console.ko",
     "kernel/drivers/firmware/qemu_fw_cfg.ko",
+    // The report's way out of a cloud-hypervisor guest: virtio-vsock.
+    "kernel/net/vmw_vsock/vsock.ko",
+    "kernel/net/vmw_vsock/vmw_vsock_virtio_transport_common.ko",
+    "kernel/net/vmw_vsock/vmw_vsock_virtio_transport.ko",
 ];
 
 /// Bumped whenever the module list or the kernel unpacking code changes.
-const KERNEL_RECIPE: &str = "k2";
+const KERNEL_RECIPE: &str = "k3";
 
 /// Bumped whenever the code that turns a debootstrap tree into `base.cpio.gz` changes.
 const ROOTFS_RECIPE: &str = "rootfs-recipe-3";
@@ -110,6 +114,9 @@ pub struct Kernel {
     pub package: String,
     /// cpio archive with `/usr/lib/modules/<release>/` (subset, depmod'ed).
     pub modules_cpio: PathBuf,
+    /// The package's whole `lib/modules/<release>/` tree (for the nested runner's outer
+    /// guest, which needs `kvm` and `virtio_blk`).
+    pub module_tree: PathBuf,
 }
 
 /// A packed guest base image (rootfs without per-boot files).
@@ -207,6 +214,8 @@ pub fn kernel(root: &Path) -> Result<Kernel> {
             .arg(mods.join("usr"))
             .arg(&release))?;
         util::pack_cpio(&mods, &dir.join("modules.cpio.gz"), true)?;
+        fs::rename(&src, dir.join("module-tree"))
+            .context("could not keep the kernel's module tree")?;
         fs::write(dir.join("release"), &release)?;
         fs::remove_dir_all(&work)?;
         fs::write(&done, util::secs(t.elapsed()))?;
@@ -218,6 +227,7 @@ pub fn kernel(root: &Path) -> Result<Kernel> {
         release,
         package,
         modules_cpio: dir.join("modules.cpio.gz"),
+        module_tree: dir.join("module-tree"),
     })
 }
 
@@ -433,7 +443,7 @@ mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev
 mount -t tmpfs -o mode=0755 run /run
 # Dependency order (virtio needs virtio_ring): insmod does not resolve dependencies.
-for m in virtio_ring virtio virtio_mmio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci virtio_console qemu_fw_cfg; do
+for m in virtio_ring virtio virtio_mmio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci virtio_console qemu_fw_cfg vsock vmw_vsock_virtio_transport_common vmw_vsock_virtio_transport; do
   f=$(find /usr/lib/modules -name "$m.ko" | head -n 1)
   [ -n "$f" ] && insmod "$f" 2>/dev/null
 done
@@ -448,9 +458,12 @@ while [ ! -e /dev/virtio-ports/vmcreds.report ] && [ $i -lt 50 ]; do
   done
   i=$((i+1)); sleep 0.1
 done
-# The probe writes to ttyS1; a machine with one serial port (microvm) asks for ttyS0.
+# The probe writes to ttyS1; a VMM with one serial port asks for another with
+# vmcreds.probe_tty= (cloud-hypervisor: hvc0, its virtio console).
 tty=/dev/ttyS1
-grep -q 'vmcreds.probe_tty=ttyS0' /proc/cmdline && tty=/dev/ttyS0
+for a in $(cat /proc/cmdline); do
+  case "$a" in vmcreds.probe_tty=*) tty=/dev/${a#vmcreds.probe_tty=} ;; esac
+done
 if [ -x /etc/vmcreds-test/init.sh ]; then
   /etc/vmcreds-test/init.sh > $tty 2>&1
 fi
@@ -480,6 +493,17 @@ impl Overlay {
 
     /// Writes the overlay tree under `dir` and packs it to `out`.
     pub fn pack(&self, dir: &Path, out: &Path) -> Result<()> {
+        self.pack_with(dir, out, |_| Ok(()))
+    }
+
+    /// Like [`Overlay::pack`], running `hook` on the tree before it is packed (e.g.
+    /// `vmcreds-guest install-unit --root DIR`, which writes into an image as users run it).
+    pub fn pack_with(
+        &self,
+        dir: &Path,
+        out: &Path,
+        hook: impl FnOnce(&Path) -> Result<()>,
+    ) -> Result<()> {
         let _ = fs::remove_dir_all(dir);
         mkdirp(dir)?;
         for (p, data, mode) in &self.files {
@@ -492,6 +516,7 @@ impl Overlay {
             mkdirp(to.parent().expect("overlay path has a parent"))?;
             symlink(target, &to)?;
         }
+        hook(dir)?;
         // Directories created above follow the umask; the kernel applies an archive's
         // directory modes to existing directories, so make them the usual 0755.
         fix_dir_modes(dir)?;

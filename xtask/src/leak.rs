@@ -52,6 +52,59 @@ pub fn scan_run_dir(dir: &Path, secrets: &[&[u8]]) -> Vec<String> {
     findings
 }
 
+/// How [`scan_tree`] treats one file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Treat {
+    /// Every byte is scanned.
+    Whole,
+    /// A probe log: scanned without its [`PROBE_DEBUG_SECTIONS`].
+    Probe,
+    /// Not scanned (the intended delivery, or a debug dump of the raw table).
+    Skip,
+}
+
+/// Scans every regular file under `dir` (relative path given to `treat`) for `secrets`;
+/// returns the findings and how many files were scanned.
+pub fn scan_tree(
+    dir: &Path,
+    secrets: &[&[u8]],
+    treat: impl Fn(&str) -> Treat,
+) -> (Vec<String>, usize) {
+    fn walk(dir: &Path, base: &Path, out: &mut Vec<(String, std::path::PathBuf)>) {
+        let Ok(rd) = fs::read_dir(dir) else { return };
+        for e in rd.flatten() {
+            let p = e.path();
+            match e.file_type() {
+                Ok(t) if t.is_dir() => walk(&p, base, out),
+                Ok(t) if t.is_file() => {
+                    let rel = p.strip_prefix(base).unwrap_or(&p).display().to_string();
+                    out.push((rel, p));
+                }
+                _ => {}
+            }
+        }
+    }
+    let forms = forms(secrets);
+    let mut files = Vec::new();
+    walk(dir, dir, &mut files);
+    files.sort();
+    let (mut findings, mut scanned) = (Vec::new(), 0);
+    for (rel, path) in files {
+        let how = treat(&rel);
+        if how == Treat::Skip {
+            continue;
+        }
+        let Ok(bytes) = fs::read(&path) else { continue };
+        let bytes = match how {
+            Treat::Probe => probe_without_debug_dumps(&bytes),
+            _ => bytes,
+        };
+        findings.extend(scan(&rel, &bytes, &forms));
+        scanned += 1;
+    }
+    (findings, scanned)
+}
+
 /// (label, needle) for each secret long enough to scan for.
 fn forms(secrets: &[&[u8]]) -> Vec<(String, Vec<u8>)> {
     let mut out = Vec::new();
@@ -140,6 +193,39 @@ mod tests {
         assert!(
             found.iter().all(|f| !f.contains("CANARY")),
             "findings never quote bytes"
+        );
+    }
+
+    #[test]
+    fn test_a_tree_is_scanned_file_by_file_as_told() {
+        let d = tempfile::tempdir().unwrap();
+        let secret = b"CANARY-tree-0123456789";
+        fs::create_dir_all(d.path().join("procs/1")).unwrap();
+        fs::write(d.path().join("procs/1/7.cmdline"), secret).unwrap();
+        fs::write(d.path().join("procs/1/8.cmdline"), b"clean").unwrap();
+        fs::write(
+            d.path().join("inner-probe.log"),
+            [
+                b"@@SECTION dmi-table
+"
+                .as_slice(),
+                secret,
+            ]
+            .concat(),
+        )
+        .unwrap();
+        fs::write(d.path().join("delivery"), secret).unwrap();
+        let treat = |rel: &str| match rel {
+            "delivery" => Treat::Skip,
+            "inner-probe.log" => Treat::Probe,
+            _ => Treat::Whole,
+        };
+        let (found, scanned) = scan_tree(d.path(), &[secret], treat);
+        assert_eq!(scanned, 3);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(
+            found[0].contains("raw found in procs/1/7.cmdline"),
+            "{found:?}"
         );
     }
 

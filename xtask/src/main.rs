@@ -13,10 +13,12 @@ mod flags;
 mod fuzz;
 mod ground_truth;
 mod hv;
+mod hv_scenarios;
 mod image;
 mod leak;
 mod man;
 mod mirror;
+mod nested;
 mod probe;
 mod scenarios;
 mod switch_root;
@@ -81,8 +83,24 @@ fn run() -> Result<ExitCode> {
             ground_truth::run(&root, &g)?;
             Ok(ExitCode::SUCCESS)
         }
-        flags::Cmd::HvGroundTruth(_) => {
-            anyhow::bail!("hv-ground-truth: not built yet")
+        flags::Cmd::HvGroundTruth(g) => {
+            let env = test::prepare(&root, false, g.image.mirror.as_deref())?;
+            let ch = hv::find(hv::Kind::CloudHypervisor, g.hv.cloud_hypervisor.as_deref())?
+                .ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "no cloud-hypervisor binary: set CLOUD_HYPERVISOR or pass --cloud-hypervisor"
+                    )
+                })?;
+            let h =
+                hv_scenarios::HvEnv::prepare(&env, ch, g.hv.cloud_hypervisor_fw_cfg.as_deref())?;
+            let path = hv_scenarios::ground_truth(
+                &h,
+                &g.only,
+                &g.generations,
+                g.source_commit.as_deref(),
+            )?;
+            eprintln!("xtask: wrote {}", path.display());
+            Ok(ExitCode::SUCCESS)
         }
         flags::Cmd::Deps => {
             deps::run_cmd()?;

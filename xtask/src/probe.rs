@@ -26,8 +26,14 @@ FailureAction=poweroff-force
 /// The probe script (POSIX sh; runs on the debootstrap'd systemd guests).
 pub const PROBE_SCRIPT: &str = r#"#!/bin/sh
 # vmcreds xtask probe: see xtask/src/probe.rs
-exec >/dev/ttyS1 2>&1
-stty -F /dev/ttyS1 raw -echo 2>/dev/null
+# ttyS1 unless the kernel command line names another (vmcreds.probe_tty=hvc0 under
+# cloud-hypervisor, which has one serial port and a virtio console).
+tty=/dev/ttyS1
+for a in $(cat /proc/cmdline); do
+  case "$a" in vmcreds.probe_tty=*) tty=/dev/${a#vmcreds.probe_tty=} ;; esac
+done
+exec >"$tty" 2>&1
+stty -F "$tty" raw -echo 2>/dev/null
 mode=$(cat /etc/vmcreds-test/mode)
 hexs() { od -An -v -tx1 | tr -d ' \n'; }
 echo "@@VMCREDS-PROBE-BEGIN@@"

@@ -105,20 +105,28 @@ pub fn run(root: &Path, flags: &Test) -> Result<ExitCode> {
     }
 
     if !flags.no_vm {
-        match run_vms(root, flags) {
-            Ok((l, f)) => {
-                lines.extend(l);
-                failed |= f;
+        match prepare(root, flags.kvm, flags.image.mirror.as_deref()) {
+            Ok(env) => {
+                match run_vms(&env, flags) {
+                    Ok((l, f)) => {
+                        lines.extend(l);
+                        failed |= f;
+                    }
+                    Err(e) => {
+                        lines.push(format!("FAIL   VM scenarios could not run: {e:#}"));
+                        failed = true;
+                    }
+                }
+                for kind in [hv::Kind::CloudHypervisor, hv::Kind::Crosvm] {
+                    let (l, f) = run_hv(&env, flags, kind);
+                    lines.extend(l);
+                    failed |= f;
+                }
             }
             Err(e) => {
                 lines.push(format!("FAIL   VM scenarios could not run: {e:#}"));
                 failed = true;
             }
-        }
-        for kind in [hv::Kind::CloudHypervisor, hv::Kind::Crosvm] {
-            let (l, f) = run_hv(root, flags, kind);
-            lines.extend(l);
-            failed |= f;
         }
     } else {
         lines.push("SKIP   VM scenarios (--no-vm)".into());
@@ -136,7 +144,7 @@ pub fn run(root: &Path, flags: &Test) -> Result<ExitCode> {
 
 /// The scenarios of one KVM-only hypervisor: NOT RUN (with the reason) when no binary is
 /// given, a failure instead when `VMCREDS_REQUIRE` names it.
-fn run_hv(root: &Path, flags: &Test, kind: hv::Kind) -> (Vec<String>, bool) {
+fn run_hv(env: &Env, flags: &Test, kind: hv::Kind) -> (Vec<String>, bool) {
     let flag = match kind {
         hv::Kind::CloudHypervisor => flags.hv.cloud_hypervisor.as_deref(),
         hv::Kind::Crosvm => flags.hv.crosvm.as_deref(),
@@ -165,16 +173,56 @@ fn run_hv(root: &Path, flags: &Test, kind: hv::Kind) -> (Vec<String>, bool) {
             (vec![format!("NOT RUN {}-* ({why})", kind.prefix())], false)
         };
     };
-    let _ = root;
-    (
-        vec![format!(
-            "FAIL   {}-* ({} at {}): the nested runner is not built yet",
-            kind.prefix(),
-            binary.version,
-            binary.path.display()
-        )],
-        true,
-    )
+    let found = format!("{} at {}", binary.version, binary.path.display());
+    let h = match kind {
+        hv::Kind::CloudHypervisor => crate::hv_scenarios::HvEnv::prepare(
+            env,
+            binary,
+            flags.hv.cloud_hypervisor_fw_cfg.as_deref(),
+        ),
+        hv::Kind::Crosvm => {
+            return (
+                vec![format!(
+                    "FAIL   {}-* ({found}): crosvm scenarios are not part of this tree yet",
+                    kind.prefix()
+                )],
+                true,
+            )
+        }
+    };
+    let h = match h {
+        Ok(h) => h,
+        Err(e) => {
+            return (
+                vec![format!("FAIL   {}-* ({found}): {e:#}", kind.prefix())],
+                true,
+            )
+        }
+    };
+    let mut lines = vec![format!(
+        "INFO   {found}, {}{}",
+        h.placement.describe(),
+        h.ch_fw_cfg
+            .as_ref()
+            .map(|b| format!("; fw_cfg build {} at {}", b.version, b.path.display()))
+            .unwrap_or_default()
+    )];
+    let mut failed = false;
+    for r in crate::hv_scenarios::run_all(&h, &flags.only, &flags.generations()) {
+        let detail = match &r.outcome {
+            Outcome::Pass => String::new(),
+            Outcome::Fail(m) => format!(": {m}"),
+        };
+        failed |= matches!(r.outcome, Outcome::Fail(_));
+        lines.push(format!(
+            "{:<7} {} [{}] ({}){detail}",
+            label(&r.outcome),
+            r.scenario,
+            r.generation,
+            util::secs(r.elapsed)
+        ));
+    }
+    (lines, failed)
 }
 
 /// Prepares binaries and images and builds the environment every run shares.
@@ -196,8 +244,8 @@ pub fn prepare(root: &Path, kvm: bool, mirror: Option<&str>) -> Result<Env> {
     })
 }
 
-fn run_vms(root: &Path, flags: &Test) -> Result<(Vec<String>, bool)> {
-    let env = prepare(root, flags.kvm, flags.image.mirror.as_deref())?;
+fn run_vms(env: &Env, flags: &Test) -> Result<(Vec<String>, bool)> {
+    let root = env.root.as_path();
     let generations = flags.generations();
     let mut jobs: Vec<(Scenario, String)> = Vec::new();
     for s in scenarios::all() {
@@ -241,7 +289,7 @@ fn run_vms(root: &Path, flags: &Test) -> Result<(Vec<String>, bool)> {
                 let t = Instant::now();
                 let base = bases.iter().find(|(n, _)| *n == g).map(|(_, b)| b);
                 eprintln!("xtask: run {} on {g}: {}", s.name, s.about);
-                let o = run_one(&env, &s, &g, base)
+                let o = run_one(env, &s, &g, base)
                     .map(|(o, _)| o)
                     .unwrap_or_else(|e| Outcome::Fail(format!("{e:#}")));
                 let d = t.elapsed();
@@ -274,7 +322,7 @@ fn run_vms(root: &Path, flags: &Test) -> Result<(Vec<String>, bool)> {
             util::secs(d)
         ));
     }
-    let (l, f) = crate::switch_root::run(&env, flags);
+    let (l, f) = crate::switch_root::run(env, flags);
     lines.extend(l);
     failed |= f;
     Ok((lines, failed))
@@ -292,8 +340,13 @@ fn label(o: &Outcome) -> &'static str {
 
 /// Host arguments for a scenario's sources.
 fn host_source_args(s: &Scenario) -> Vec<OsString> {
+    source_args(&s.sources, &s.host_flags)
+}
+
+/// Host arguments for `sources` (in order), then `flags`.
+pub fn source_args(sources: &[Source], flags: &[String]) -> Vec<OsString> {
     let mut a: Vec<OsString> = Vec::new();
-    for src in &s.sources {
+    for src in sources {
         match src {
             Source::Load { name, file, .. } => {
                 a.push("--load".into());
@@ -309,15 +362,20 @@ fn host_source_args(s: &Scenario) -> Vec<OsString> {
             }
         }
     }
-    a.extend(s.host_flags.iter().map(OsString::from));
+    a.extend(flags.iter().map(OsString::from));
     a
 }
 
 /// Writes the scenario's secret files (0400) into `dir`.
 fn write_credentials(s: &Scenario, dir: &Path) -> Result<()> {
+    write_credential_files(&s.sources, dir)
+}
+
+/// Writes the files of `sources`' `--load`s (0400) into `dir` (0700).
+pub fn write_credential_files(sources: &[Source], dir: &Path) -> Result<()> {
     mkdirp(dir)?;
     fs::set_permissions(dir, fs::Permissions::from_mode(0o700))?;
-    for src in &s.sources {
+    for src in sources {
         if let Source::Load { file, data, .. } = src {
             let p = dir.join(file);
             let _ = fs::remove_file(&p);
@@ -340,7 +398,8 @@ pub fn run_dir(root: &Path, name: &str, generation: &str) -> Result<PathBuf> {
     Ok(d)
 }
 
-fn shell_quote(s: &str) -> String {
+/// `s` in single quotes for a POSIX shell.
+pub fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "'\\''"))
 }
 
@@ -476,16 +535,25 @@ fn run_one(
 /// Fails a run whose artifacts hold any of its secrets (raw, base64 or hex),
 /// outside the intended delivery: see `leak.rs`.
 fn with_leak_scan(outcome: Outcome, s: &Scenario, dir: &Path) -> Outcome {
-    let secrets: Vec<&[u8]> = s
-        .sources
+    let mut secrets = secrets_of(&s.sources);
+    secrets.extend(s.fw_cfg.iter().map(|(_, data)| data.as_slice()));
+    let findings = leak::scan_run_dir(dir, &secrets);
+    with_findings(outcome, findings, dir)
+}
+
+/// The secret values among `sources` (`--load`ed files; `--set` and `--oem` are public).
+pub fn secrets_of(sources: &[Source]) -> Vec<&[u8]> {
+    sources
         .iter()
         .filter_map(|src| match src {
             Source::Load { data, .. } => Some(data.as_slice()),
             _ => None,
         })
-        .chain(s.fw_cfg.iter().map(|(_, data)| data.as_slice()))
-        .collect();
-    let findings = leak::scan_run_dir(dir, &secrets);
+        .collect()
+}
+
+/// `outcome`, failed when the leak scan found anything.
+pub fn with_findings(outcome: Outcome, findings: Vec<String>, dir: &Path) -> Outcome {
     match (findings.is_empty(), outcome) {
         (true, o) => o,
         (false, Outcome::Fail(m)) => {

@@ -45,15 +45,18 @@ pub fn problems(root: &Path) -> Vec<String> {
         }
     }
     for f in crate::ground_truth::fixtures(root) {
+        let name = f.file_name().map(|n| n.to_string_lossy().into_owned());
+        let schema = if name.is_some_and(|n| n.starts_with("cloud-hypervisor-")) {
+            "vmcreds.hv-ground-truth/1"
+        } else {
+            "vmcreds.ground-truth/1"
+        };
         let ok = fs::read(&f)
             .ok()
             .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-            .is_some_and(|v| v["schema"] == "vmcreds.ground-truth/1");
+            .is_some_and(|v| v["schema"] == schema);
         if !ok {
-            out.push(format!(
-                "{}: not a vmcreds.ground-truth/1 document",
-                f.display()
-            ));
+            out.push(format!("{}: not a {schema} document", f.display()));
         }
     }
     out
