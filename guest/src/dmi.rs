@@ -53,6 +53,9 @@ pub const RAW_ENTRY_MAX: usize = 16 << 20;
 pub const RAW_TOTAL_MAX: usize = 64 << 20;
 /// Most bytes read from the whole table (a 64-bit entry point allows 4 GiB).
 pub const TABLE_MAX: usize = 16 << 20;
+/// The first buffer of an entry or table read: the 64 KiB a 32-bit entry
+/// point can describe, so each is one read and the one that sees the end.
+const SMBIOS_WINDOW: usize = 64 * 1024;
 /// Longest vendor/product string kept in the report.
 const SYSTEM_STRING_MAX: usize = 64;
 
@@ -66,14 +69,12 @@ pub fn raw_path(n: u32) -> String {
 pub fn read_entries(root: &Root) -> Result<(Vec<RawEntry>, Option<usize>), ReadError> {
     let mut out = Vec::new();
     let mut total = 0usize;
-    // Sized for the SMBIOS window: one or two reads per entry.
-    let mut scratch = vmcreds_os::bounded::Scratch::new(64 * 1024);
     for index in 0u32.. {
         if total >= RAW_TOTAL_MAX {
             return Ok((out, Some(RAW_TOTAL_MAX)));
         }
         let max = RAW_ENTRY_MAX.min(RAW_TOTAL_MAX - total);
-        match root.read_with(&raw_path(index), max, &mut scratch)? {
+        match root.read_with(&raw_path(index), max, SMBIOS_WINDOW)? {
             None => break,
             Some(b) => {
                 total += b.bytes.len();
@@ -290,11 +291,7 @@ pub fn walk_table(t: &[u8], max_structures: Option<u16>) -> Walk {
 pub fn read_table(root: &Root, entries: &[RawEntry]) -> Result<TableReading, ReadError> {
     let mut out = TableReading::default();
     let ep = root.read_bounded(ENTRY_POINT_PATH, 4096)?;
-    let table = root.read_with(
-        TABLE_PATH,
-        TABLE_MAX,
-        &mut vmcreds_os::bounded::Scratch::new(64 * 1024),
-    )?;
+    let table = root.read_with(TABLE_PATH, TABLE_MAX, SMBIOS_WINDOW)?;
     let Some(table) = table else {
         return Ok(out);
     };

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use rustix::fs::{Mode, OFlags};
 use thiserror::Error;
 use vmcreds_os::beneath::{self, RootDir};
-pub use vmcreds_os::bounded::{Bounded, Scratch};
+pub use vmcreds_os::bounded::Bounded;
 
 use crate::exit::{Classify, Exit};
 
@@ -131,23 +131,23 @@ impl Root {
 
     /// Reads `abs` to EOF, at most `max` bytes; `Ok(None)` when it does not exist.
     pub fn read_bounded(&self, abs: &str, max: usize) -> Result<Option<Bounded>, ReadError> {
-        self.read_with(abs, max, &mut Scratch::new(8 * 1024))
+        self.read_with(abs, max, 8 * 1024)
     }
 
-    /// [`Root::read_bounded`] through a buffer reused across files.
+    /// [`Root::read_bounded`] into a first buffer of `first` bytes (see
+    /// `vmcreds_os::bounded::read_sized`).
     pub fn read_with(
         &self,
         abs: &str,
         max: usize,
-        scratch: &mut Scratch,
+        first: usize,
     ) -> Result<Option<Bounded>, ReadError> {
         let fd = match self.open_at(abs, OFlags::RDONLY | OFlags::NOCTTY | OFlags::NONBLOCK) {
             Ok(fd) => fd,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(ReadError::new(&self.path(abs), e)),
         };
-        let b = scratch
-            .read(std::fs::File::from(fd), max)
+        let b = vmcreds_os::bounded::read_sized(std::fs::File::from(fd), max, first)
             .map_err(|e| ReadError::new(&self.path(abs), e))?;
         tracing::trace!(
             path = abs,

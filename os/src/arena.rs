@@ -16,8 +16,11 @@
 //! go to the system allocator, which maps and unmaps them as before, so a
 //! 1 MiB credential buffer is still given back when it is freed. The memory
 //! kept is at most twice the peak of small blocks live at one time, plus one
-//! chunk. Freed blocks are not wiped here (nor by musl): code that held a
-//! secret wipes it before it frees it (`Zeroizing`, `Secret`).
+//! chunk. Chunks are mapped zeroed (musl's `calloc` does not clear a fresh
+//! mapping), so a zeroed block carved from one is not cleared again and
+//! costs a page only where it is written. Freed blocks are not wiped here
+//! (nor by musl): code that held a secret wipes it before it frees it
+//! (`Zeroizing`, `Secret`).
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::UnsafeCell;
@@ -104,25 +107,27 @@ impl Arena {
 }
 
 impl State {
-    /// A block of class `c`, or null when the system has no memory.
-    fn take(&mut self, c: usize) -> *mut u8 {
+    /// A block of class `c`, or null when the system has no memory; and
+    /// whether it is fresh (carved from a chunk now, so all zeros: chunks
+    /// come zeroed and a carved block was never handed out before).
+    fn take(&mut self, c: usize) -> (*mut u8, bool) {
         let head = self.free[c];
         if !head.is_null() {
             // SAFETY: `head` is a free block of this class, at least 16
             // bytes and 16-byte aligned; its first word is the next free
             // block, written by `give`.
             self.free[c] = unsafe { head.cast::<*mut u8>().read() };
-            return head;
+            return (head, false);
         }
         let size = ALIGN << c;
         if (self.end as usize) - (self.next as usize) < size && !self.grow() {
-            return ptr::null_mut();
+            return (ptr::null_mut(), false);
         }
         let p = self.next;
         // SAFETY: at least `size` bytes remain between `next` and `end`,
         // which are in the same chunk.
         self.next = unsafe { p.add(size) };
-        p
+        (p, true)
     }
 
     /// Puts block `p` of class `c` on its free list.
@@ -145,8 +150,12 @@ impl State {
             self.next = unsafe { p.add(1 << shift) };
             self.give(p, (shift - MIN_SHIFT) as usize);
         }
+        // Zeroed, and aligned to no more than `calloc` gives: musl's
+        // `calloc` maps a chunk this size fresh and so skips the `memset`,
+        // and every block carved from it starts as zeros (see
+        // `alloc_zeroed`), touched only when used.
         // SAFETY: the layout has a non-zero size and a power-of-two alignment.
-        let chunk = unsafe { System.alloc(Layout::from_size_align_unchecked(CHUNK, 4096)) };
+        let chunk = unsafe { System.alloc_zeroed(Layout::from_size_align_unchecked(CHUNK, ALIGN)) };
         if chunk.is_null() {
             return false;
         }
@@ -164,9 +173,28 @@ impl State {
 unsafe impl GlobalAlloc for Arena {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         match Self::class(layout) {
-            Some(c) => self.with(|s| s.take(c)),
+            Some(c) => self.with(|s| s.take(c)).0,
             // SAFETY: the caller's layout is passed on unchanged.
             None => unsafe { System.alloc(layout) },
+        }
+    }
+
+    /// `vec![0; n]`: a fresh block is zero already, so only a reused one is
+    /// cleared, and a large one is the system's `calloc`, which does not
+    /// clear memory it has just mapped. A buffer sized for the most a read
+    /// may bring then costs a page only where the read writes.
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        match Self::class(layout) {
+            Some(c) => {
+                let (p, fresh) = self.with(|s| s.take(c));
+                if !p.is_null() && !fresh {
+                    // SAFETY: `p` is a block of at least `layout.size()` bytes.
+                    unsafe { ptr::write_bytes(p, 0, layout.size()) };
+                }
+                p
+            }
+            // SAFETY: the caller's layout is passed on unchanged.
+            None => unsafe { System.alloc_zeroed(layout) },
         }
     }
 
@@ -315,6 +343,36 @@ mod tests {
                 q
             );
             a.dealloc(q, Layout::from_size_align(128, 8).unwrap());
+        }
+    }
+
+    /// `alloc_zeroed` gives zeros whether the block is fresh from a chunk
+    /// (not cleared: chunks come zeroed), reused after holding bytes
+    /// (cleared), or the system's.
+    #[test]
+    fn test_zeroed_blocks_are_zero() {
+        let a = Arena::new();
+        let zero = |p: *mut u8, n: usize| {
+            // SAFETY: `p` is a live block of at least `n` bytes.
+            unsafe { std::slice::from_raw_parts(p, n) }
+                .iter()
+                .all(|&b| b == 0)
+        };
+        for size in [1, 100, 4096, SMALL_MAX, SMALL_MAX + 1, 3 << 20] {
+            let l = Layout::from_size_align(size, 8).unwrap();
+            // SAFETY: non-zero layouts; each block freed once, with its layout.
+            unsafe {
+                let p = a.alloc_zeroed(l);
+                assert!(!p.is_null() && zero(p, size), "fresh, {size}");
+                ptr::write_bytes(p, 0xa5, size);
+                a.dealloc(p, l);
+                let q = a.alloc_zeroed(l);
+                assert!(!q.is_null() && zero(q, size), "reused, {size}");
+                if size <= SMALL_MAX {
+                    assert_eq!(p, q, "the freed block, cleared");
+                }
+                a.dealloc(q, l);
+            }
         }
     }
 

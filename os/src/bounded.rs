@@ -22,7 +22,7 @@ const FIRST_CHUNK: usize = 8 * 1024;
 /// Reads `r` to EOF (in a loop, never assuming one `read` is all), keeping at
 /// most `max` bytes and noting whether there were more.
 pub fn read_bounded(r: impl Read, max: usize) -> io::Result<Bounded> {
-    Scratch::new(FIRST_CHUNK).read(r, max)
+    read_sized(r, max, FIRST_CHUNK)
 }
 
 /// Overwrites `b` with zeros in a way the compiler keeps (volatile writes),
@@ -37,65 +37,67 @@ pub fn wipe(b: &mut [u8]) {
     tail.zeroize();
 }
 
-/// A read buffer reused across files (the raw SMBIOS entries: sized for
-/// their 64 KiB window, so each is one or two `read`s). What it returns is
-/// an exact-size copy; what a read put in the buffer is wiped before that
-/// read returns and before the buffer grows, so the buffer holds only zeros
-/// between reads (and is wiped when dropped should a read not have
-/// finished): these bytes may be credential values.
-pub struct Scratch {
-    buf: Vec<u8>,
-    /// `buf[..dirty]` may hold bytes read and not yet wiped.
-    dirty: usize,
-}
-
-impl Scratch {
-    /// A buffer of `first` bytes to start with.
-    pub fn new(first: usize) -> Scratch {
-        Scratch {
-            buf: vec![0u8; first.max(1)],
-            dirty: 0,
+/// [`read_bounded`] into a first buffer of `first` bytes (the raw SMBIOS
+/// entries: sized for their 64 KiB window, so each is one read and the one
+/// that sees the end).
+///
+/// The buffer read into is the one returned: the bytes are copied once, by
+/// the kernel, and a page of the buffer is touched only where a read wrote
+/// (a zeroed allocation maps fresh pages). Whatever a read brought and is
+/// not returned is wiped: an outgrown buffer before it is freed, the byte
+/// past the bound, everything on an error, and the buffer of a result much
+/// smaller than it, which is copied to one of its size (these bytes may be
+/// credential values).
+pub fn read_sized(r: impl Read, max: usize, first: usize) -> io::Result<Bounded> {
+    let mut buf = Vec::new();
+    match fill(r, max, first, &mut buf) {
+        Ok(filled) => {
+            let kept = filled.min(max);
+            wipe(&mut buf[kept..filled]);
+            buf.truncate(kept);
+            if buf.capacity() > 2 * kept.max(32) {
+                let exact = buf.clone();
+                wipe(&mut buf);
+                buf = exact;
+            }
+            Ok(Bounded {
+                bytes: buf,
+                over_bound: filled > max,
+            })
+        }
+        Err(e) => {
+            wipe(&mut buf);
+            Err(e)
         }
     }
-
-    /// Reads `r` to EOF, keeping at most `max` bytes.
-    pub fn read(&mut self, mut r: impl Read, max: usize) -> io::Result<Bounded> {
-        // One byte past the bound tells "exactly max" from "more".
-        let limit = max.saturating_add(1);
-        let mut filled = 0;
-        let result = loop {
-            if filled == limit {
-                break Ok(());
-            }
-            if filled == self.buf.len() {
-                let mut grown = vec![0u8; filled.saturating_mul(2).min(limit)];
-                grown[..filled].copy_from_slice(&self.buf[..filled]);
-                wipe(&mut self.buf[..filled]);
-                self.buf = grown;
-            }
-            let room = (limit - filled).min(self.buf.len() - filled);
-            self.dirty = filled + room;
-            match r.read(&mut self.buf[filled..filled + room]) {
-                Ok(0) => break Ok(()),
-                Ok(n) => filled += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => break Err(e),
-            }
-        };
-        let kept = filled.min(max);
-        let bytes = self.buf[..kept].to_vec();
-        wipe(&mut self.buf[..self.dirty]);
-        self.dirty = 0;
-        result.map(|()| Bounded {
-            bytes,
-            over_bound: filled > max,
-        })
-    }
 }
 
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        wipe(&mut self.buf[..self.dirty]);
+/// Reads `r` into `buf` (replaced by a zeroed buffer of `first` bytes,
+/// doubled as needed up to one byte past `max`) and returns how many bytes
+/// were read. `buf` is as long as its allocation: on an error it holds
+/// everything read so far.
+fn fill(mut r: impl Read, max: usize, first: usize, buf: &mut Vec<u8>) -> io::Result<usize> {
+    // One byte past the bound tells "exactly max" from "more".
+    let limit = max.saturating_add(1);
+    *buf = vec![0u8; first.clamp(1, limit)];
+    let mut filled = 0;
+    loop {
+        if filled == limit {
+            return Ok(filled);
+        }
+        if filled == buf.len() {
+            let mut grown = vec![0u8; filled.saturating_mul(2).min(limit)];
+            grown[..filled].copy_from_slice(&buf[..filled]);
+            wipe(&mut buf[..filled]);
+            *buf = grown;
+        }
+        let room = (limit - filled).min(buf.len() - filled);
+        match r.read(&mut buf[filled..filled + room]) {
+            Ok(0) => return Ok(filled),
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
     }
 }
 
@@ -141,9 +143,8 @@ mod tests {
     }
 
     #[test]
-    fn test_scratch_reads_grows_and_is_reused() {
+    fn test_reads_grow_and_fit() {
         let data: Vec<u8> = (0..70_000u32).map(|i| i as u8).collect();
-        let mut shared = Scratch::new(65_536);
         for (max, first) in [
             (100_000, 65_536),
             (100_000, 1),
@@ -151,28 +152,43 @@ mod tests {
             (69_999, 70_000),
             (0, 0),
         ] {
-            let b = Scratch::new(first)
-                .read(trickle(&data, 40_000), max)
-                .unwrap();
+            let b = read_sized(trickle(&data, 40_000), max, first).unwrap();
             let keep = data.len().min(max);
             assert_eq!(b.bytes, &data[..keep], "max {max} first {first}");
             assert_eq!(b.over_bound, data.len() > max, "max {max} first {first}");
-            assert_eq!(b.bytes.capacity(), keep, "an exact-size copy");
-            let again = shared.read(trickle(&data, 40_000), max).unwrap();
-            assert_eq!(again.bytes, &data[..keep]);
+            assert!(
+                b.bytes.capacity() <= 2 * keep.max(32),
+                "no buffer much larger than the bytes"
+            );
         }
-        // Wiped after each read.
-        assert!(shared.buf.iter().all(|&b| b == 0));
-        assert_eq!(shared.dirty, 0);
-        // Sized for the file: two reads and EOF, not a doubling series.
-        let mut t = trickle(&data, usize::MAX);
-        Scratch::new(65_536).read(&mut t, 1 << 20).unwrap();
-        assert_eq!(t.calls, 3);
+        // Sized for the file: one read and the one that sees EOF, and no copy.
+        let mut t = trickle(&data[..61_206], usize::MAX);
+        let b = read_sized(&mut t, 1 << 20, 65_536).unwrap();
+        assert_eq!(t.calls, 2);
+        assert_eq!((b.bytes.len(), b.bytes.capacity()), (61_206, 65_536));
         // Never asks past the bound: a FIFO is not drained without end.
         let mut t = trickle(&data, usize::MAX);
-        let b = Scratch::new(65_536).read(&mut t, 10).unwrap();
+        let b = read_sized(&mut t, 10, 65_536).unwrap();
         assert!(b.over_bound && b.bytes.len() == 10);
         assert_eq!(t.data.len(), 70_000 - 11);
+    }
+
+    /// The byte read past the bound is not left behind the returned bytes,
+    /// and a result much smaller than its first buffer is moved to one of
+    /// its own size.
+    #[test]
+    fn test_bytes_not_returned_are_wiped() {
+        let data = [7u8; 100];
+        let b = read_sized(&data[..], 60, 64).unwrap();
+        assert!(b.over_bound);
+        assert_eq!(b.bytes, [7u8; 60]);
+        assert!(b.bytes.capacity() > 60);
+        // SAFETY: the allocation is `capacity()` bytes long and every byte
+        // of it was initialised (the buffer starts zeroed).
+        let past = unsafe { *b.bytes.as_ptr().add(60) };
+        assert_eq!(past, 0, "the 61st byte read is wiped");
+        let small = read_sized(&data[..5], 1000, 4096).unwrap();
+        assert_eq!((small.bytes.len(), small.bytes.capacity()), (5, 5));
     }
 
     #[test]
@@ -200,10 +216,14 @@ mod tests {
                 Ok(5)
             }
         }
-        let mut s = Scratch::new(64);
-        assert!(s.read(Fails(false), 100).is_err());
-        assert!(s.buf.iter().all(|&b| b == 0));
-        assert_eq!(s.dirty, 0);
+        let mut buf = Vec::new();
+        assert!(fill(Fails(false), 100, 64, &mut buf).is_err());
+        assert_eq!(
+            &buf[..5],
+            [9u8; 5],
+            "fill leaves what it read to its caller"
+        );
+        assert!(read_sized(Fails(false), 100, 64).is_err());
     }
 
     #[test]
