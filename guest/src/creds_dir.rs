@@ -257,7 +257,9 @@ fn read_listing_with(
         Err(e) => return Err(err(e)),
     };
     let (storage, storage_detail) = judge_fs(root, loc, &dir)?;
-    let mut files = Vec::new();
+    // Room for a typical directory up front: each doubling is a copy of
+    // every entry so far.
+    let mut files = Vec::with_capacity(64);
     let mut buf = ReadBuffer::default();
     // One buffer for every getdents (rustix's `Dir` allocates a name per
     // entry and starts small): 255 entries take one call and the end one.
@@ -287,7 +289,9 @@ fn read_listing_with(
             }
         }
     }
-    files.sort_by(|a, b| a.name.cmp(&b.name));
+    vmcreds_common::check::sort_stable_by(&mut files, |a, b| {
+        vmcreds_common::check::cmp_names(&a.name, &b.name)
+    });
     Ok(Some(ImportedListing {
         files,
         storage,

@@ -183,7 +183,7 @@ impl Root {
                 names.push(std::ffi::OsStr::from_bytes(name).to_owned());
             }
         }
-        names.sort();
+        vmcreds_common::check::sort_stable_by(&mut names, |a, b| a.cmp(b));
         Ok(Some(names))
     }
 }

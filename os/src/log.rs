@@ -67,20 +67,25 @@ impl Filter {
                 _ => bad.push(item.to_owned()),
             }
         }
-        f.targets.sort_by_key(|(t, _)| std::cmp::Reverse(t.len()));
         (f, bad)
     }
 
+    /// The level of the longest target that is `target` or a `::` prefix
+    /// of it (the first of equally long ones), else the default. Found by
+    /// a scan rather than kept sorted: a sort is some 4 KB of the static
+    /// guest binary, which has a size budget.
     fn level_for(&self, target: &str) -> LevelFilter {
-        self.targets
-            .iter()
-            .find(|(t, _)| {
-                target == t
-                    || target
-                        .strip_prefix(t.as_str())
-                        .is_some_and(|r| r.starts_with("::"))
-            })
-            .map_or(self.default, |(_, l)| *l)
+        let mut best: Option<&(String, LevelFilter)> = None;
+        for t in &self.targets {
+            let matches = target == t.0
+                || target
+                    .strip_prefix(t.0.as_str())
+                    .is_some_and(|r| r.starts_with("::"));
+            if matches && best.map_or(true, |b| t.0.len() > b.0.len()) {
+                best = Some(t);
+            }
+        }
+        best.map_or(self.default, |(_, l)| *l)
     }
 
     fn max(&self) -> LevelFilter {
@@ -225,6 +230,15 @@ mod tests {
             "a prefix ends at ::"
         );
         assert_eq!(f.max(), LevelFilter::TRACE);
+        // The longest prefix wins wherever it is; of equal ones, the first.
+        let (f, _) = Filter::parse(
+            "a::b::c=debug,a=error,a::b=info,a::b=trace",
+            LevelFilter::WARN,
+        );
+        assert_eq!(f.level_for("a::b::c::d"), LevelFilter::DEBUG);
+        assert_eq!(f.level_for("a::b::x"), LevelFilter::INFO);
+        assert_eq!(f.level_for("a::x"), LevelFilter::ERROR);
+        assert_eq!(f.level_for("b"), LevelFilter::WARN);
         assert_eq!(level_of(0), LevelFilter::WARN);
         assert_eq!(level_of(9), LevelFilter::TRACE);
     }

@@ -30,11 +30,10 @@
 //! preconditions (`initrd_import`, `switch_root_handoff`), a cause per missing
 //! credential, and the credentials' sources when the log names them.
 
-use std::collections::HashSet;
-
 use crate::report::{CheckState, CredentialSource, Precondition, PreconditionId};
 use crate::systemd::{parse_version, FIRST_IMPORT_REPORT};
 
+use super::rows::Row;
 use super::Observation;
 
 /// One record of the kernel log.
@@ -293,21 +292,32 @@ fn version_text(v: Option<u32>) -> String {
 /// What the boot chain did with the credentials `obs` predicts systemd
 /// imports from SMBIOS.
 pub fn assess(obs: &Observation) -> Assessment {
+    assess_rows(
+        obs,
+        &super::rows::rows(obs, &super::Expectations::default()),
+    )
+}
+
+/// [`assess`] with the rows of `obs` already made (once per check): each
+/// row knows its file and whether systemd imports a string of it, so no
+/// name is looked up here.
+pub fn assess_rows(obs: &Observation, rows: &[Row<'_>]) -> Assessment {
     let dir = obs.imported_dir.as_str();
-    let present = |n: &str| obs.imported.as_ref().is_some_and(|l| l.get(n).is_some());
-    // In order, each name once; the set keeps this linear (a Vec's
-    // `contains` per string was 2.2 M instructions of a 255-credential
-    // check, issue 12 §6).
-    let mut importable: Vec<&str> = Vec::new();
-    let mut importable_set: HashSet<&str> = HashSet::new();
-    for s in obs.prediction.imported() {
-        if let Some(n) = s.name.as_deref() {
-            if importable_set.insert(n) {
-                importable.push(n);
-            }
+    // In the order systemd imports them, each name once: a row goes where
+    // its first imported string is in the prediction.
+    let mut slots: Vec<Option<&Row<'_>>> = vec![None; obs.prediction.strings.len()];
+    for r in rows {
+        if let Some(i) = r.first_imported {
+            slots[i] = Some(r);
         }
     }
-    let missing: Vec<&str> = importable.iter().copied().filter(|n| !present(n)).collect();
+    let importable_rows: Vec<&Row<'_>> = slots.into_iter().flatten().collect();
+    let importable: Vec<&str> = importable_rows.iter().map(|r| r.name.as_str()).collect();
+    let missing: Vec<&str> = importable_rows
+        .iter()
+        .filter(|r| r.file.is_none())
+        .map(|r| r.name.as_str())
+        .collect();
     let ev = &obs.boot;
     let mut a = Assessment::default();
     let runs: &[Pid1Run] = match &ev.kernel_log {
@@ -327,15 +337,22 @@ pub fn assess(obs: &Observation) -> Assessment {
 
     // Sources the log establishes.
     if let Some((initrd, host)) = chain {
-        let explained = |n: &str| {
-            importable_set.contains(n)
+        // Per file: does SMBIOS bring one of its name?
+        let mut file_importable = vec![false; obs.imported.as_ref().map_or(0, |l| l.files.len())];
+        for r in rows {
+            if let (Some(f), Some(_)) = (r.file, r.first_imported) {
+                file_importable[f] = true;
+            }
+        }
+        let explained = |i: usize, n: &str| {
+            file_importable[i]
                 || obs.fw_cfg.iter().any(|f| f.name == n)
                 || obs.cmdline_credentials.iter().any(|c| c == n)
         };
         if let Some(l) = &obs.imported {
-            for f in &l.files {
+            for (i, f) in l.files.iter().enumerate() {
                 let n = f.name.as_str();
-                if explained(n) {
+                if explained(i, n) {
                     continue;
                 }
                 let cpio = initrd

@@ -1,8 +1,6 @@
 //! One row per credential name, and its classification: where systemd got
 //! it, what was expected of it, and its status with the reason.
 
-use std::collections::HashMap;
-
 use crate::digest::{digest, Digest};
 use crate::manifest::{ManifestEntry, MANIFEST_CREDENTIAL};
 use crate::predict::{Outcome, PredictedString};
@@ -12,51 +10,112 @@ use crate::report::{
 };
 
 use super::boot::Assessment;
-use super::{Expect, Expectations, ImportedKind, Observation, NOTIFY_CREDENTIAL};
+use super::{Expect, Expectations, ImportedFile, ImportedKind, Observation, NOTIFY_CREDENTIAL};
 
-/// One credential name and the SMBIOS strings that carry it.
+/// One credential name, the SMBIOS strings that carry it, and where else
+/// it is named: the join of every source by name, made once so that no row
+/// looks its name up in a list.
 #[derive(Debug)]
 pub struct Row<'a> {
     /// The name (escaped when it came from a refused string).
     pub name: String,
     /// Its strings, in systemd's order.
     pub strings: Vec<&'a PredictedString>,
+    /// Its entry in the imported directory (an index into its files).
+    pub file: Option<usize>,
+    /// Its manifest entry (an index into the manifest's credentials).
+    pub manifest: Option<usize>,
+    /// The last `--expect` of it (an index into the expects).
+    pub expect: Option<usize>,
+    /// The index in the prediction's strings of the first string of it that
+    /// systemd imports.
+    pub first_imported: Option<usize>,
+}
+
+/// Where a name was seen (each an index into its list).
+#[derive(Clone, Copy)]
+enum Seen {
+    String(usize),
+    File(usize),
+    Manifest(usize),
+    Expect(usize),
 }
 
 /// The rows: SMBIOS names in order, then imported files, then the
 /// manifest's and `--expect`'s names; each name once.
+///
+/// Every name is listed once per place it appears, in that order, then
+/// grouped by a stable sort on the name (O(n log n) whatever the names:
+/// they come from SMBIOS and the directory, which the other side of the
+/// trust boundary chooses, so no hash table an adversary could flood).
 pub fn rows<'a>(obs: &'a Observation, exp: &Expectations) -> Vec<Row<'a>> {
-    let mut rows: Vec<Row<'a>> = Vec::new();
-    let mut index: HashMap<String, usize> = HashMap::new();
-    let mut add = |rows: &mut Vec<Row<'a>>, name: &str| -> usize {
-        *index.entry(name.to_owned()).or_insert_with(|| {
-            rows.push(Row {
-                name: name.to_owned(),
-                strings: Vec::new(),
-            });
-            rows.len() - 1
-        })
-    };
-    for s in &obs.prediction.strings {
-        if let Some(n) = &s.name {
-            let i = add(&mut rows, n);
-            rows[i].strings.push(s);
+    let files = obs.imported.as_ref().map_or(&[][..], |l| &l.files[..]);
+    let manifest = exp.manifest().map_or(&[][..], |m| &m.credentials[..]);
+    let mut seen: Vec<(&str, u32, Seen)> = Vec::with_capacity(
+        obs.prediction.strings.len() + files.len() + manifest.len() + exp.expects.len(),
+    );
+    let names = obs
+        .prediction
+        .strings
+        .iter()
+        .enumerate()
+        .filter_map(|(i, s)| Some((s.name.as_deref()?, Seen::String(i))))
+        .chain(
+            files
+                .iter()
+                .enumerate()
+                .map(|(i, f)| (f.name.as_str(), Seen::File(i))),
+        )
+        .chain(
+            manifest
+                .iter()
+                .enumerate()
+                .map(|(i, e)| (e.name.as_str(), Seen::Manifest(i))),
+        )
+        .chain(
+            exp.expects
+                .iter()
+                .enumerate()
+                .map(|(i, x)| (x.name.as_str(), Seen::Expect(i))),
+        );
+    for (order, (name, at)) in names.enumerate() {
+        seen.push((name, order as u32, at));
+    }
+    // Stable: a name's places stay in the order seen.
+    super::sort_stable_by(&mut seen, |a, b| super::cmp_names(a.0, b.0));
+    // Each group becomes a row, put where its name was first seen.
+    let mut slots: Vec<Option<Row<'a>>> = Vec::new();
+    slots.resize_with(seen.len(), || None);
+    for group in seen.chunk_by(|a, b| a.0 == b.0) {
+        let mut row = Row {
+            name: group[0].0.to_owned(),
+            strings: Vec::new(),
+            file: None,
+            manifest: None,
+            expect: None,
+            first_imported: None,
+        };
+        for &(_, _, at) in group {
+            match at {
+                Seen::String(i) => {
+                    let s = &obs.prediction.strings[i];
+                    if s.outcome == Outcome::Imported && row.first_imported.is_none() {
+                        row.first_imported = Some(i);
+                    }
+                    row.strings.push(s);
+                }
+                Seen::File(i) => {
+                    row.file.get_or_insert(i);
+                }
+                Seen::Manifest(i) => {
+                    row.manifest.get_or_insert(i);
+                }
+                Seen::Expect(i) => row.expect = Some(i),
+            }
         }
+        slots[group[0].1 as usize] = Some(row);
     }
-    if let Some(l) = &obs.imported {
-        for f in &l.files {
-            add(&mut rows, &f.name);
-        }
-    }
-    if let Some(m) = exp.manifest() {
-        for e in &m.credentials {
-            add(&mut rows, e.name.as_str());
-        }
-    }
-    for x in &exp.expects {
-        add(&mut rows, &x.name);
-    }
-    rows
+    slots.into_iter().flatten().collect()
 }
 
 /// What SMBIOS says about a row.
@@ -175,6 +234,7 @@ fn expected(manifest: Option<&ManifestEntry>, expect: Option<&Expect>) -> Option
 /// Everything the status of one row depends on.
 struct Ctx<'r, 'a> {
     row: &'r Row<'a>,
+    file: Option<&'r ImportedFile>,
     facts: &'r SmbiosFacts<'a>,
     obs: &'r Observation,
     exp: &'r Expectations,
@@ -190,7 +250,7 @@ fn absent(c: &Ctx<'_, '_>) -> (Status, Option<String>) {
     let name = c.row.name.as_str();
     let dir = c.obs.imported_dir.as_str();
     let listing = c.obs.imported.as_ref();
-    if let Some(ImportedKind::Other(kind)) = listing.and_then(|l| l.get(name)).map(|f| &f.kind) {
+    if let Some(ImportedKind::Other(kind)) = c.file.map(|f| &f.kind) {
         return (
             Status::Missing,
             Some(format!(
@@ -325,17 +385,23 @@ pub fn classify_with(
 ) -> CredentialReport {
     let name = row.name.as_str();
     let facts = smbios_facts(row, obs);
-    let view = obs.imported.as_ref().map(|l| l.view(name));
+    let listing = obs.imported.as_ref();
+    let file = row.file.and_then(|i| listing?.files.get(i));
+    let view = listing.map(|l| l.view_of(file));
     let is_present = view.as_ref().is_some_and(|v| v.present);
-    let manifest_entry = exp.manifest().and_then(|m| m.get(name));
-    let expect = exp.expects.iter().rev().find(|e| e.name == name);
+    let manifest_entry = row
+        .manifest
+        .and_then(|i| exp.manifest()?.credentials.get(i));
+    let expect = row.expect.and_then(|i| exp.expects.get(i));
     let expected = expected(manifest_entry, expect);
+    let source = source(name, &facts, obs, is_present, boot);
     let ctx = Ctx {
         row,
+        file,
         facts: &facts,
         obs,
         exp,
-        source: source(name, &facts, obs, is_present, boot),
+        source,
         expected: expected.as_ref(),
         manifest_entry,
         expect,
@@ -345,12 +411,16 @@ pub fn classify_with(
         Some(v) => present(&ctx, v),
         None => absent(&ctx),
     };
+    let (bytes, digest) = match facts.predicted {
+        Some((b, d)) => (Some(b), Some(d)),
+        None => (None, None),
+    };
     CredentialReport {
         name: row.name.clone(),
-        bytes: facts.predicted.as_ref().map(|(b, _)| *b),
-        digest: facts.predicted.as_ref().map(|(_, d)| d.clone()),
+        bytes,
+        digest,
         encoding: facts.winner.and_then(|w| w.encoding),
-        source: ctx.source,
+        source,
         smbios: facts.status,
         systemd: view,
         expected,
@@ -397,6 +467,49 @@ mod tests {
         let exp = expect(&["Y", "A"]);
         let names: Vec<String> = rows(&o, &exp).into_iter().map(|r| r.name).collect();
         assert_eq!(names, ["B", "A", "Z", "Y"]);
+    }
+
+    /// Each row knows, without a lookup, its file, its manifest entry, its
+    /// last `--expect` and its first string systemd imports.
+    #[test]
+    fn test_rows_join_every_source() {
+        let o = with_entries(
+            vm(),
+            &[&[&text("B", b"1"), &text("A", b"2"), &text("B", b"3")]],
+        );
+        let o = imported(imported(o, "A", b"2"), "Z", b"z");
+        let m = Manifest::from_json(
+            br#"{"schema":"vmcreds.manifest/1","credentials":[
+              {"name":"Q","bytes":1,"digest":{"alg":"sha256","hex":"0000000000000000000000000000000000000000000000000000000000000000"},"encoding":"text"},
+              {"name":"A","bytes":1,"digest":{"alg":"sha256","hex":"0000000000000000000000000000000000000000000000000000000000000000"},"encoding":"text"}]}"#,
+        );
+        let exp = Expectations {
+            manifest: Some((m.unwrap(), ManifestSource::Imported)),
+            expects: ["Y:1", "A", "Y:2"]
+                .iter()
+                .map(|s| s.parse().unwrap())
+                .collect(),
+            ..Default::default()
+        };
+        let rows = rows(&o, &exp);
+        let get = |n: &str| rows.iter().find(|r| r.name == n).unwrap();
+        let files = &o.imported.as_ref().unwrap().files;
+        let b = get("B");
+        assert_eq!(
+            (b.strings.len(), b.first_imported, b.file),
+            (2, Some(0), None)
+        );
+        let a = get("A");
+        assert_eq!(files[a.file.unwrap()].name, "A");
+        assert_eq!(
+            (a.first_imported, a.manifest, a.expect),
+            (Some(1), Some(1), Some(1))
+        );
+        assert_eq!(files[get("Z").file.unwrap()].name, "Z");
+        assert_eq!(get("Q").manifest, Some(0));
+        assert_eq!(get("Y").expect, Some(2), "the last --expect of a name");
+        let names: Vec<&str> = rows.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(names, ["B", "A", "Z", "Q", "Y"]);
     }
 
     /// (what, observation, expectations, name, status, a piece of the reason)
