@@ -10,9 +10,11 @@
 //! `serde::Serializer` of their own that appends to one `Vec` reserved up
 //! front, copies short pieces without `memcpy`, and writes indentation in
 //! one piece. Its output is serde_json's `to_string_pretty` (plus a
-//! newline) and `to_vec`, proven by the tests below and by the golden
-//! reports; a value it does not handle (floats, bytes, enum variants with
-//! data, non-string map keys) is written by serde_json instead.
+//! newline) and `to_vec` for every value serde_json writes, proven by the
+//! tests below and by the golden reports. It leaves nothing to serde_json
+//! (only a float's digits come from it), so serde_json's serialiser is not
+//! compiled into the guest for the report's types: a fallback to it was
+//! some 16 KB of the static binary, which has a size budget.
 
 use std::fmt;
 
@@ -20,27 +22,26 @@ use serde::ser::{self, Serialize};
 
 /// Pretty JSON of `value` (serde_json's two-space format) with a trailing
 /// newline, `capacity` bytes reserved.
+///
+/// # Panics
+///
+/// Where serde_json's `to_string_pretty(..).expect(..)` would: on what
+/// serde_json refuses (a map key that is not a string, a number, a bool or
+/// a finite float) and on a `Serialize` impl's own error. No type of
+/// vmcreds' reports, manifests or listings has either.
 pub fn pretty<T: Serialize + ?Sized>(value: &T, capacity: usize) -> String {
-    let bytes = match write(value, capacity, true) {
-        Ok(mut v) => {
-            v.push(b'\n');
-            v
-        }
-        Err(Unsupported) => {
-            let mut v = serde_json::to_vec_pretty(value).expect("serialises to memory");
-            v.push(b'\n');
-            v
-        }
-    };
-    String::from_utf8(bytes).expect("JSON is UTF-8")
+    let mut v = write(value, capacity, true).expect("serialises to memory");
+    v.push(b'\n');
+    String::from_utf8(v).expect("JSON is UTF-8")
 }
 
 /// Compact JSON of `value` (serde_json's `to_vec`), `capacity` bytes reserved.
+///
+/// # Panics
+///
+/// As [`pretty`].
 pub fn compact<T: Serialize + ?Sized>(value: &T, capacity: usize) -> Vec<u8> {
-    match write(value, capacity, false) {
-        Ok(v) => v,
-        Err(Unsupported) => serde_json::to_vec(value).expect("serialises to memory"),
-    }
+    write(value, capacity, false).expect("serialises to memory")
 }
 
 fn write<T: Serialize + ?Sized>(value: &T, capacity: usize, pretty: bool) -> Result<Vec<u8>> {
@@ -55,14 +56,14 @@ fn write<T: Serialize + ?Sized>(value: &T, capacity: usize, pretty: bool) -> Res
     Ok(w.out)
 }
 
-/// A value this writer leaves to serde_json (or a `Serialize` impl's own
-/// error, which serde_json then reports).
+/// What serde_json refuses to write too: a map key of another kind, or a
+/// `Serialize` impl's own error.
 #[derive(Debug)]
 pub struct Unsupported;
 
 impl fmt::Display for Unsupported {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("not written by json_out")
+        f.write_str("not serialisable as JSON")
     }
 }
 
@@ -307,6 +308,45 @@ impl Writer {
         self.unsigned(v.unsigned_abs());
     }
 
+    fn unsigned128(&mut self, mut v: u128) {
+        let mut buf = [0u8; 39];
+        let mut i = buf.len();
+        loop {
+            i -= 1;
+            buf[i] = b'0' + (v % 10) as u8;
+            v /= 10;
+            if v == 0 {
+                break;
+            }
+        }
+        self.put(&buf[i..]);
+    }
+
+    fn signed128(&mut self, v: i128) {
+        if v < 0 {
+            self.byte(b'-');
+        }
+        self.unsigned128(v.unsigned_abs());
+    }
+
+    /// A float as serde_json writes it (its digits are serde_json's own;
+    /// not finite is `null`).
+    fn float<F: Serialize>(&mut self, v: F) -> Result {
+        let digits = serde_json::to_vec(&v).map_err(|_| Unsupported)?;
+        self.put(&digits);
+        Ok(())
+    }
+
+    /// `{"variant":` and the value's indentation: an enum variant with data
+    /// is an object of one field (serde_json's externally tagged form).
+    fn variant(&mut self, variant: &str) -> Compound<'_> {
+        let mut outer = self.open(b'{', false);
+        outer.element();
+        outer.w.string(variant);
+        outer.colon();
+        outer
+    }
+
     /// `[` or `{`; `empty` when serde said there are no elements.
     fn open(&mut self, bracket: u8, empty: bool) -> Compound<'_> {
         self.byte(bracket);
@@ -318,6 +358,7 @@ impl Writer {
         Compound {
             w: self,
             state: if empty { State::Empty } else { State::First },
+            variant: false,
         }
     }
 }
@@ -336,6 +377,9 @@ enum State {
 struct Compound<'a> {
     w: &'a mut Writer,
     state: State,
+    /// It is the value of an enum variant: closing it closes the object of
+    /// one field around it too.
+    variant: bool,
 }
 
 impl Compound<'_> {
@@ -359,14 +403,21 @@ impl Compound<'_> {
     }
 
     fn close(self, bracket: u8) {
-        if self.state == State::Empty {
-            return;
+        let w = self.w;
+        if self.state != State::Empty {
+            w.depth -= 1;
+            if self.state == State::Rest && w.pretty {
+                w.newline();
+            }
+            w.byte(bracket);
         }
-        self.w.depth -= 1;
-        if self.state == State::Rest && self.w.pretty {
-            self.w.newline();
+        if self.variant {
+            w.depth -= 1;
+            if w.pretty {
+                w.newline();
+            }
+            w.byte(b'}');
         }
-        self.w.byte(bracket);
     }
 }
 
@@ -378,10 +429,10 @@ impl<'a> ser::Serializer for &'a mut Writer {
     type SerializeSeq = Compound<'a>;
     type SerializeTuple = Compound<'a>;
     type SerializeTupleStruct = Compound<'a>;
-    type SerializeTupleVariant = ser::Impossible<(), Unsupported>;
+    type SerializeTupleVariant = Compound<'a>;
     type SerializeMap = Compound<'a>;
     type SerializeStruct = Compound<'a>;
-    type SerializeStructVariant = ser::Impossible<(), Unsupported>;
+    type SerializeStructVariant = Compound<'a>;
 
     fn serialize_bool(self, v: bool) -> Result {
         self.put(if v { b"true" } else { b"false" });
@@ -419,11 +470,19 @@ impl<'a> ser::Serializer for &'a mut Writer {
         self.unsigned(v);
         Ok(())
     }
-    fn serialize_f32(self, _: f32) -> Result {
-        Err(Unsupported)
+    fn serialize_i128(self, v: i128) -> Result {
+        self.signed128(v);
+        Ok(())
     }
-    fn serialize_f64(self, _: f64) -> Result {
-        Err(Unsupported)
+    fn serialize_u128(self, v: u128) -> Result {
+        self.unsigned128(v);
+        Ok(())
+    }
+    fn serialize_f32(self, v: f32) -> Result {
+        self.float(v)
+    }
+    fn serialize_f64(self, v: f64) -> Result {
+        self.float(v)
     }
     fn serialize_char(self, v: char) -> Result {
         self.string(v.encode_utf8(&mut [0u8; 4]));
@@ -433,8 +492,13 @@ impl<'a> ser::Serializer for &'a mut Writer {
         self.string(v);
         Ok(())
     }
-    fn serialize_bytes(self, _: &[u8]) -> Result {
-        Err(Unsupported)
+    fn serialize_bytes(self, v: &[u8]) -> Result {
+        use ser::SerializeSeq;
+        let mut seq = self.serialize_seq(Some(v.len()))?;
+        for b in v {
+            seq.serialize_element(b)?;
+        }
+        seq.end()
     }
     fn serialize_none(self) -> Result {
         self.put(b"null");
@@ -462,10 +526,13 @@ impl<'a> ser::Serializer for &'a mut Writer {
         self,
         _: &'static str,
         _: u32,
-        _: &'static str,
-        _: &T,
+        variant: &'static str,
+        v: &T,
     ) -> Result {
-        Err(Unsupported)
+        let outer = self.variant(variant);
+        v.serialize(&mut *outer.w)?;
+        outer.close(b'}');
+        Ok(())
     }
     fn serialize_seq(self, len: Option<usize>) -> Result<Compound<'a>> {
         Ok(self.open(b'[', len == Some(0)))
@@ -480,10 +547,13 @@ impl<'a> ser::Serializer for &'a mut Writer {
         self,
         _: &'static str,
         _: u32,
-        _: &'static str,
-        _: usize,
-    ) -> Result<Self::SerializeTupleVariant> {
-        Err(Unsupported)
+        variant: &'static str,
+        len: usize,
+    ) -> Result<Compound<'a>> {
+        let Compound { w, .. } = self.variant(variant);
+        let mut inner = w.open(b'[', len == 0);
+        inner.variant = true;
+        Ok(inner)
     }
     fn serialize_map(self, len: Option<usize>) -> Result<Compound<'a>> {
         Ok(self.open(b'{', len == Some(0)))
@@ -495,10 +565,13 @@ impl<'a> ser::Serializer for &'a mut Writer {
         self,
         _: &'static str,
         _: u32,
-        _: &'static str,
-        _: usize,
-    ) -> Result<Self::SerializeStructVariant> {
-        Err(Unsupported)
+        variant: &'static str,
+        len: usize,
+    ) -> Result<Compound<'a>> {
+        let Compound { w, .. } = self.variant(variant);
+        let mut inner = w.open(b'{', len == 0);
+        inner.variant = true;
+        Ok(inner)
     }
 }
 
@@ -527,6 +600,17 @@ impl ser::SerializeTuple for Compound<'_> {
 }
 
 impl ser::SerializeTupleStruct for Compound<'_> {
+    type Ok = ();
+    type Error = Unsupported;
+    fn serialize_field<T: Serialize + ?Sized>(&mut self, v: &T) -> Result {
+        ser::SerializeSeq::serialize_element(self, v)
+    }
+    fn end(self) -> Result {
+        ser::SerializeSeq::end(self)
+    }
+}
+
+impl ser::SerializeTupleVariant for Compound<'_> {
     type Ok = ();
     type Error = Unsupported;
     fn serialize_field<T: Serialize + ?Sized>(&mut self, v: &T) -> Result {
@@ -573,8 +657,30 @@ impl ser::SerializeStruct for Compound<'_> {
     }
 }
 
-/// A map key: a string (anything else is left to serde_json).
+impl ser::SerializeStructVariant for Compound<'_> {
+    type Ok = ();
+    type Error = Unsupported;
+    fn serialize_field<T: Serialize + ?Sized>(&mut self, key: &'static str, v: &T) -> Result {
+        ser::SerializeStruct::serialize_field(self, key, v)
+    }
+    fn end(self) -> Result {
+        ser::SerializeStruct::end(self)
+    }
+}
+
+/// A map key, as serde_json writes one: a string; a bool, a number or a
+/// finite float in quotes; nothing else.
 struct KeyWriter<'a>(&'a mut Writer);
+
+impl KeyWriter<'_> {
+    /// A number or a bool, in quotes.
+    fn quoted(self, f: impl FnOnce(&mut Writer)) -> Result {
+        self.0.byte(b'"');
+        f(self.0);
+        self.0.byte(b'"');
+        Ok(())
+    }
+}
 
 impl ser::Serializer for KeyWriter<'_> {
     type Ok = ();
@@ -602,38 +708,56 @@ impl ser::Serializer for KeyWriter<'_> {
     fn serialize_newtype_struct<T: Serialize + ?Sized>(self, _: &'static str, v: &T) -> Result {
         v.serialize(self)
     }
-    fn serialize_bool(self, _: bool) -> Result {
-        Err(Unsupported)
+    fn serialize_bool(self, v: bool) -> Result {
+        self.quoted(|w| w.put(if v { b"true" } else { b"false" }))
     }
-    fn serialize_i8(self, _: i8) -> Result {
-        Err(Unsupported)
+    fn serialize_i8(self, v: i8) -> Result {
+        self.quoted(|w| w.signed(v.into()))
     }
-    fn serialize_i16(self, _: i16) -> Result {
-        Err(Unsupported)
+    fn serialize_i16(self, v: i16) -> Result {
+        self.quoted(|w| w.signed(v.into()))
     }
-    fn serialize_i32(self, _: i32) -> Result {
-        Err(Unsupported)
+    fn serialize_i32(self, v: i32) -> Result {
+        self.quoted(|w| w.signed(v.into()))
     }
-    fn serialize_i64(self, _: i64) -> Result {
-        Err(Unsupported)
+    fn serialize_i64(self, v: i64) -> Result {
+        self.quoted(|w| w.signed(v))
     }
-    fn serialize_u8(self, _: u8) -> Result {
-        Err(Unsupported)
+    fn serialize_i128(self, v: i128) -> Result {
+        self.quoted(|w| w.signed128(v))
     }
-    fn serialize_u16(self, _: u16) -> Result {
-        Err(Unsupported)
+    fn serialize_u8(self, v: u8) -> Result {
+        self.quoted(|w| w.unsigned(v.into()))
     }
-    fn serialize_u32(self, _: u32) -> Result {
-        Err(Unsupported)
+    fn serialize_u16(self, v: u16) -> Result {
+        self.quoted(|w| w.unsigned(v.into()))
     }
-    fn serialize_u64(self, _: u64) -> Result {
-        Err(Unsupported)
+    fn serialize_u32(self, v: u32) -> Result {
+        self.quoted(|w| w.unsigned(v.into()))
     }
-    fn serialize_f32(self, _: f32) -> Result {
-        Err(Unsupported)
+    fn serialize_u64(self, v: u64) -> Result {
+        self.quoted(|w| w.unsigned(v))
     }
-    fn serialize_f64(self, _: f64) -> Result {
-        Err(Unsupported)
+    fn serialize_u128(self, v: u128) -> Result {
+        self.quoted(|w| w.unsigned128(v))
+    }
+    fn serialize_f32(self, v: f32) -> Result {
+        if !v.is_finite() {
+            return Err(Unsupported);
+        }
+        self.0.byte(b'"');
+        self.0.float(v)?;
+        self.0.byte(b'"');
+        Ok(())
+    }
+    fn serialize_f64(self, v: f64) -> Result {
+        if !v.is_finite() {
+            return Err(Unsupported);
+        }
+        self.0.byte(b'"');
+        self.0.float(v)?;
+        self.0.byte(b'"');
+        Ok(())
     }
     fn serialize_bytes(self, _: &[u8]) -> Result {
         Err(Unsupported)
@@ -641,8 +765,8 @@ impl ser::Serializer for KeyWriter<'_> {
     fn serialize_none(self) -> Result {
         Err(Unsupported)
     }
-    fn serialize_some<T: Serialize + ?Sized>(self, _: &T) -> Result {
-        Err(Unsupported)
+    fn serialize_some<T: Serialize + ?Sized>(self, v: &T) -> Result {
+        v.serialize(self)
     }
     fn serialize_unit(self) -> Result {
         Err(Unsupported)
@@ -785,11 +909,18 @@ mod tests {
     #[derive(serde::Serialize)]
     #[serde(rename_all = "snake_case")]
     enum Kind {
-        SomeKind,
+        Unit,
+        Newtype(u8),
+        Tuple(u8, &'static str),
+        EmptyTuple(),
+        Struct { a: u8, b: Option<Box<Kind>> },
+        EmptyStruct {},
     }
 
+    /// Everything serde_json writes, each written here (none is left to
+    /// serde_json any more), compared byte for byte, pretty and compact.
     #[test]
-    fn test_typed_values_and_fallback() {
+    fn test_every_kind_of_value() {
         let t = Typed {
             unit: (),
             tuple: (7, "s"),
@@ -797,22 +928,102 @@ mod tests {
             ch: '"',
             opt: Some(None),
             skipped: None,
-            kind: Kind::SomeKind,
+            kind: Kind::Unit,
             signed: (-8, -16, -32),
             unsigned: (8, 16, 32),
         };
-        assert_eq!(
-            pretty(&t, 0),
-            serde_json::to_string_pretty(&t).unwrap() + "\n"
-        );
-        assert_eq!(compact(&t, 0), serde_json::to_vec(&t).unwrap());
-        // Left to serde_json, same bytes.
-        let f = json!({"float": 1.5, "list": [0.25]});
-        same(&f);
+        let check = |pretty_json: String, compact_json: Vec<u8>, want: &dyn Fn(bool) -> String| {
+            assert_eq!(pretty_json, want(true) + "\n");
+            assert_eq!(String::from_utf8(compact_json).unwrap(), want(false));
+        };
+        macro_rules! same_as_serde_json {
+            ($v:expr) => {{
+                let v = $v;
+                check(pretty(&v, 0), compact(&v, 0), &|p| {
+                    if p {
+                        serde_json::to_string_pretty(&v).unwrap()
+                    } else {
+                        serde_json::to_string(&v).unwrap()
+                    }
+                });
+            }};
+        }
+        same_as_serde_json!(&t);
+        same_as_serde_json!(vec![
+            Kind::Newtype(1),
+            Kind::Tuple(2, "x"),
+            Kind::EmptyTuple(),
+            Kind::Struct {
+                a: 3,
+                b: Some(Box::new(Kind::Struct { a: 4, b: None })),
+            },
+            Kind::EmptyStruct {},
+            Kind::Unit,
+        ]);
+        same_as_serde_json!(Kind::Newtype(9));
+        same_as_serde_json!(Kind::Tuple(2, "y"));
+        same_as_serde_json!(vec![vec![Kind::EmptyTuple()], vec![]]);
+        same_as_serde_json!(json!({"float": 1.5, "list": [0.25, -0.0, 1e300, 3.0]}));
+        same_as_serde_json!((1.5f32, f64::NAN, f64::INFINITY, 0.1f32, 1e-7f64));
+        same_as_serde_json!((i128::MIN, u128::MAX, 0u128, -1i128));
+        same_as_serde_json!(serde_bytes_like(&[0, 1, 255]));
+        same_as_serde_json!(serde_bytes_like(&[]));
         let mut m = std::collections::BTreeMap::new();
         m.insert(3u8, "int key");
-        assert_eq!(compact(&m, 0), serde_json::to_vec(&m).unwrap());
-        assert!(write(&1.5f64, 0, true).is_err(), "floats are left");
+        m.insert(200u8, "another");
+        same_as_serde_json!(&m);
+        same_as_serde_json!(std::collections::BTreeMap::from([(true, 1), (false, 0)]));
+        same_as_serde_json!(std::collections::BTreeMap::from([(-5i64, 'c'), (7, 'd')]));
+        same_as_serde_json!(std::collections::BTreeMap::from([(u128::MAX, 1)]));
+        same_as_serde_json!(std::collections::BTreeMap::from([
+            ('k', Some(1)),
+            ('l', None)
+        ]));
+        same_as_serde_json!(std::collections::BTreeMap::from([(Some("k"), 1)]));
+        let floats: Vec<(F, u8)> = vec![(F(1.5), 1), (F(-0.0), 2)];
+        same_as_serde_json!(FloatKeys(floats));
+        // What serde_json refuses, refused here too.
+        assert!(serde_json::to_vec(&FloatKeys(vec![(F(f64::NAN), 1)])).is_err());
+        assert!(write(&FloatKeys(vec![(F(f64::NAN), 1)]), 0, false).is_err());
+        let unit_keys = std::collections::BTreeMap::from([((), 1)]);
+        assert!(serde_json::to_vec(&unit_keys).is_err());
+        assert!(write(&unit_keys, 0, false).is_err());
+    }
+
+    /// `&[u8]` through `serialize_bytes` (as `serde_bytes` does).
+    struct Bytes<'a>(&'a [u8]);
+
+    impl serde::Serialize for Bytes<'_> {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+            s.serialize_bytes(self.0)
+        }
+    }
+
+    fn serde_bytes_like(b: &[u8]) -> Bytes<'_> {
+        Bytes(b)
+    }
+
+    /// A float map key.
+    struct F(f64);
+
+    impl serde::Serialize for F {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+            s.serialize_f64(self.0)
+        }
+    }
+
+    /// A map with float keys (no `Ord` needed).
+    struct FloatKeys(Vec<(F, u8)>);
+
+    impl serde::Serialize for FloatKeys {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+            use serde::ser::SerializeMap;
+            let mut m = s.serialize_map(Some(self.0.len()))?;
+            for (k, v) in &self.0 {
+                m.serialize_entry(k, v)?;
+            }
+            m.end()
+        }
     }
 
     #[test]
@@ -836,6 +1047,7 @@ mod tests {
             any::<bool>().prop_map(Value::Bool),
             any::<u64>().prop_map(Value::from),
             any::<i64>().prop_map(Value::from),
+            any::<f64>().prop_map(Value::from),
             "\\PC{0,20}".prop_map(Value::String),
             proptest::collection::vec(0u8..0x80, 0..12)
                 .prop_map(|b| Value::String(String::from_utf8(b).unwrap())),

@@ -76,7 +76,8 @@ enum List {
 /// lines indented by `indent` (4 for `credentials`, 6 for the arrays one
 /// object deeper), and the `,` and newline between elements.
 fn cost<T: Serialize>(row: &T, indent: usize) -> usize {
-    let s = serde_json::to_string_pretty(row).unwrap_or_default();
+    let s = crate::json_out::pretty(row, 1024);
+    let s = s.strip_suffix('\n').unwrap_or(&s);
     s.len() + indent * (s.matches('\n').count() + 1) + 2
 }
 

@@ -72,9 +72,9 @@ pub fn run(args: &ListArgs) -> Result<Exit> {
         });
     }
     let text = if args.json {
-        let mut t = serde_json::to_string_pretty(&l).expect("the list serialises");
-        t.push('\n');
-        t
+        // serde_json's pretty bytes and a newline, written without
+        // compiling serde_json's serialiser into the guest.
+        vmcreds_common::json_out::pretty(&l, 4096 + 400 * l.credentials.len())
     } else {
         let lines: Vec<Line<'_>> = l
             .credentials
