@@ -1,9 +1,10 @@
 //! The command line, as typed (clap derive). Validation of values that need
 //! more than parsing happens in the commands.
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Arg, ArgAction, Args, FromArgMatches, Parser, Subcommand};
 
 use vmcreds_common::check::Expect;
 
@@ -21,6 +22,47 @@ pub struct Cli {
     /// sizes, paths and steps; never a value). RUST_LOG overrides the level.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,
+}
+
+impl Cli {
+    /// Parses the command line (`args`, the program name first).
+    ///
+    /// `check`, which runs at every boot, is parsed by a clap command that
+    /// holds only `check` and `-v`: clap builds every argument and help
+    /// text of every subcommand before it parses, and that was some 4 % of
+    /// a check's time. Anything that command does not take as it is (help,
+    /// version, any error, another subcommand) is parsed again by the whole
+    /// command, so what is printed and refused is clap's, for the whole
+    /// command line; the tests hold both parsers to the same result.
+    pub fn parse_from(args: &[OsString]) -> Result<Cli, clap::Error> {
+        match Cli::parse_check(args) {
+            Some(cli) => Ok(cli),
+            None => Cli::try_parse_from(args),
+        }
+    }
+
+    /// `vmcreds-guest check …` by a command of `check` alone, or `None`.
+    fn parse_check(args: &[OsString]) -> Option<Cli> {
+        if args.get(1).map(OsString::as_os_str) != Some("check".as_ref()) {
+            return None;
+        }
+        let cmd = clap::Command::new("vmcreds-guest")
+            .disable_help_flag(true)
+            .disable_help_subcommand(true)
+            .disable_version_flag(true)
+            .arg(
+                Arg::new("verbose")
+                    .short('v')
+                    .long("verbose")
+                    .action(ArgAction::Count)
+                    .global(true),
+            )
+            .subcommand(
+                CheckArgs::augment_args(clap::Command::new("check")).disable_help_flag(true),
+            );
+        let mut matches = cmd.try_get_matches_from(args).ok()?;
+        Cli::from_arg_matches_mut(&mut matches).ok()
+    }
 }
 
 /// Subcommands.
@@ -137,4 +179,84 @@ pub struct InstallUnitArgs {
     /// address, as microvm.nix's cloud-hypervisor runner listens for).
     #[arg(long)]
     pub notify: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(a: &[&str]) -> Vec<OsString> {
+        std::iter::once("vmcreds-guest")
+            .chain(a.iter().copied())
+            .map(OsString::from)
+            .collect()
+    }
+
+    /// `check`'s own parser gives what the whole command gives, or leaves
+    /// the command line to it: help, version, errors and other subcommands
+    /// are always the whole command's.
+    #[test]
+    fn test_check_parser_agrees_with_the_whole_command() {
+        let taken: &[&[&str]] = &[
+            &["check"],
+            &["check", "--root", "/tmp/t", "--json"],
+            &["check", "--root=/r", "-v", "-v", "--strict"],
+            &["check", "-vvv", "--expect", "A:3", "--expect", "B"],
+            &["check", "--expect", "no such name!"],
+            &[
+                "check",
+                "--report-to",
+                "stdout",
+                "--report-to",
+                "file:/tmp/r",
+                "--notify",
+            ],
+            &[
+                "check",
+                "--verbose",
+                "--systemd-version",
+                "257",
+                "--manifest",
+                "/m",
+            ],
+        ];
+        for a in taken {
+            let args = args(a);
+            let fast = Cli::parse_check(&args).unwrap_or_else(|| panic!("not taken: {a:?}"));
+            let full = Cli::try_parse_from(&args).unwrap();
+            assert_eq!(format!("{fast:?}"), format!("{full:?}"), "{a:?}");
+            let via = Cli::parse_from(&args).unwrap();
+            assert_eq!(format!("{via:?}"), format!("{full:?}"), "{a:?}");
+        }
+        let left: &[&[&str]] = &[
+            &["check", "-h"],
+            &["check", "--help"],
+            &["check", "--version"],
+            &["check", "--bogus"],
+            &["check", "extra"],
+            &["check", "--", "extra"],
+            &["check", "--root"],
+            &["check", "--systemd-version", "x"],
+            &["check", "--expect", "A:many"],
+            &["check", "--report-to", "nowhere:"],
+            &["-v", "check"],
+            &["list"],
+            &["help", "check"],
+            &[],
+        ];
+        for a in left {
+            let args = args(a);
+            assert!(Cli::parse_check(&args).is_none(), "taken: {a:?}");
+            let full = Cli::try_parse_from(&args).map(|c| format!("{c:?}"));
+            let via = Cli::parse_from(&args).map(|c| format!("{c:?}"));
+            match (full, via) {
+                (Ok(f), Ok(v)) => assert_eq!(f, v, "{a:?}"),
+                (Err(f), Err(v)) => {
+                    assert_eq!(f.kind(), v.kind(), "{a:?}");
+                    assert_eq!(f.to_string(), v.to_string(), "{a:?}");
+                }
+                (f, v) => panic!("{a:?}: {f:?} vs {v:?}"),
+            }
+        }
+    }
 }

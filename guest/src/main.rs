@@ -2,7 +2,6 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
 use vmcreds_guest::cli::Cli;
 use vmcreds_guest::exit::{self, Exit};
 
@@ -51,7 +50,8 @@ fn main() -> ExitCode {
     let _ = rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable);
     // Reports and imported files are private by default.
     rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
-    let cli = match Cli::try_parse() {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let cli = match Cli::parse_from(&args) {
         Ok(c) => c,
         Err(e) if e.use_stderr() => {
             print_usage_error(e);
