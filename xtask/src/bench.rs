@@ -8,7 +8,13 @@
 //!    credentials (~61 KiB Type 11 structure) versus `dmidecode --from-dump
 //!    FILE -t 11` on the same table: whole-process wall time, median of
 //!    alternating runs (one of each per round, so that both see the same
-//!    machine), and the ratio (target ≤ 1.0×).
+//!    machine), and the ratio (target ≤ 1.0×). The same rounds run the
+//!    check's floor, `guest/examples/floor.rs`: a static binary like the
+//!    guest that makes only the system calls a check cannot do without
+//!    (the Type 11 entry, then `openat`, `fstat`, `read`, `close` per
+//!    imported file) and nothing else, so the table shows how much of the
+//!    check is process start and kernel, which no change to the check can
+//!    take away.
 //! 2. System calls per imported credential file (target ≤ 4: `openat`,
 //!    `fstat`, `read`, `close`): `strace -f -c` counts every system call of
 //!    a check on the tree, and of a check on the same tree with only
@@ -81,6 +87,7 @@ pub fn run(root: &Path, vm: bool) -> Result<ExitCode> {
         }
     }
     let guest = crate::image::guest_binary(root)?;
+    let floor = floor_binary(root)?;
     let dir = root.join("target/bench");
     let tree = capture_tree(&dir.join("tree"), &dir.join("dmi-table.bin"), CREDENTIALS)?;
     let few = capture_tree(
@@ -115,7 +122,14 @@ pub fn run(root: &Path, vm: bool) -> Result<ExitCode> {
             .stderr(Stdio::null());
         c
     };
-    let [check, dmi] = median_wall_alternating([check_cmd(), dmi_cmd()])?;
+    let floor_cmd = || {
+        let mut c = Command::new(&floor);
+        c.arg(&tree.root)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        c
+    };
+    let [check, dmi, bare] = median_wall_alternating([check_cmd(), dmi_cmd(), floor_cmd()])?;
     let ratio = check / dmi;
     println!();
     println!("| what | vmcreds | peer | ratio | target | |");
@@ -125,6 +139,12 @@ pub fn run(root: &Path, vm: bool) -> Result<ExitCode> {
         check * 1e3,
         dmi * 1e3,
         targets.judge("check vs dmidecode", ratio <= 1.0),
+    );
+    println!(
+        "| its floor: process start and only the system calls a check cannot do without (`guest/examples/floor.rs`, same rounds) | {:.2} ms | `dmidecode` {:.2} ms | {:.2}× | | |",
+        bare * 1e3,
+        dmi * 1e3,
+        bare / dmi,
     );
 
     // 2. system calls per imported file.
@@ -183,6 +203,33 @@ pub fn run(root: &Path, vm: bool) -> Result<ExitCode> {
         println!("targets MISSED: {}", targets.missed.join(", "));
         Ok(ExitCode::FAILURE)
     }
+}
+
+/// Builds `guest/examples/floor.rs` as the guest is built (static musl,
+/// release) and returns its path.
+fn floor_binary(root: &Path) -> Result<PathBuf> {
+    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args([
+            "build",
+            "--quiet",
+            "--release",
+            "--target",
+            "x86_64-unknown-linux-musl",
+            "-p",
+            "vmcreds-guest",
+            "--example",
+            "floor",
+        ])
+        .current_dir(root)
+        .status()?;
+    if !status.success() {
+        bail!("building guest/examples/floor.rs failed: {status}");
+    }
+    let p = root.join("target/x86_64-unknown-linux-musl/release/examples/floor");
+    if !p.exists() {
+        bail!("cargo build left no {}", p.display());
+    }
+    Ok(p)
 }
 
 /// Every system call of one check on `tree` (`strace -f -c`, written to
