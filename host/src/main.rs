@@ -16,30 +16,6 @@ fn code(e: Exit) -> ExitCode {
     })
 }
 
-/// Prints clap's refusal of the command line. clap quotes the argument it
-/// refused as given; a newline or an escape sequence in it must reach no
-/// terminal or journal, so every quoted value is escaped, then any control
-/// character left in the message.
-fn print_usage_error(mut e: clap::Error) {
-    use clap::error::ContextValue;
-    use vmcreds_common::escape::{escape_controls, escape_unprintable};
-    let esc = |s: &String| escape_unprintable(s.as_bytes(), 4096);
-    let escaped: Vec<_> = e
-        .context()
-        .filter_map(|(kind, v)| match v {
-            ContextValue::String(s) => Some((kind, ContextValue::String(esc(s)))),
-            ContextValue::Strings(v) => {
-                Some((kind, ContextValue::Strings(v.iter().map(esc).collect())))
-            }
-            _ => None,
-        })
-        .collect();
-    for (kind, v) in escaped {
-        e.insert(kind, v);
-    }
-    eprint!("{}", escape_controls(&e.render().to_string()));
-}
-
 fn main() -> ExitCode {
     // First of all: no core dump and no /proc/PID/mem for others of this
     // user, since loaded secrets are in this process's memory. (exec resets
@@ -50,7 +26,7 @@ fn main() -> ExitCode {
     let cli = match vmcreds_host::cli::parse_from(std::env::args_os()) {
         Ok(cli) => cli,
         Err(e) if e.use_stderr() => {
-            print_usage_error(e);
+            eprint!("{}", vmcreds_os::usage::render(e));
             return code(Exit::Refused);
         }
         Err(e) => {

@@ -25,6 +25,7 @@ pub mod failure;
 pub mod log;
 pub mod private;
 pub mod require;
+pub mod usage;
 
 /// A path for a message: every byte outside printable ASCII (and `\` and
 /// `"`) escaped as `\xNN`, so a path an operator or a hostile tree chose can
