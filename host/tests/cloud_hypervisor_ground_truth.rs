@@ -15,103 +15,17 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
-
+use common::hv_ground_truth::{
+    entry_strings, label, predicted_imports, raw_entries, recorded_imports, unhex, verdicts,
+    without_manifest,
+};
 use serde_json::Value;
-use vmcreds_common::base64::{decode_systemd, Alphabet};
-use vmcreds_common::digest::digest;
-use vmcreds_common::manifest::Manifest;
 use vmcreds_common::name::{CredentialName, NameRule};
-use vmcreds_common::predict::{predict, PriorCredential};
-use vmcreds_common::report::Report;
-use vmcreds_common::systemd::{parse_version, Behaviour};
-use vmcreds_common::verify::{verify, HostVerdict};
-
-const MANIFEST_PREFIX: &[u8] = b"io.systemd.credential.binary:vmcreds.manifest=";
-
-fn files() -> Vec<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../xtask/ground-truth");
-    let mut v: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|e| e.unwrap().path())
-        .filter(|p| {
-            let n = p.file_name().unwrap().to_string_lossy();
-            n.starts_with("cloud-hypervisor-") && n.ends_with(".json")
-        })
-        .collect();
-    v.sort();
-    assert!(
-        !v.is_empty(),
-        "no cloud-hypervisor ground truth in {}: run `cargo xtask hv-ground-truth` where a \
-         cloud-hypervisor binary is",
-        dir.display()
-    );
-    v
-}
-
-fn unbase64(s: &str) -> Vec<u8> {
-    decode_systemd(s.as_bytes(), Alphabet::Standard, 0)
-        .expect("fixture base64")
-        .expose()
-        .to_vec()
-}
-
-fn unhex(s: &str) -> Vec<u8> {
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-        .collect()
-}
-
-/// Every passing run of every file, with its file's top level.
-fn runs() -> Vec<(Value, Value)> {
-    let mut out = Vec::new();
-    for f in files() {
-        let doc: Value = serde_json::from_slice(&std::fs::read(&f).unwrap()).unwrap();
-        assert_eq!(
-            doc["schema"],
-            "vmcreds.hv-ground-truth/1",
-            "{}",
-            f.display()
-        );
-        for r in doc["runs"].as_array().unwrap() {
-            if r["outcome"] == "pass" {
-                out.push((doc.clone(), r.clone()));
-            }
-        }
-    }
-    out
-}
-
-/// The strings of raw Type 11 entries, in order.
-fn entry_strings(raw: &[Vec<u8>]) -> Vec<Vec<u8>> {
-    raw.iter()
-        .flat_map(|e| {
-            let len = usize::from(e[1]);
-            e[len..]
-                .split(|&b| b == 0)
-                .take_while(|s| !s.is_empty())
-                .map(<[u8]>::to_vec)
-                .collect::<Vec<_>>()
-        })
-        .collect()
-}
-
-fn raw_entries(run: &Value) -> Vec<Vec<u8>> {
-    run["guest"]["type11_raw"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| unbase64(e["base64"].as_str().unwrap()))
-        .collect()
-}
+use vmcreds_common::predict::PriorCredential;
+use vmcreds_common::systemd::parse_version;
 
 /// The OEM strings of `vmcreds-host cloud-hypervisor --format json` for the run's inputs.
 fn host_strings(doc: &Value, run: &Value) -> Vec<Vec<u8>> {
-    let t = common::TestDir::new();
-    let creds = t.mkdir("creds");
-    let mut args: Vec<String> = vec!["cloud-hypervisor".into()];
     let version = doc["version"].as_str().unwrap();
     let release = version
         .split_whitespace()
@@ -121,30 +35,15 @@ fn host_strings(doc: &Value, run: &Value) -> Vec<Vec<u8>> {
         .split('-')
         .next()
         .unwrap();
-    args.extend(["--cloud-hypervisor-version".into(), release.into()]);
-    for s in run["inputs"]["sources"].as_array().unwrap() {
-        if let Some(name) = s["load"].as_str() {
-            let file = s["file"].as_str().unwrap();
-            std::fs::write(creds.join(file), unbase64(s["base64"].as_str().unwrap())).unwrap();
-            args.extend(["--load".into(), format!("{name}:{file}")]);
-        } else if let Some(v) = s["set"].as_str() {
-            args.extend(["--set".into(), v.into()]);
-        } else if let Some(v) = s["oem"].as_str() {
-            args.extend(["--oem".into(), v.into()]);
-        }
-    }
-    for f in run["inputs"]["host_flags"].as_array().unwrap() {
-        args.push(f.as_str().unwrap().into());
-    }
-    args.extend(["--format".into(), "json".into()]);
-    let out = Command::new(env!("CARGO_BIN_EXE_vmcreds-host"))
-        .args(&args)
-        .env("CREDENTIALS_DIRECTORY", &creds)
-        .output()
-        .unwrap();
+    let out = common::hv_ground_truth::host_with_inputs(
+        run,
+        &["cloud-hypervisor", "--cloud-hypervisor-version", release],
+        &["--format", "json"],
+    );
     assert!(
         out.status.success(),
-        "{args:?}: {}",
+        "{}: {}",
+        label(run),
         String::from_utf8_lossy(&out.stderr)
     );
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -164,10 +63,12 @@ fn host_strings(doc: &Value, run: &Value) -> Vec<Vec<u8>> {
     list.split(',').map(|s| s.as_bytes().to_vec()).collect()
 }
 
-fn without_manifest(v: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
-    v.into_iter()
-        .filter(|s| !s.starts_with(MANIFEST_PREFIX))
-        .collect()
+/// Every passing cloud-hypervisor run recorded, with its file's top level.
+fn runs() -> Vec<(Value, Value)> {
+    common::hv_ground_truth::runs(
+        "cloud-hypervisor",
+        "cargo xtask hv-ground-truth --cloud-hypervisor PATH",
+    )
 }
 
 #[test]
@@ -179,16 +80,12 @@ fn test_the_host_still_emits_what_cloud_hypervisor_carried() {
         }
         let seen = without_manifest(entry_strings(&raw_entries(&run)));
         let now = without_manifest(host_strings(&doc, &run));
-        assert!(
-            !seen.is_empty(),
-            "{} [{}]",
-            run["scenario"],
-            run["generation"]
-        );
+        assert!(!seen.is_empty(), "{}", label(&run));
         assert_eq!(
-            now, seen,
-            "{} [{}]: the host's strings differ from those real cloud-hypervisor delivered",
-            run["scenario"], run["generation"]
+            now,
+            seen,
+            "{}: the host's strings differ from those real cloud-hypervisor delivered",
+            label(&run)
         );
         checked += 1;
     }
@@ -199,15 +96,16 @@ fn test_the_host_still_emits_what_cloud_hypervisor_carried() {
 fn test_verify_gives_the_verdict_collect_printed() {
     let mut checked = 0;
     for (_, run) in runs() {
-        if run["manifest"].is_null() || run["report"].is_null() || run["verdict"].is_null() {
+        let Some((now, recorded, report)) = verdicts(&run) else {
             continue;
-        }
-        let manifest = Manifest::from_json(run["manifest"].to_string().as_bytes()).unwrap();
-        let report = Report::from_json(run["report"].to_string().as_bytes()).unwrap();
-        let recorded: HostVerdict = serde_json::from_value(run["verdict"]["verdict"].clone())
-            .unwrap_or_else(|e| panic!("{} verdict: {e}", run["scenario"]));
-        let now = verify(&manifest, &report).unwrap();
-        assert_eq!(now, recorded, "{} [{}]", run["scenario"], run["generation"]);
+        };
+        assert_eq!(
+            report.system.hypervisor_product.as_deref(),
+            Some("cloud-hypervisor"),
+            "{}",
+            label(&run)
+        );
+        assert_eq!(now, recorded, "{}", label(&run));
         checked += 1;
     }
     assert!(checked >= 3, "only {checked} verdicts replayed");
@@ -255,39 +153,12 @@ fn test_the_predictor_imports_what_the_guest_systemd_imported() {
                 bytes: size_of(n),
             })
             .collect();
-        let refs: Vec<&[u8]> = entries.iter().map(Vec::as_slice).collect();
-        let p = predict(&refs, &Behaviour::of(v), &prior);
-        let mut predicted: Vec<(Vec<u8>, u64, String)> = p
-            .imported()
-            .map(|s| {
-                let val = s.value.as_ref().unwrap();
-                (
-                    s.name.clone().unwrap().into_bytes(),
-                    val.len() as u64,
-                    digest(val.expose(), None).hex,
-                )
-            })
-            .collect();
-        let mut real: Vec<(Vec<u8>, u64, String)> = run["guest"]["imported"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|c| {
-                (
-                    unhex(c["name_hex"].as_str().unwrap()),
-                    c["size"].as_u64().unwrap(),
-                    c["sha256"].as_str().unwrap().to_owned(),
-                )
-            })
+        let predicted = predicted_imports(&entries, v, &prior);
+        let real: Vec<_> = recorded_imports(&run)
+            .into_iter()
             .filter(|(name, _, _)| !fw_cfg.iter().any(|f| f.as_bytes() == name.as_slice()))
             .collect();
-        predicted.sort();
-        real.sort();
-        assert_eq!(
-            predicted, real,
-            "{} [{}]",
-            run["scenario"], run["generation"]
-        );
+        assert_eq!(predicted, real, "{}", label(&run));
         checked += 1;
     }
     assert!(checked >= 2, "only {checked} systemd runs replayed");

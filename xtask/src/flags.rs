@@ -13,9 +13,10 @@
 //! cargo xtask ground-truth [--generations G,...] [--boots NAME,...]
 //!     boots real systemd with hostile SMBIOS Type 11 strings and structures and writes
 //!     xtask/ground-truth/systemd-<version>.json.
-//! cargo xtask hv-ground-truth [--cloud-hypervisor PATH] [--generations G,...]
+//! cargo xtask hv-ground-truth [--cloud-hypervisor PATH] [--generations G,...] [--only NAME,...]
 //!     runs the cloud-hypervisor scenarios on a given binary and writes what they saw to
-//!     xtask/ground-truth/cloud-hypervisor-<version>.json.
+//!     xtask/ground-truth/cloud-hypervisor-<version>.json; with --crosvm PATH --source-commit
+//!     HASH, the crosvm scenarios instead, to xtask/ground-truth/crosvm-<version>.json.
 //! cargo xtask deps | tidy | bench [--no-vm] | fuzz [--time S] [--target T,...] [--keep] | man [--out DIR]
 //! ```
 
@@ -192,13 +193,15 @@ pub struct GroundTruth {
 /// Flags of `hv-ground-truth`.
 #[derive(Debug, Args, PartialEq, Default)]
 pub struct HvGroundTruth {
-    /// Generations to boot under the hypervisor [default: the cloud-hypervisor matrix].
+    /// Generations to boot under the hypervisor [default: each scenario's own guests].
     #[arg(long, value_delimiter = ',', value_parser = generations_arg)]
     pub generations: Vec<String>,
     /// Only scenarios whose name is listed (all when empty).
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
-    /// The upstream commit the binary was built from, recorded beside what it did.
+    /// The upstream commit the binary was built from, recorded beside what it did (required
+    /// with --crosvm, whose `crosvm version` prints no commit). With --crosvm PATH, crosvm's
+    /// scenarios are recorded instead of cloud-hypervisor's.
     #[arg(long, value_name = "HASH")]
     pub source_commit: Option<String>,
     /// Image source.
@@ -298,5 +301,14 @@ mod tests {
         assert_eq!(t.hv.cloud_hypervisor.as_deref(), Some("/x/ch".as_ref()));
         assert_eq!(t.hv.crosvm.as_deref(), Some("/y/crosvm".as_ref()));
         assert_eq!(t.image.mirror.as_deref(), Some("http://m/debian"));
+        let Cmd::HvGroundTruth(g) =
+            p("hv-ground-truth --crosvm /y/crosvm --source-commit f1e797a6 --only crosvm-smbios")
+                .unwrap()
+        else {
+            panic!("not hv-ground-truth")
+        };
+        assert_eq!(g.hv.crosvm.as_deref(), Some("/y/crosvm".as_ref()));
+        assert_eq!(g.source_commit.as_deref(), Some("f1e797a6"));
+        assert_eq!(g.only, ["crosvm-smbios"]);
     }
 }

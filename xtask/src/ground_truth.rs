@@ -493,7 +493,8 @@ fn merge_boots(old: Option<Vec<u8>>, mut new: Value) -> Value {
     new
 }
 
-fn qemu_version() -> String {
+/// The first line of `qemu-system-x86_64 --version`.
+pub(crate) fn qemu_version() -> String {
     util::output(Command::new("qemu-system-x86_64").arg("--version"))
         .map(|s| s.lines().next().unwrap_or("").to_string())
         .unwrap_or_default()

@@ -40,6 +40,16 @@ impl Kind {
         }
     }
 
+    /// What prints the version: cloud-hypervisor's `--version`; crosvm has no `--version`
+    /// (it exits 35, "Unrecognized argument") but a `version` subcommand (`crosvm 0.1.0`,
+    /// without commit or date: builds cannot be told apart by asking).
+    pub fn version_arg(self) -> &'static str {
+        match self {
+            Kind::CloudHypervisor => "--version",
+            Kind::Crosvm => "version",
+        }
+    }
+
     /// The scenario name prefix in the summary (`ch-api`).
     pub fn prefix(self) -> &'static str {
         match self {
@@ -56,7 +66,8 @@ pub struct Binary {
     pub kind: Kind,
     /// Where it is.
     pub path: PathBuf,
-    /// The first line of its `--version` (`cloud-hypervisor v53.0`).
+    /// The first line of what its [`Kind::version_arg`] prints (`cloud-hypervisor v53.0`,
+    /// `crosvm 0.1.0`).
     pub version: String,
     /// cloud-hypervisor only: built with the `fw_cfg` cargo feature (its `--help` lists
     /// `--fw-cfg-config`).
@@ -129,12 +140,13 @@ pub fn find(kind: Kind, flag: Option<&Path>) -> Result<Option<Binary>> {
 
 /// Asks `path` for its version (and cloud-hypervisor for its `--help`).
 pub fn inspect(kind: Kind, path: &Path) -> Result<Binary> {
-    let version = ask(path, "--version")?
+    let arg = kind.version_arg();
+    let version = ask(path, arg)?
         .lines()
         .map(str::trim)
         .find(|l| !l.is_empty())
         .map(str::to_string)
-        .with_context(|| format!("{} --version printed nothing", path.display()))?;
+        .with_context(|| format!("{} {arg} printed nothing", path.display()))?;
     let fw_cfg = kind == Kind::CloudHypervisor && ask(path, "--help")?.contains("--fw-cfg-config");
     Ok(Binary {
         kind,
@@ -146,7 +158,10 @@ pub fn inspect(kind: Kind, path: &Path) -> Result<Binary> {
 
 /// Runs `path arg` with a deadline and returns its stdout.
 fn ask(path: &Path, arg: &str) -> Result<String> {
-    let dir = std::env::temp_dir().join(format!("xtask-ask-{}", std::process::id()));
+    // One directory per question: questions may be asked at once (tests run in threads).
+    static ASKED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = ASKED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("xtask-ask-{}-{n}", std::process::id()));
     util::mkdirp(&dir)?;
     let out = dir.join("out");
     let mut cmd = Command::new(path);
@@ -211,5 +226,25 @@ mod tests {
         let missing = d.path().join("nope");
         let e = find(Kind::CloudHypervisor, Some(&missing)).unwrap_err();
         assert!(e.to_string().contains("not a file"), "{e}");
+    }
+
+    #[test]
+    fn crosvm_is_asked_with_its_version_subcommand() {
+        let d = tempfile::tempdir().unwrap();
+        let fake = d.path().join("crosvm");
+        // As crosvm f1e797a6 answers: `--version` is an argument error (exit 35).
+        std::fs::write(
+            &fake,
+            "#!/bin/sh\ncase \"$1\" in\nversion) echo 'crosvm 0.1.0';;\n\
+             *) echo \"arg parsing failed: Unrecognized argument: $1\" >&2; exit 35;;\nesac\n",
+        )
+        .unwrap();
+        std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let b = inspect(Kind::Crosvm, &fake).unwrap();
+        assert_eq!(b.version, "crosvm 0.1.0");
+        assert_eq!(b.release(), "0.1.0");
+        assert!(!b.fw_cfg);
+        let e = ask(&fake, "--version").unwrap_err();
+        assert!(e.to_string().contains("failed"), "{e}");
     }
 }

@@ -24,7 +24,7 @@ use crate::nested::{self, Job, Placement};
 use crate::scenarios::{reference_sources, test_bytes, Expect, Source};
 use crate::test::{self, shell_quote, Collected, Env, Expected, Outcome};
 use crate::util::{self, mkdirp};
-use crate::vm::{self, Guarded};
+use crate::vm;
 
 /// How the host hands the credentials to cloud-hypervisor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,6 +40,10 @@ pub enum Mode {
     MicrovmNix,
     /// No VM: the host must refuse before anything starts.
     HostOnly,
+    /// No host CLI: cloud-hypervisor itself is given one `--platform oem_strings=[…]` making
+    /// a Type 11 structure of exactly this many bytes, and the guest shows what arrived (the
+    /// measurement behind the host's budget).
+    Window(usize),
 }
 
 impl Mode {
@@ -51,6 +55,7 @@ impl Mode {
             Mode::FwCfg => "fw_cfg",
             Mode::MicrovmNix => "microvm_nix",
             Mode::HostOnly => "host_only",
+            Mode::Window(_) => "window",
         }
     }
 
@@ -95,11 +100,11 @@ const REPORT_PORT: u32 = 9999;
 /// Every guest of the matrix.
 const ALL_GUESTS: &[&str] = &["busybox", "bookworm", "trixie", "sid"];
 
-fn set(name: &str, value: &str) -> Source {
+pub(crate) fn set(name: &str, value: &str) -> Source {
     Source::Set(name.into(), value.into())
 }
 
-fn verified(names: &[&str]) -> Expect {
+pub(crate) fn verified(names: &[&str]) -> Expect {
     Expect::Verdict {
         host_exit: 0,
         result: "verified",
@@ -108,7 +113,7 @@ fn verified(names: &[&str]) -> Expect {
     }
 }
 
-const REFERENCE_NAMES: &[&str] = &[
+pub(crate) const REFERENCE_NAMES: &[&str] = &[
     "API_KEY",
     "DB_PASSWORD",
     "JWT_SECRET",
@@ -123,9 +128,43 @@ fn budget_bytes() -> usize {
         .expect("cloud-hypervisor's budget is bounded")
 }
 
+/// The largest Type 11 structure measured to arrive whole under cloud-hypervisor (v53.0).
+const WINDOW_FITS: usize = vmcreds_host::hv::cloud_hypervisor::MEASURED_TYPE11_MAX;
+
+/// Host flags of the budget scenarios: text encoding (the value's bytes are the string's),
+/// no manifest, a guest systemd that reads the whole entry.
+fn budget_flags() -> Vec<String> {
+    [
+        "--encoding",
+        "text",
+        "--guest-systemd",
+        "257",
+        "--no-manifest",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+/// Strings of `io.systemd.credential:LNN=fff…` whose Type 11 structure is exactly `structure`
+/// bytes (16 strings of about 4 KiB, as the measurement used).
+fn window_strings(structure: usize) -> Vec<String> {
+    let n = 16;
+    // 5 (header) + Σ(len + 1) + 1 (final NUL) = structure.
+    let total = structure - 6 - n;
+    let prefix = |i: usize| format!("io.systemd.credential:L{i:02}=");
+    let fixed: usize = (0..n).map(|i| prefix(i).len()).sum();
+    let fill = total - fixed;
+    (0..n)
+        .map(|i| {
+            let len = fill / n + usize::from(i < fill % n);
+            format!("{}{}", prefix(i), "f".repeat(len))
+        })
+        .collect()
+}
+
 /// One `--set BIG=…` text credential whose Type 11 structure (header, the string and its NUL,
 /// the final NUL) is exactly `structure` bytes.
-fn one_string_structure(structure: usize) -> Source {
+pub(crate) fn one_string_structure(structure: usize) -> Source {
     let fixed = 5 + b"io.systemd.credential:BIG=".len() + 1 + 1;
     set("BIG", &"b".repeat(structure - fixed))
 }
@@ -212,11 +251,7 @@ pub fn all() -> Vec<HvScenario> {
         },
         HvScenario {
             sources: vec![one_string_structure(budget_bytes())],
-            host_flags: vec![
-                "--guest-systemd".into(),
-                "257".into(),
-                "--no-manifest".into(),
-            ],
+            host_flags: budget_flags(),
             expect: verified(&["BIG"]),
             ..base(
                 "ch-limit-budget",
@@ -227,17 +262,34 @@ pub fn all() -> Vec<HvScenario> {
         },
         HvScenario {
             sources: vec![one_string_structure(budget_bytes() + 1)],
-            host_flags: vec![
-                "--guest-systemd".into(),
-                "257".into(),
-                "--no-manifest".into(),
-            ],
+            host_flags: budget_flags(),
             expect: Expect::HostRefuses("cloud-hypervisor can carry"),
             ..base(
                 "ch-refuse-over-budget",
                 "one byte over the budget: refused before cloud-hypervisor starts",
                 Mode::HostOnly,
                 &["host"],
+            )
+        },
+        HvScenario {
+            sources: vec![],
+            expect: Expect::HostRefuses(""),
+            ..base(
+                "ch-window-fits",
+                "cloud-hypervisor itself, given a Type 11 structure of 65404 bytes (its SMBIOS \
+                 area then ends at 1 MiB): the guest reads it whole",
+                Mode::Window(WINDOW_FITS),
+                &["busybox"],
+            )
+        },
+        HvScenario {
+            sources: vec![],
+            expect: Expect::HostRefuses(""),
+            ..base(
+                "ch-window-over",
+                "one byte more: the guest has no DMI at all, and cloud-hypervisor says nothing",
+                Mode::Window(WINDOW_FITS + 1),
+                &["busybox"],
             )
         },
         HvScenario {
@@ -351,18 +403,29 @@ pub struct Ran {
 
 /// Runs one scenario on one guest.
 pub fn run_one(h: &HvEnv, s: &HvScenario, generation: &str) -> Ran {
+    timed_run(&h.env.root, s.name, generation, |dir| {
+        run_in(h, s, generation, dir)
+    })
+}
+
+/// `run` in a fresh run directory for `scenario` on `generation`, timed; an error is the
+/// run's failure.
+pub(crate) fn timed_run(
+    root: &Path,
+    scenario: &'static str,
+    generation: &str,
+    run: impl FnOnce(&Path) -> Result<Outcome>,
+) -> Ran {
     let t = Instant::now();
-    let dir = test::run_dir(&h.env.root, s.name, generation);
-    let (outcome, dir) = match dir {
+    let (outcome, dir) = match test::run_dir(root, scenario, generation) {
         Ok(dir) => {
-            let o =
-                run_in(h, s, generation, &dir).unwrap_or_else(|e| Outcome::Fail(format!("{e:#}")));
+            let o = run(&dir).unwrap_or_else(|e| Outcome::Fail(format!("{e:#}")));
             (o, dir)
         }
         Err(e) => (Outcome::Fail(format!("{e:#}")), PathBuf::new()),
     };
     Ran {
-        scenario: s.name,
+        scenario,
         generation: generation.to_string(),
         outcome,
         dir,
@@ -390,6 +453,10 @@ fn run_in(h: &HvEnv, s: &HvScenario, generation: &str, dir: &Path) -> Result<Out
         };
         return host_refuses(h, s, dir, text);
     }
+    let window = match s.mode {
+        Mode::Window(bytes) => Some(bytes),
+        _ => None,
+    };
     let job = Job {
         name: format!("{}-{generation}", s.name),
         run_dir: dir.to_path_buf(),
@@ -405,10 +472,16 @@ fn run_in(h: &HvEnv, s: &HvScenario, generation: &str, dir: &Path) -> Result<Out
         nested::add_binary(&jd, Path::new("/bin/bash"), "bash")?;
     }
     fs::copy(&h.env.kernel.vmlinuz, jd.join("inner/vmlinuz"))?;
+    if let Some(bytes) = window {
+        fs::write(
+            jd.join("platform.arg"),
+            format!("oem_strings=[{}]", window_strings(bytes).join(",")),
+        )?;
+    }
     inner_initrd(h, s, generation, dir, &jd.join("inner/initrd.img"))?;
     let mem_mib = if generation == "busybox" { 512 } else { 1024 };
     fs::write(jd.join("scenario.sh"), script(s, generation, mem_mib))?;
-    let finished = nested::run(&h.env.root, &h.env.kernel, h.placement, &job);
+    let finished = nested::run_retrying(&h.env.root, &h.env.kernel, h.placement, &job);
     let mut finished = match finished {
         Ok(f) => f,
         Err(e) => {
@@ -428,8 +501,11 @@ fn run_in(h: &HvEnv, s: &HvScenario, generation: &str, dir: &Path) -> Result<Out
     if !finished.completed {
         problems.push("the job did not run to its end".to_string());
     }
+    if let Some(bytes) = window {
+        problems.extend(window_problems(out, bytes));
+    }
     let host_rc = fs::read_to_string(out.join("host.rc")).unwrap_or_default();
-    if host_rc.trim() != "0" {
+    if window.is_none() && host_rc.trim() != "0" {
         problems.push(format!(
             "vmcreds-host exited {:?}: {}",
             host_rc.trim(),
@@ -458,23 +534,37 @@ fn run_in(h: &HvEnv, s: &HvScenario, generation: &str, dir: &Path) -> Result<Out
     if let Some(hold) = s.notify_hold {
         problems.extend(notify_problems(out, hold));
     }
-    let outcome = if problems.is_empty() {
-        finished.guard.ok = true;
-        Outcome::Pass
-    } else {
-        let logs: Vec<String> = finished
-            .logs
-            .iter()
-            .map(|l| l.display().to_string())
-            .collect();
-        Outcome::Fail(format!(
-            "{} (job output in {}; logs {})",
-            problems.join("; "),
-            out.display(),
-            logs.join(", ")
-        ))
-    };
+    let outcome = finished.outcome(&problems);
     Ok(leak_checked(outcome, s, dir))
+}
+
+/// What the guest saw of a window structure: the whole entry when it fits the measured
+/// window, no DMI at all one byte over it.
+fn window_problems(out: &Path, bytes: usize) -> Vec<String> {
+    let probe = fs::read(out.join("inner-probe.log")).unwrap_or_default();
+    if !vm::probe_complete(&probe) {
+        return vec!["the guest's probe did not finish".into()];
+    }
+    let secs = vm::probe_sections(&probe);
+    let raw = vm::section(&secs, "type11-raw").unwrap_or(&[]);
+    let sizes: Vec<&str> = raw
+        .iter()
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .collect();
+    let kernel = vm::section(&secs, "kernel-dmi").unwrap_or(&[]).join(" | ");
+    let mut p = Vec::new();
+    if bytes <= WINDOW_FITS {
+        if sizes != [bytes.to_string().as_str()] {
+            p.push(format!(
+                "expected one 11-0 entry of {bytes} bytes, the guest read {sizes:?}"
+            ));
+        }
+    } else if !sizes.is_empty() || !kernel.contains("Firmware registration failed") {
+        p.push(format!(
+            "expected no DMI in the guest, it read entries {sizes:?} (kernel: {kernel})"
+        ));
+    }
+    p
 }
 
 /// The notify peer got the check's `STATUS=` line, and the check unit finished long before
@@ -521,35 +611,69 @@ fn notify_problems(out: &Path, hold: u32) -> Vec<String> {
 
 /// `outcome`, failed when any file the job left holds a secret outside its delivery.
 fn leak_checked(outcome: Outcome, s: &HvScenario, dir: &Path) -> Outcome {
-    let secrets = test::secrets_of(&s.sources);
-    let out = dir.join("out");
-    // In argv mode the VMM's command line carries the strings by design; which pids were the
-    // VMM is in the `comm` files beside each snapshot.
-    let vmm_cmdline = |rel: &str| -> bool {
-        let Some(stem) = rel.strip_suffix(".cmdline") else {
-            return false;
+    let host_only = s.mode == Mode::HostOnly;
+    job_leak_checked(outcome, &s.sources, dir, host_only, |out, rel| {
+        // In argv mode the VMM's command line carries the strings by design; which pids were
+        // the VMM is in the `comm` files beside each snapshot.
+        let vmm_cmdline = || -> bool {
+            let Some(stem) = rel.strip_suffix(".cmdline") else {
+                return false;
+            };
+            fs::read_to_string(out.join(format!("{stem}.comm")))
+                .is_ok_and(|c| c.trim().starts_with("cloud-hypervis"))
         };
-        fs::read_to_string(out.join(format!("{stem}.comm")))
-            .is_ok_and(|c| c.trim().starts_with("cloud-hypervis"))
-    };
-    let treat = |rel: &str| -> Treat {
         match rel {
             // The delivery itself: the --platform value the host printed.
             "host.out" if s.mode == Mode::Argv => Treat::Skip,
             _ if rel.ends_with("inner-probe.log") => Treat::Probe,
-            _ if s.mode.argv_carries_secrets() && vmm_cmdline(rel) => Treat::Skip,
+            // microvm.nix's runner has no console: the probe shares the kernel's.
+            "inner-console.log" if s.mode == Mode::MicrovmNix => Treat::Probe,
+            _ if s.mode.argv_carries_secrets() && vmm_cmdline() => Treat::Skip,
             _ => Treat::Whole,
         }
-    };
-    let (mut findings, scanned) = leak::scan_tree(&out, &secrets, treat);
-    let snapshots = out.join("procs");
-    if s.mode != Mode::HostOnly && secrets.iter().any(|x| x.len() >= leak::MIN_SECRET_LEN) {
-        let n = fs::read_dir(&snapshots).map(|r| r.count()).unwrap_or(0);
-        if n == 0 || scanned == 0 {
-            findings.push(format!(
-                "no process snapshot to scan in {} ({scanned} files scanned)",
-                snapshots.display()
-            ));
+    })
+}
+
+/// `outcome`, failed when a file a nested job left (in `out/`, and in `first-try-out/` when
+/// it was tried twice) holds one of the secrets of `sources`, read as `treat(out, path)`
+/// says, or when a job that had a secret long enough to find left no process snapshot. A
+/// host-only run (`host_only`) is judged on what the host printed and was run with.
+pub(crate) fn job_leak_checked(
+    outcome: Outcome,
+    sources: &[Source],
+    dir: &Path,
+    host_only: bool,
+    treat: impl Fn(&Path, &str) -> Treat,
+) -> Outcome {
+    let secrets = test::secrets_of(sources);
+    if host_only {
+        // The credential files are the input.
+        let (findings, _) = leak::scan_tree(dir, &secrets, |rel| {
+            if rel.starts_with("host") {
+                Treat::Whole
+            } else {
+                Treat::Skip
+            }
+        });
+        return test::with_findings(outcome, findings, dir);
+    }
+    let mut findings = Vec::new();
+    for attempt in ["out", "first-try-out"] {
+        let out = dir.join(attempt);
+        if !out.exists() {
+            continue;
+        }
+        let (found, scanned) = leak::scan_tree(&out, &secrets, |rel| treat(&out, rel));
+        findings.extend(found.into_iter().map(|f| format!("{attempt}/{f}")));
+        let snapshots = out.join("procs");
+        if secrets.iter().any(|x| x.len() >= leak::MIN_SECRET_LEN) {
+            let n = fs::read_dir(&snapshots).map(|r| r.count()).unwrap_or(0);
+            if n == 0 || scanned == 0 {
+                findings.push(format!(
+                    "no process snapshot to scan in {} ({scanned} files scanned)",
+                    snapshots.display()
+                ));
+            }
         }
     }
     test::with_findings(outcome, findings, dir)
@@ -661,6 +785,13 @@ ls -laR "$RUN/fw-cfg" > "$OUT/fw-cfg-files.ls"
         }
         Mode::MicrovmNix => sh.push_str(&microvm_nix(&sources, &cmdline)),
         Mode::HostOnly => {}
+        Mode::Window(_) => {
+            sh.push_str(&format!(
+                r#""$CH" {inner} --platform "$(cat "$IN/platform.arg")" > "$OUT/vmm.out" 2> "$OUT/vmm.err" &
+{vmm_wait}"#
+            ));
+            return sh;
+        }
     }
     sh.push_str("wait_collect\n");
     if s.notify_hold.is_some() {
@@ -719,7 +850,7 @@ checkpoint
 }
 
 /// The probe of a busybox inner guest: what it saw, between the probe's markers.
-const BUSYBOX_PROBE: &str = r#"hexs() { od -An -v -tx1 | tr -d ' \n'; }
+pub(crate) const BUSYBOX_PROBE: &str = r#"hexs() { od -An -v -tx1 | tr -d ' \n'; }
 echo "@@SECTION dmi-id"; for f in sys_vendor product_name; do echo "$f=$(cat /sys/class/dmi/id/$f 2>&1)"; done
 echo "@@SECTION entry-point"; head -c 5 /sys/firmware/dmi/tables/smbios_entry_point | hexs; echo
 echo "@@SECTION dmi-table-size"; wc -c < /sys/firmware/dmi/tables/DMI
@@ -729,6 +860,7 @@ for e in /sys/firmware/dmi/entries/11-*; do
   [ -e "$e/raw" ] || continue
   echo "$(basename "$e") $(wc -c < "$e/raw") $(sha256sum < "$e/raw" | cut -d' ' -f1) $(base64 -w0 < "$e/raw")"
 done
+echo "@@SECTION kernel-dmi"; dmesg | grep -iE 'dmi|smbios' | head -n 20
 echo "@@SECTION fw-cfg"; ls /sys/firmware/qemu_fw_cfg/by_name/opt/io.systemd.credentials 2>&1
 echo "@@SECTION creds"
 for f in /run/credentials/@system/*; do
@@ -738,23 +870,64 @@ for f in /run/credentials/@system/*; do
 done
 "#;
 
-/// Builds the inner guest's initrd: the generation's base, the kernel's modules, and an
-/// overlay with the static guest binary, its check (systemd: `vmcreds-check.service` as
-/// `install-unit` writes it, reporting to vsock; busybox: `import`), and the probe.
+/// Builds the inner guest's initrd for a cloud-hypervisor scenario: its check reports to
+/// vsock (hybrid vsock on the VMM's side).
 fn inner_initrd(h: &HvEnv, s: &HvScenario, generation: &str, dir: &Path, to: &Path) -> Result<()> {
-    let env = h.env;
+    let report = format!("vsock:2:{REPORT_PORT}");
+    let busybox_run = if matches!(s.mode, Mode::Window(_)) {
+        String::new()
+    } else {
+        format!(
+            "vmcreds-guest import --to /run/credentials/@system --report-to {report}\n\
+             echo \"import exit=$?\"\n"
+        )
+    };
+    let mut install_unit = vec!["--report-to".to_string(), report];
+    if s.notify_hold.is_some() {
+        install_unit.push("--notify".into());
+    }
+    let guest = InnerGuest {
+        busybox_run,
+        modules: "virtio_pci\nvirtio_console\nqemu_fw_cfg\nvsock\nvmw_vsock_virtio_transport\n",
+        install_unit,
+    };
+    inner_guest_initrd(h.env, generation, &guest, |_| {}, dir, to)
+}
+
+/// What differs between the inner guests of two hypervisors' scenarios.
+pub(crate) struct InnerGuest {
+    /// busybox: the commands its init runs before the probe (in the probe's `run` section).
+    pub busybox_run: String,
+    /// systemd: the modules loaded before the check runs (it is ordered after
+    /// systemd-modules-load.service), so its report has a device to go to.
+    pub modules: &'static str,
+    /// systemd: `vmcreds-guest install-unit`'s arguments after `--root TREE`.
+    pub install_unit: Vec<String>,
+}
+
+/// Builds an inner guest's initrd: the generation's base, the kernel's modules, and an
+/// overlay with the static guest binary, its check (systemd: `vmcreds-check.service` as
+/// `install-unit` writes it, plus what `systemd_extra` adds; busybox: an init running
+/// `busybox_run`), and the probe.
+pub(crate) fn inner_guest_initrd(
+    env: &Env,
+    generation: &str,
+    guest: &InnerGuest,
+    systemd_extra: impl FnOnce(&mut Overlay),
+    dir: &Path,
+    to: &Path,
+) -> Result<()> {
     let mut o = Overlay::default();
     let bin =
         fs::read(&env.guest).with_context(|| format!("could not read {}", env.guest.display()))?;
     o.file("/usr/local/bin/vmcreds-guest", bin, 0o755);
-    let report = format!("vsock:2:{REPORT_PORT}");
     let base = if generation == "busybox" {
         o.file(
             "/etc/vmcreds-test/init.sh",
             format!(
                 "#!/bin/sh\necho @@VMCREDS-PROBE-BEGIN@@\necho '@@SECTION run'\n\
-                 vmcreds-guest import --to /run/credentials/@system --report-to {report}\n\
-                 echo \"import exit=$?\"\n{BUSYBOX_PROBE}echo @@VMCREDS-PROBE-END@@\n"
+                 {}{BUSYBOX_PROBE}echo @@VMCREDS-PROBE-END@@\n",
+                guest.busybox_run
             ),
             0o755,
         );
@@ -763,31 +936,28 @@ fn inner_initrd(h: &HvEnv, s: &HvScenario, generation: &str, dir: &Path, to: &Pa
         crate::probe::add_probe(&mut o, "scenario");
         // The probe reports the check unit's state and timing when this file exists.
         o.file("/etc/vmcreds-test/check.args", "", 0o644);
+        // The probe or the report uses hvc0, where systemd's getty generator would start a
+        // getty (it takes the tty and cuts the output: seen on sid).
+        o.link("/etc/systemd/system/serial-getty@hvc0.service", "/dev/null");
         o.link("/usr/bin/vmcreds-guest", "/usr/local/bin/vmcreds-guest");
-        // The virtio transports before the check runs (it is ordered after
-        // systemd-modules-load.service), so its vsock report has a device to go to.
         o.file(
             "/etc/modules-load.d/vmcreds-test.conf",
-            "virtio_pci\nvirtio_console\nqemu_fw_cfg\nvsock\nvmw_vsock_virtio_transport\n",
+            guest.modules,
             0o644,
         );
+        systemd_extra(&mut o);
         image::systemd_base(&env.root, generation, &env.mirror)?
     };
-    let guest = env.guest.clone();
-    let notify = s.notify_hold.is_some();
     let packed = dir.join("inner-overlay.cpio");
     o.pack_with(&dir.join("inner-overlay"), &packed, |tree| {
         if generation == "busybox" {
             return Ok(());
         }
-        let mut c = Command::new(&guest);
+        let mut c = Command::new(&env.guest);
         c.arg("install-unit")
             .arg("--root")
             .arg(tree)
-            .args(["--report-to", &report]);
-        if notify {
-            c.arg("--notify");
-        }
+            .args(&guest.install_unit);
         util::run(c.stdout(std::process::Stdio::null()))
     })?;
     image::concat_initrd(&[&base.cpio, &env.kernel.modules_cpio, &packed], to)
@@ -817,31 +987,12 @@ fn host_refuses(h: &HvEnv, s: &HvScenario, dir: &Path, text: &str) -> Result<Out
     } else {
         cmd.args(["--format", "arg"]);
     }
-    fs::write(dir.join("host-argv.txt"), util::show(&cmd))?;
-    let mut g = Guarded::spawn_split(
-        &format!("host {}", s.name),
-        &mut cmd,
-        &dir.join("host.out"),
-        Some(&dir.join("host.err")),
-        vec![],
-    )?;
-    let st = g.wait_until(Instant::now() + Duration::from_secs(60))?;
-    let err = fs::read_to_string(dir.join("host.err")).unwrap_or_default();
-    let out = fs::read_to_string(dir.join("host.out")).unwrap_or_default();
-    let mut p = Vec::new();
-    if st.code() != Some(2) {
-        p.push(format!("host exited {:?}, expected 2", st.code()));
-    }
-    if !out.trim().is_empty() {
-        p.push("the host printed arguments for the hypervisor".into());
-    }
-    if !err.to_lowercase().contains(&text.to_lowercase()) {
-        p.push(format!("host error does not mention {text:?}"));
-    }
-    if s.name == "ch-refuse-no-fw-cfg" && !err.contains(&h.ch.version_word().to_string()) {
+    let mut r = test::HostRefusal::run(s.name, &mut cmd, dir)?;
+    let mut p = r.problems(text);
+    if s.name == "ch-refuse-no-fw-cfg" && !r.err.contains(h.ch.release()) {
         p.push(format!(
             "host error does not name the version {}",
-            h.ch.version_word()
+            h.ch.release()
         ));
     }
     if dir
@@ -851,23 +1002,38 @@ fn host_refuses(h: &HvEnv, s: &HvScenario, dir: &Path, text: &str) -> Result<Out
     {
         p.push("files were written before the refusal".into());
     }
-    Ok(if p.is_empty() {
-        g.ok = true;
-        Outcome::Pass
-    } else {
-        Outcome::Fail(format!("{} (host said: {})", p.join("; "), err.trim()))
-    })
+    Ok(r.outcome(&p))
 }
 
 /// Runs every scenario (those named in `only`, when given) on `generations` (the
 /// scenarios' own guests when empty), one job at a time.
 pub fn run_all(h: &HvEnv, only: &[String], generations: &[String]) -> Vec<Ran> {
+    run_matrix(
+        &all(),
+        |s| (s.name, s.about, s.generations),
+        only,
+        generations,
+        |s, g| run_one(h, s, g),
+    )
+}
+
+/// Runs `run(scenario, guest)` for each scenario named in `only` (all when empty), on each of
+/// its guests that `generations` asks for (all when empty; `busybox` and `host` always), one
+/// at a time, saying each on stderr. `about` gives a scenario's name, line and guests.
+pub(crate) fn run_matrix<S>(
+    scenarios: &[S],
+    about: impl Fn(&S) -> (&'static str, &'static str, &'static [&'static str]),
+    only: &[String],
+    generations: &[String],
+    mut run: impl FnMut(&S, &str) -> Ran,
+) -> Vec<Ran> {
     let mut ran = Vec::new();
-    for s in all() {
-        if !only.is_empty() && !only.iter().any(|o| o == s.name) {
+    for s in scenarios {
+        let (name, line, guests) = about(s);
+        if !only.is_empty() && !only.iter().any(|o| o == name) {
             continue;
         }
-        for g in s.generations {
+        for g in guests {
             let asked = generations.is_empty()
                 || generations.iter().any(|x| x == g)
                 || *g == "busybox"
@@ -875,11 +1041,10 @@ pub fn run_all(h: &HvEnv, only: &[String], generations: &[String]) -> Vec<Ran> {
             if !asked {
                 continue;
             }
-            eprintln!("xtask: run {} on {g}: {}", s.name, s.about);
-            let r = run_one(h, &s, g);
+            eprintln!("xtask: run {name} on {g}: {line}");
+            let r = run(s, g);
             eprintln!(
-                "xtask: {} on {g}: {} ({})",
-                s.name,
+                "xtask: {name} on {g}: {} ({})",
                 match &r.outcome {
                     Outcome::Pass => "PASS",
                     Outcome::Fail(_) => "FAIL",
@@ -894,9 +1059,8 @@ pub fn run_all(h: &HvEnv, only: &[String], generations: &[String]) -> Vec<Ran> {
 
 /// A scenario's sources as recorded: `--load`s with their (made-up) values in base64, so that
 /// `cargo test` can hand the host CLI the same inputs again.
-fn recorded_sources(s: &HvScenario) -> Value {
-    let sources: Vec<Value> = s
-        .sources
+pub(crate) fn recorded_sources(sources: &[Source], host_flags: &[String]) -> Value {
+    let sources: Vec<Value> = sources
         .iter()
         .map(|src| match src {
             Source::Load { name, file, data } => json!({
@@ -907,24 +1071,13 @@ fn recorded_sources(s: &HvScenario) -> Value {
             Source::Oem(o) => json!({"oem": o}),
         })
         .collect();
-    json!({"sources": sources, "host_flags": s.host_flags})
+    json!({"sources": sources, "host_flags": host_flags})
 }
 
-/// What a run saw, as ground truth: the guest's view (SMBIOS, imported credentials), what the
-/// host sent and what it concluded. Nothing here is a real secret: the scenarios' values are
-/// made up (`scenarios::test_secret`).
-pub fn record(h: &HvEnv, r: &Ran) -> Value {
-    let inputs = all()
-        .into_iter()
-        .find(|s| s.name == r.scenario)
-        .map(|s| (recorded_sources(&s), s.mode.as_str()));
-    let out = r.dir.join("out");
-    let text = |f: &str| fs::read_to_string(out.join(f)).ok();
-    let jsonf = |f: &str| -> Value {
-        text(f)
-            .and_then(|t| serde_json::from_str(&t).ok())
-            .unwrap_or(Value::Null)
-    };
+/// What the guest's probe (`inner-probe.log` in a job's `out/`) saw, as ground truth: its
+/// systemd, DMI identity, entry point and table, the raw Type 11 entries, fw_cfg, and what
+/// `/run/credentials/@system` held.
+pub(crate) fn guest_view(out: &Path) -> Value {
     let probe = fs::read(out.join("inner-probe.log")).unwrap_or_default();
     let secs = vm::probe_sections(&probe);
     let one = |n: &str| vm::section(&secs, n).map(|l| l.join("\n"));
@@ -942,12 +1095,43 @@ pub fn record(h: &HvEnv, r: &Ran) -> Value {
         .iter()
         .filter_map(|l| {
             let f: Vec<&str> = l.split_whitespace().collect();
-            (f.len() >= 5).then(|| {
+            let hex = f
+                .first()
+                .is_some_and(|h| h.bytes().all(|b| b.is_ascii_hexdigit()));
+            (f.len() >= 5 && hex).then(|| {
                 json!({"name_hex": f[0], "size": f[1].parse::<u64>().ok(), "mode": f[2],
                        "owner": f[3], "sha256": f[4]})
             })
         })
         .collect();
+    json!({
+        "systemd_version": one("systemd-version"),
+        "dmi_id": one("dmi-id"),
+        "entry_point_hex": one("entry-point"),
+        "dmi_table_size": one("dmi-table-size").and_then(|s| s.trim().parse::<u64>().ok()),
+        "dmi_table_base64": one("dmi-table").filter(|s| !s.trim().is_empty() && s.trim() != "-"),
+        "type11_raw": raw,
+        "fw_cfg": one("fw-cfg"),
+        "imported": imported,
+        "check_unit": one("check-unit"),
+    })
+}
+
+/// What a run saw, as ground truth: the guest's view (SMBIOS, imported credentials), what the
+/// host sent and what it concluded. Nothing here is a real secret: the scenarios' values are
+/// made up (`scenarios::test_secret`).
+pub fn record(h: &HvEnv, r: &Ran) -> Value {
+    let inputs = all()
+        .into_iter()
+        .find(|s| s.name == r.scenario)
+        .map(|s| (recorded_sources(&s.sources, &s.host_flags), s.mode.as_str()));
+    let out = r.dir.join("out");
+    let text = |f: &str| fs::read_to_string(out.join(f)).ok();
+    let jsonf = |f: &str| -> Value {
+        text(f)
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or(Value::Null)
+    };
     json!({
         "scenario": r.scenario,
         "mode": inputs.as_ref().map(|(_, m)| *m),
@@ -957,6 +1141,7 @@ pub fn record(h: &HvEnv, r: &Ran) -> Value {
         "seconds": r.elapsed.as_secs_f64(),
         "placement": h.placement.describe(),
         "produced_utc": util::utc_now(),
+        "host_budget_type11_bytes": budget_bytes(),
         "host_argv": text("host.argv").map(|t| t.trim().to_string()),
         "host_stdout": text("host.out"),
         "host_rc": text("host.rc").map(|t| t.trim().to_string()),
@@ -965,17 +1150,7 @@ pub fn record(h: &HvEnv, r: &Ran) -> Value {
         "manifest": jsonf("manifest.json"),
         "report": jsonf("report.json"),
         "verdict": jsonf("collect.json"),
-        "guest": {
-            "systemd_version": one("systemd-version"),
-            "dmi_id": one("dmi-id"),
-            "entry_point_hex": one("entry-point"),
-            "dmi_table_size": one("dmi-table-size").and_then(|s| s.trim().parse::<u64>().ok()),
-            "dmi_table_base64": one("dmi-table").filter(|s| !s.trim().is_empty() && s.trim() != "-"),
-            "type11_raw": raw,
-            "fw_cfg": one("fw-cfg"),
-            "imported": imported,
-            "check_unit": one("check-unit"),
-        },
+        "guest": guest_view(&out),
         "timeline": text("timeline.txt"),
     })
 }
@@ -990,13 +1165,6 @@ pub fn ground_truth(
 ) -> Result<PathBuf> {
     let ran = run_all(h, only, generations);
     let runs: Vec<Value> = ran.iter().map(|r| record(h, r)).collect();
-    let failed: Vec<String> = ran
-        .iter()
-        .filter_map(|r| match &r.outcome {
-            Outcome::Fail(m) => Some(format!("{} [{}]: {m}", r.scenario, r.generation)),
-            Outcome::Pass => None,
-        })
-        .collect();
     let doc = json!({
         "schema": "vmcreds.hv-ground-truth/1",
         "hypervisor": "cloud-hypervisor",
@@ -1005,8 +1173,7 @@ pub fn ground_truth(
         "source_commit": commit,
         "placement": h.placement.describe(),
         "kernel_package": h.env.kernel.package,
-        "qemu_version": util::output(Command::new("qemu-system-x86_64").arg("--version"))
-            .map(|s| s.lines().next().unwrap_or("").to_string()).unwrap_or_default(),
+        "qemu_version": crate::ground_truth::qemu_version(),
         "produced_utc": util::utc_now(),
         "produced_by": "cargo xtask hv-ground-truth (xtask/src/hv_scenarios.rs)",
         "host_budget_type11_bytes": budget_bytes(),
@@ -1017,7 +1184,21 @@ pub fn ground_truth(
         .root
         .join("xtask/ground-truth")
         .join(format!("cloud-hypervisor-{}.json", h.ch.release()));
-    fs::write(&path, serde_json::to_string_pretty(&doc)? + "\n")?;
+    write_recording(&path, merge_runs(fs::read(&path).ok(), doc), &ran)?;
+    Ok(path)
+}
+
+/// Writes the recording `doc` to `path`, then fails naming every run of `ran` that failed
+/// (the file keeps them, as `outcome: fail: …`, for whoever looks into it).
+pub(crate) fn write_recording(path: &Path, doc: Value, ran: &[Ran]) -> Result<()> {
+    fs::write(path, serde_json::to_string_pretty(&doc)? + "\n")?;
+    let failed: Vec<String> = ran
+        .iter()
+        .filter_map(|r| match &r.outcome {
+            Outcome::Fail(m) => Some(format!("{} [{}]: {m}", r.scenario, r.generation)),
+            Outcome::Pass => None,
+        })
+        .collect();
     if !failed.is_empty() {
         bail!(
             "wrote {}, but {} run(s) failed: {}",
@@ -1026,12 +1207,51 @@ pub fn ground_truth(
             failed.join("; ")
         );
     }
-    Ok(path)
+    Ok(())
+}
+
+/// `new` with the runs of `old` (an earlier file of the same release) that `new` did not run
+/// again (same scenario and guest), so `--only NAME` adds to a file instead of replacing it.
+/// Each run keeps its own `produced_utc`; the top level describes the newest run.
+pub(crate) fn merge_runs(old: Option<Vec<u8>>, mut new: Value) -> Value {
+    let Some(old) = old.and_then(|b| serde_json::from_slice::<Value>(&b).ok()) else {
+        return new;
+    };
+    let key = |r: &Value| (r["scenario"].clone(), r["generation"].clone());
+    let ran: Vec<_> = new["runs"]
+        .as_array()
+        .map(|v| v.iter().map(key).collect())
+        .unwrap_or_default();
+    let mut runs: Vec<Value> = old["runs"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|r| !ran.contains(&key(r)))
+        .collect();
+    if let Some(v) = new["runs"].as_array() {
+        runs.extend(v.iter().cloned());
+    }
+    new["runs"] = json!(runs);
+    new
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn merging_keeps_runs_not_run_again() {
+        let old = json!({"runs": [{"scenario": "a", "generation": "x", "v": 1},
+                                  {"scenario": "b", "generation": "x", "v": 1}]});
+        let new = json!({"runs": [{"scenario": "b", "generation": "x", "v": 2}]});
+        let m = merge_runs(Some(serde_json::to_vec(&old).unwrap()), new.clone());
+        let runs = m["runs"].as_array().unwrap();
+        assert_eq!(runs.len(), 2);
+        assert_eq!(runs[0]["scenario"], "a");
+        assert_eq!(runs[1]["v"], 2);
+        assert_eq!(merge_runs(None, new.clone()), new);
+    }
 
     #[test]
     fn names_are_unique_and_prefixed() {
@@ -1043,11 +1263,20 @@ mod tests {
         assert!(all.iter().all(|s| s.name.starts_with("ch-")));
         for s in &all {
             assert_eq!(
-                s.mode == Mode::HostOnly,
+                matches!(s.mode, Mode::HostOnly | Mode::Window(_)),
                 matches!(s.expect, Expect::HostRefuses(_)),
                 "{}",
                 s.name
             );
+        }
+    }
+
+    #[test]
+    fn window_strings_make_the_structure_exact() {
+        for bytes in [WINDOW_FITS, WINDOW_FITS + 1, 4096] {
+            let v = window_strings(bytes);
+            assert_eq!(5 + v.iter().map(|x| x.len() + 1).sum::<usize>() + 1, bytes);
+            assert!(v.iter().all(|x| !x.contains(',') && !x.contains(']')));
         }
     }
 

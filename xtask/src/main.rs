@@ -7,6 +7,7 @@
 //! subcommand; README.md's testing section has the cache layout and how to debug a run.
 
 mod bench;
+mod crosvm_scenarios;
 mod demo;
 mod deps;
 mod flags;
@@ -84,6 +85,24 @@ fn run() -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         flags::Cmd::HvGroundTruth(g) => {
+            // With --crosvm it records crosvm (a source commit applies to one build).
+            if let Some(path) = g.hv.crosvm.as_deref() {
+                let cv = hv::find(hv::Kind::Crosvm, Some(path))?
+                    .ok_or_else(|| anyhow::anyhow!("no crosvm at {}", path.display()))?;
+                let commit = g.source_commit.as_deref().ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "{} says only \"{}\", which does not tell builds apart: give the commit \
+                         it was built from with --source-commit",
+                        path.display(),
+                        cv.version
+                    )
+                })?;
+                let env = test::prepare(&root, false, g.image.mirror.as_deref())?;
+                let c = crosvm_scenarios::CrosvmEnv::prepare(&env, cv)?;
+                let path = crosvm_scenarios::ground_truth(&c, &g.only, &g.generations, commit)?;
+                eprintln!("xtask: wrote {}", path.display());
+                return Ok(ExitCode::SUCCESS);
+            }
             let env = test::prepare(&root, false, g.image.mirror.as_deref())?;
             let ch = hv::find(hv::Kind::CloudHypervisor, g.hv.cloud_hypervisor.as_deref())?
                 .ok_or_else(|| {

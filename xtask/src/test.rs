@@ -174,24 +174,31 @@ fn run_hv(env: &Env, flags: &Test, kind: hv::Kind) -> (Vec<String>, bool) {
         };
     };
     let found = format!("{} at {}", binary.version, binary.path.display());
-    let h = match kind {
+    let prepared = match kind {
         hv::Kind::CloudHypervisor => crate::hv_scenarios::HvEnv::prepare(
             env,
             binary,
             flags.hv.cloud_hypervisor_fw_cfg.as_deref(),
-        ),
-        hv::Kind::Crosvm => {
-            return (
-                vec![format!(
-                    "FAIL   {}-* ({found}): crosvm scenarios are not part of this tree yet",
-                    kind.prefix()
-                )],
-                true,
+        )
+        .map(|h| {
+            let fw_cfg = h
+                .ch_fw_cfg
+                .as_ref()
+                .map(|b| format!("; fw_cfg build {} at {}", b.version, b.path.display()));
+            (
+                format!("{}{}", h.placement.describe(), fw_cfg.unwrap_or_default()),
+                crate::hv_scenarios::run_all(&h, &flags.only, &flags.generations()),
             )
-        }
+        }),
+        hv::Kind::Crosvm => crate::crosvm_scenarios::CrosvmEnv::prepare(env, binary).map(|c| {
+            (
+                c.placement.describe().to_string(),
+                crate::crosvm_scenarios::run_all(&c, &flags.only, &flags.generations()),
+            )
+        }),
     };
-    let h = match h {
-        Ok(h) => h,
+    let (info, ran) = match prepared {
+        Ok(p) => p,
         Err(e) => {
             return (
                 vec![format!("FAIL   {}-* ({found}): {e:#}", kind.prefix())],
@@ -199,16 +206,9 @@ fn run_hv(env: &Env, flags: &Test, kind: hv::Kind) -> (Vec<String>, bool) {
             )
         }
     };
-    let mut lines = vec![format!(
-        "INFO   {found}, {}{}",
-        h.placement.describe(),
-        h.ch_fw_cfg
-            .as_ref()
-            .map(|b| format!("; fw_cfg build {} at {}", b.version, b.path.display()))
-            .unwrap_or_default()
-    )];
+    let mut lines = vec![format!("INFO   {found}, {info}")];
     let mut failed = false;
-    for r in crate::hv_scenarios::run_all(&h, &flags.only, &flags.generations()) {
+    for r in ran {
         let detail = match &r.outcome {
             Outcome::Pass => String::new(),
             Outcome::Fail(m) => format!(": {m}"),
@@ -756,6 +756,70 @@ pub fn compare(exp: &Expected, c: &Collected) -> Vec<String> {
     p
 }
 
+/// What a host command that must refuse before any VM did (`host.out`, `host.err` and
+/// `host-argv.txt` in the run directory).
+pub(crate) struct HostRefusal {
+    /// Its exit code.
+    pub code: Option<i32>,
+    /// What it printed for the hypervisor (nothing, when it refused).
+    pub out: String,
+    /// What it said.
+    pub err: String,
+    /// Prints the logs on drop unless the caller passes the run.
+    pub guard: Guarded,
+}
+
+impl HostRefusal {
+    /// Runs `cmd` (a `vmcreds-host` command line) in `dir`, for at most a minute.
+    pub fn run(name: &str, cmd: &mut Command, dir: &Path) -> Result<HostRefusal> {
+        fs::write(dir.join("host-argv.txt"), util::show(cmd))?;
+        let mut guard = Guarded::spawn_split(
+            &format!("host {name}"),
+            cmd,
+            &dir.join("host.out"),
+            Some(&dir.join("host.err")),
+            vec![],
+        )?;
+        let st = guard.wait_until(Instant::now() + Duration::from_secs(60))?;
+        Ok(HostRefusal {
+            code: st.code(),
+            out: fs::read_to_string(dir.join("host.out")).unwrap_or_default(),
+            err: fs::read_to_string(dir.join("host.err")).unwrap_or_default(),
+            guard,
+        })
+    }
+
+    /// What is wrong with it as a refusal that mentions `text`: an exit code other than 2,
+    /// arguments printed for the hypervisor, an error that does not mention `text`.
+    pub fn problems(&self, text: &str) -> Vec<String> {
+        let mut p = Vec::new();
+        if self.code != Some(2) {
+            p.push(format!("host exited {:?}, expected 2", self.code));
+        }
+        if !self.out.trim().is_empty() {
+            p.push("the host printed arguments for the hypervisor".into());
+        }
+        if !self.err.to_lowercase().contains(&text.to_lowercase()) {
+            p.push(format!("host error does not mention {text:?}"));
+        }
+        p
+    }
+
+    /// Pass when `problems` is empty, else a failure quoting what the host said.
+    pub fn outcome(&mut self, problems: &[String]) -> Outcome {
+        if problems.is_empty() {
+            self.guard.ok = true;
+            Outcome::Pass
+        } else {
+            Outcome::Fail(format!(
+                "{} (host said: {})",
+                problems.join("; "),
+                self.err.trim()
+            ))
+        }
+    }
+}
+
 /// A host-refusal scenario: `vmcreds-host qemu` must exit 2 and never start the hypervisor.
 fn host_refuses(
     env: &Env,
@@ -786,35 +850,12 @@ fn host_refuses(
         .arg(&fake)
         .args(["-M", s.machine, "-nodefaults", "-display", "none"])
         .env("CREDENTIALS_DIRECTORY", creds);
-    let mut g = Guarded::spawn_split(
-        &format!("host {}", s.name),
-        &mut cmd,
-        &dir.join("host.out"),
-        Some(&dir.join("host.err")),
-        vec![],
-    )?;
-    let st = g.wait_until(Instant::now() + Duration::from_secs(60))?;
-    let err = fs::read_to_string(dir.join("host.err")).unwrap_or_default();
-    let mut p = Vec::new();
-    if st.code() != Some(2) {
-        p.push(format!("host exited {:?}, expected 2", st.code()));
-    }
+    let mut r = HostRefusal::run(s.name, &mut cmd, dir)?;
+    let mut p = r.problems(text);
     if marker.exists() {
         p.push("the hypervisor was started".into());
     }
-    if !err.to_lowercase().contains(&text.to_lowercase()) {
-        p.push(format!("host error does not mention {text:?}"));
-    }
-    if p.is_empty() {
-        g.ok = true;
-        Ok(Outcome::Pass)
-    } else {
-        Ok(Outcome::Fail(format!(
-            "{} (host said: {})",
-            p.join("; "),
-            err.trim()
-        )))
-    }
+    Ok(r.outcome(&p))
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@
 
 pub mod ch_oracle;
 pub mod crosvm_oracle;
+pub mod hv_ground_truth;
 pub mod reference;
 
 use std::path::{Path, PathBuf};
