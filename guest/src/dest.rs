@@ -253,51 +253,10 @@ pub fn connect_unix(p: &Path, ty: SocketType) -> io::Result<OwnedFd> {
     Ok(fd)
 }
 
-/// `struct sockaddr_vm` (`linux/vm_sockets.h`).
-#[repr(C)]
-struct SockaddrVm {
-    family: u16,
-    reserved1: u16,
-    port: u32,
-    cid: u32,
-    flags: u8,
-    zero: [u8; 3],
-}
-
-struct VsockAddr {
-    cid: u32,
-    port: u32,
-}
-
-// SAFETY: `with_sockaddr` passes a pointer to a fully initialised, properly
-// laid out `sockaddr_vm` on the stack and its exact size; the pointer is only
-// used for the duration of the closure.
-unsafe impl net::addr::SocketAddrArg for VsockAddr {
-    unsafe fn with_sockaddr<R>(
-        &self,
-        f: impl FnOnce(*const net::addr::SocketAddrOpaque, net::addr::SocketAddrLen) -> R,
-    ) -> R {
-        let sa = SockaddrVm {
-            family: AddressFamily::VSOCK.as_raw(),
-            reserved1: 0,
-            port: self.port,
-            cid: self.cid,
-            flags: 0,
-            zero: [0; 3],
-        };
-        f(
-            (&sa as *const SockaddrVm).cast(),
-            std::mem::size_of::<SockaddrVm>() as net::addr::SocketAddrLen,
-        )
-    }
-}
-
 /// Connects an AF_VSOCK socket of `ty` (untested on this build machine:
 /// AF_VSOCK loopback does not connect here).
 pub fn connect_vsock(cid: u32, port: u32, ty: SocketType) -> io::Result<OwnedFd> {
-    let fd = net::socket_with(AddressFamily::VSOCK, ty, net::SocketFlags::CLOEXEC, None)?;
-    net::connect(&fd, &VsockAddr { cid, port })?;
-    Ok(fd)
+    vmcreds_os::vsock::connect(cid, port, ty)
 }
 
 /// A `vmm.notify_socket` address.
@@ -606,11 +565,6 @@ mod tests {
             b"old"
         );
         drop(e);
-    }
-
-    #[test]
-    fn test_vsock_address_layout() {
-        assert_eq!(std::mem::size_of::<SockaddrVm>(), 16);
     }
 
     proptest::proptest! {

@@ -298,9 +298,11 @@ pub struct ManifestArgs {
 /// `collect` arguments.
 #[derive(Debug, Args)]
 pub struct CollectArgs {
-    /// Where to listen: unix:PATH (bound 0600; listening before this prints "listening").
-    /// Optional when started by socket activation (LISTEN_PID/LISTEN_FDS, fd 3).
-    #[arg(long, value_name = "unix:PATH")]
+    /// Where to listen: unix:PATH (bound 0600), or vsock:PORT (an AF_VSOCK port of this
+    /// kernel, for vhost-vsock VMMs: crosvm --vsock, QEMU vhost-vsock-pci; the guest reports
+    /// to vsock:2:PORT). Listening before this prints "listening". Optional when started by
+    /// socket activation (LISTEN_PID/LISTEN_FDS, fd 3: AF_UNIX or AF_VSOCK).
+    #[arg(long, value_name = "unix:PATH|vsock:PORT")]
     pub listen: Option<String>,
     /// The manifest that was injected (from --manifest-out).
     #[arg(long, value_name = "FILE")]

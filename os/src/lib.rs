@@ -8,7 +8,9 @@
 //! - [`failure`]: errors that carry how they end the process;
 //! - [`log`]: `tracing` diagnostics on stderr, journald-friendly;
 //! - [`require`]: tests' preconditions (root, QEMU): skipped with a reason,
-//!   or failed when `VMCREDS_REQUIRE` names them.
+//!   or failed when `VMCREDS_REQUIRE` names them;
+//! - [`usage`]: clap's refusals of a command line, escaped;
+//! - [`vsock`]: `AF_VSOCK` streams (the guest connects, the host listens).
 //!
 //! Format rules, and the one naming of file kinds, live in `vmcreds-common`
 //! (which does no I/O); this crate knows nothing about credentials.
@@ -26,6 +28,7 @@ pub mod log;
 pub mod private;
 pub mod require;
 pub mod usage;
+pub mod vsock;
 
 /// A path for a message: every byte outside printable ASCII (and `\` and
 /// `"`) escaped as `\xNN`, so a path an operator or a hostile tree chose can

@@ -17,12 +17,22 @@
 //! listens (bound under a temporary name, then renamed) and is removed on
 //! every exit path it bound itself.
 //!
+//! `--listen vsock:PORT` listens on an `AF_VSOCK` port of the kernel the VMM
+//! runs on, for VMMs whose vsock device is the kernel's own (vhost-vsock:
+//! crosvm's `--vsock`, QEMU's `vhost-vsock-pci`); the guest reports to
+//! `vsock:2:PORT`. There is no file to remove and no mode to set: any local
+//! VM given that port's peer could connect, as for any vsock service, so the
+//! manifest's nonce is what binds a report to its run.
+//!
 //! Socket activation: when started with `LISTEN_PID` = its pid and
 //! `LISTEN_FDS` ≥ 1 (systemd `.socket` units, `systemd-socket-activate`), it
-//! uses the listening socket at fd 3 instead of binding, and leaves the socket
-//! file to whoever created it; `--listen` is then optional.
+//! uses the listening socket at fd 3 (`AF_UNIX` or `AF_VSOCK`, e.g.
+//! `ListenStream=vsock::PORT`) instead of binding, and leaves the socket file
+//! to whoever created it; `--listen` is then optional.
 
+use std::fmt;
 use std::io::{self, Read};
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
@@ -40,8 +50,8 @@ use crate::verdict::{output, parse_report, read_manifest};
 /// Why no report was received.
 #[derive(Debug, Error)]
 pub enum CollectError {
-    /// `--listen` is not `unix:PATH`.
-    #[error("--listen \"{0}\": expected unix:PATH")]
+    /// `--listen` is neither `unix:PATH` nor `vsock:PORT`.
+    #[error("--listen \"{0}\": expected unix:PATH or vsock:PORT (PORT a number below 4294967295)")]
     ListenSyntax(String),
     /// PATH exists and is not a stale socket.
     #[error("{}: exists and is not a socket; refusing to replace it", show_path(.0))]
@@ -50,10 +60,12 @@ pub enum CollectError {
     #[error("{}: another process is listening on this socket", show_path(.0))]
     InUse(PathBuf),
     /// Neither `--listen` nor an inherited socket.
-    #[error("give --listen unix:PATH, or start collect by socket activation (LISTEN_FDS)")]
+    #[error(
+        "give --listen unix:PATH or vsock:PORT, or start collect by socket activation (LISTEN_FDS)"
+    )]
     NoListener,
-    /// fd 3 is not a listening stream socket.
-    #[error("LISTEN_FDS is set but fd 3 is not a listening stream socket")]
+    /// fd 3 is not a listening stream socket of a family `collect` reads.
+    #[error("LISTEN_FDS is set but fd 3 is not a listening AF_UNIX or AF_VSOCK stream socket")]
     NotListening,
     /// fd 3 is not open at all.
     #[error("LISTEN_FDS is set but fd 3 is not open (was the socket passed?)")]
@@ -63,6 +75,15 @@ pub enum CollectError {
     Bind {
         /// The socket path.
         path: PathBuf,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// Cannot listen on the vsock port.
+    #[error("cannot listen on vsock:{port}{}", vsock_hint(source))]
+    BindVsock {
+        /// The port.
+        port: u32,
         /// Why.
         #[source]
         source: io::Error,
@@ -107,29 +128,69 @@ impl Classify<Exit> for CollectError {
     fn exit(&self) -> Exit {
         match self {
             // Nothing arrived that could be verified: "could not receive".
-            CollectError::Bind { .. } | CollectError::Timeout { .. } | CollectError::Io(_) => {
-                Exit::Io
-            }
+            CollectError::Bind { .. }
+            | CollectError::BindVsock { .. }
+            | CollectError::Timeout { .. }
+            | CollectError::Io(_) => Exit::Io,
             _ => Exit::Refused,
         }
     }
 }
 
-/// Parses `unix:PATH`.
-pub fn parse_listen(s: &str) -> Result<PathBuf, CollectError> {
-    match s.strip_prefix("unix:") {
-        Some(p) if !p.is_empty() => Ok(PathBuf::from(p)),
-        _ => Err(CollectError::ListenSyntax(
-            vmcreds_common::escape::escape_name(s.as_bytes()),
-        )),
+/// What a failure to bind a vsock port most likely means.
+fn vsock_hint(e: &io::Error) -> &'static str {
+    match e.raw_os_error() {
+        Some(libc::EAFNOSUPPORT) => {
+            " (this kernel has no AF_VSOCK: load vhost_vsock, or the vsock module the VMM needs)"
+        }
+        Some(libc::EADDRINUSE) => " (another process listens on this port)",
+        _ => "",
     }
 }
 
-/// The bound socket; dropping it removes the socket file if it is still ours.
+/// Where `collect` listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ListenAddr {
+    /// `unix:PATH`: a socket file, bound 0600.
+    Unix(PathBuf),
+    /// `vsock:PORT`: an `AF_VSOCK` port of this kernel (any context id).
+    Vsock(u32),
+}
+
+impl fmt::Display for ListenAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ListenAddr::Unix(p) => write!(f, "unix:{}", show_path(p)),
+            ListenAddr::Vsock(port) => write!(f, "vsock:{port}"),
+        }
+    }
+}
+
+/// Parses `unix:PATH` or `vsock:PORT` (decimal, below `VMADDR_PORT_ANY`).
+pub fn parse_listen(s: &str) -> Result<ListenAddr, CollectError> {
+    let bad = || CollectError::ListenSyntax(vmcreds_common::escape::escape_name(s.as_bytes()));
+    if let Some(p) = s.strip_prefix("unix:") {
+        return match p.is_empty() {
+            false => Ok(ListenAddr::Unix(PathBuf::from(p))),
+            true => Err(bad()),
+        };
+    }
+    let port = s.strip_prefix("vsock:").ok_or_else(bad)?;
+    if port.is_empty() || !port.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad());
+    }
+    match port.parse::<u32>() {
+        Ok(p) if p != vmcreds_os::vsock::PORT_ANY => Ok(ListenAddr::Vsock(p)),
+        _ => Err(bad()),
+    }
+}
+
+/// The listening socket (`AF_UNIX` or `AF_VSOCK`); dropping it removes the
+/// socket file if it is still ours.
 #[derive(Debug)]
 pub struct Listener {
-    /// The listener.
-    pub listener: UnixListener,
+    /// The listening socket.
+    listener: OwnedFd,
     /// The socket file this process created (and removes), with its device
     /// and inode; `None` for an inherited socket.
     owned: Option<(PathBuf, (u64, u64))>,
@@ -181,7 +242,7 @@ impl Listener {
         })();
         match result {
             Ok(m) => Ok(Listener {
-                listener,
+                listener: listener.into(),
                 owned: Some((path.to_owned(), (m.dev(), m.ino()))),
             }),
             Err(e) => {
@@ -191,6 +252,24 @@ impl Listener {
                     _ => bind_err(e),
                 })
             }
+        }
+    }
+
+    /// Listens on `vsock:port`.
+    pub fn bind_vsock(port: u32) -> Result<Listener, CollectError> {
+        let listener = vmcreds_os::vsock::listen(port)
+            .map_err(|source| CollectError::BindVsock { port, source })?;
+        Ok(Listener {
+            listener,
+            owned: None,
+        })
+    }
+
+    /// Listens on `addr`.
+    pub fn bind_addr(addr: &ListenAddr) -> Result<Listener, CollectError> {
+        match addr {
+            ListenAddr::Unix(path) => Listener::bind(path),
+            ListenAddr::Vsock(port) => Listener::bind_vsock(*port),
         }
     }
 
@@ -270,18 +349,23 @@ impl Listener {
         let fd = unsafe {
             <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(LISTEN_FDS_START)
         };
-        let is_listening_stream = rustix::net::sockopt::socket_type(&fd)
-            .map(|t| t == rustix::net::SocketType::STREAM)
-            .unwrap_or(false)
-            && rustix::net::sockopt::socket_acceptconn(&fd).unwrap_or(false);
-        if !is_listening_stream {
+        if !is_listening_stream(&fd) {
             return Err(CollectError::NotListening);
         }
         Ok(Some(Listener {
-            listener: UnixListener::from(fd),
+            listener: fd,
             owned: None,
         }))
     }
+}
+
+/// True when `fd` is a listening `AF_UNIX` or `AF_VSOCK` stream socket.
+fn is_listening_stream(fd: impl AsFd) -> bool {
+    use rustix::net::{sockopt, AddressFamily, SocketType};
+    let fd = fd.as_fd();
+    sockopt::socket_domain(fd).is_ok_and(|d| d == AddressFamily::UNIX || d == AddressFamily::VSOCK)
+        && sockopt::socket_type(fd).is_ok_and(|t| t == SocketType::STREAM)
+        && sockopt::socket_acceptconn(fd).unwrap_or(false)
 }
 
 fn timeout_err(timeout: Duration, bytes: usize) -> CollectError {
@@ -291,23 +375,42 @@ fn timeout_err(timeout: Duration, bytes: usize) -> CollectError {
     }
 }
 
+/// An accepted stream connection, of either family: read with read(2), its
+/// reads bounded by `SO_RCVTIMEO`.
+struct Stream(OwnedFd);
+
+impl Read for Stream {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        Ok(rustix::io::read(&self.0, out)?)
+    }
+}
+
+impl TimedRead for Stream {
+    fn set_timeout(&mut self, t: Duration) -> io::Result<()> {
+        use rustix::net::sockopt::{set_socket_timeout, Timeout};
+        // A zero timeout would mean "wait forever" to the kernel.
+        let t = t.max(Duration::from_millis(1));
+        Ok(set_socket_timeout(&self.0, Timeout::Recv, Some(t))?)
+    }
+}
+
 fn accept_by(
-    listener: &UnixListener,
+    listener: &OwnedFd,
     deadline: Instant,
     timeout: Duration,
-) -> Result<UnixStream, CollectError> {
+) -> Result<Stream, CollectError> {
     use rustix::event::{poll, PollFd, PollFlags, Timespec};
-    listener.set_nonblocking(true).map_err(CollectError::Io)?;
+    use rustix::net::{accept_with, SocketFlags};
+    rustix::io::ioctl_fionbio(listener, true).map_err(|e| CollectError::Io(e.into()))?;
     loop {
-        match listener.accept() {
-            Ok((s, _)) => {
-                s.set_nonblocking(false).map_err(CollectError::Io)?;
-                return Ok(s);
-            }
-            Err(e)
-                if e.kind() == io::ErrorKind::WouldBlock
-                    || e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(CollectError::Io(e)),
+        // The accepted socket is blocking (accept4 without SOCK_NONBLOCK);
+        // its reads are bounded by SO_RCVTIMEO.
+        match accept_with(listener, SocketFlags::CLOEXEC) {
+            Ok(s) => return Ok(Stream(s)),
+            Err(rustix::io::Errno::AGAIN | rustix::io::Errno::INTR) => {}
+            // The peer gave up between its connect and this accept.
+            Err(rustix::io::Errno::CONNABORTED) => {}
+            Err(e) => return Err(CollectError::Io(e.into())),
         }
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
@@ -351,12 +454,6 @@ struct Connection<R> {
 pub trait TimedRead: Read {
     /// Makes the next reads wait at most `t`.
     fn set_timeout(&mut self, t: Duration) -> io::Result<()>;
-}
-
-impl TimedRead for UnixStream {
-    fn set_timeout(&mut self, t: Duration) -> io::Result<()> {
-        self.set_read_timeout(Some(t))
-    }
 }
 
 impl<R: TimedRead> Connection<R> {
@@ -477,11 +574,10 @@ pub fn run(args: CollectArgs) -> exit::Result<Exit> {
             l
         }
         (None, Some(listen)) => {
-            let path = parse_listen(listen)?;
-            let l = Listener::bind(&path)?;
+            let addr = parse_listen(listen)?;
+            let l = Listener::bind_addr(&addr)?;
             eprintln!(
-                "vmcreds-host: listening on unix:{} for one report (timeout {} s)",
-                show_path(&path),
+                "vmcreds-host: listening on {addr} for one report (timeout {} s)",
                 args.timeout
             );
             l
@@ -611,9 +707,48 @@ mod tests {
 
     #[test]
     fn test_listen_syntax() {
-        assert_eq!(parse_listen("unix:/a/b").unwrap(), PathBuf::from("/a/b"));
-        assert!(parse_listen("vsock:2:1").is_err());
-        assert!(parse_listen("unix:").is_err());
+        assert_eq!(
+            parse_listen("unix:/a/b").unwrap(),
+            ListenAddr::Unix(PathBuf::from("/a/b"))
+        );
+        assert_eq!(parse_listen("vsock:9999").unwrap(), ListenAddr::Vsock(9999));
+        assert_eq!(parse_listen("vsock:0").unwrap(), ListenAddr::Vsock(0));
+        assert_eq!(
+            parse_listen("vsock:4294967294").unwrap(),
+            ListenAddr::Vsock(u32::MAX - 1)
+        );
+        assert_eq!(parse_listen("unix:/a/b").unwrap().to_string(), "unix:/a/b");
+        assert_eq!(parse_listen("vsock:7").unwrap().to_string(), "vsock:7");
+        for bad in [
+            "vsock:2:1",        // the guest's CID:PORT: the host listens on a port
+            "vsock:",           // no port
+            "vsock:4294967295", // VMADDR_PORT_ANY
+            "vsock:4294967296", // too large
+            "vsock:+1",         // str::parse would take it
+            "vsock: 1",
+            "vsock:0x10",
+            "unix:",
+            "tcp:1",
+        ] {
+            let e = parse_listen(bad).unwrap_err();
+            assert!(matches!(e, CollectError::ListenSyntax(_)), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn test_only_listening_unix_and_vsock_streams_are_taken() {
+        use rustix::net::{socket, AddressFamily, SocketType};
+        let d = tempfile::tempdir().unwrap();
+        let unix = UnixListener::bind(d.path().join("s")).unwrap();
+        assert!(is_listening_stream(&unix));
+        let unbound = socket(AddressFamily::UNIX, SocketType::STREAM, None).unwrap();
+        assert!(!is_listening_stream(&unbound), "not listening");
+        let dgram = socket(AddressFamily::UNIX, SocketType::DGRAM, None).unwrap();
+        assert!(!is_listening_stream(&dgram), "not a stream");
+        let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        assert!(!is_listening_stream(&tcp), "a family collect does not read");
+        let file = std::fs::File::open("/dev/null").unwrap();
+        assert!(!is_listening_stream(&file), "not a socket");
     }
 
     #[test]
