@@ -77,7 +77,7 @@ pub const GENERATIONS: &[&str] = &["trixie"];
 const PACKAGES: &[&str] = &["dracut", "kmod", "e2fsprogs", "zstd"];
 
 /// Bumped whenever the tree or initrd build below changes.
-const TREE_RECIPE: &str = "switch-root-tree-1";
+const TREE_RECIPE: &str = "switch-root-tree-2";
 
 /// Bumped whenever the root image's configuration below changes.
 const ROOT_RECIPE: &str = "switch-root-image-1";
@@ -100,7 +100,6 @@ LABEL=vmcreds-run /usr/local ext4 ro 0 0
 ";
 
 /// Deadlines of the build steps (the first build needs the network).
-const DOWNLOAD_DEADLINE: Duration = Duration::from_secs(600);
 const APT_DEADLINE: Duration = Duration::from_secs(1200);
 const DRACUT_DEADLINE: Duration = Duration::from_secs(900);
 const LOCAL_DEADLINE: Duration = Duration::from_secs(600);
@@ -445,39 +444,22 @@ fn build_tree(
     )?;
     fs::remove_file(&cpio)?;
 
-    // 2. The whole module tree of the test kernel: dracut picks modules from it, and the
-    //    root's udev loads virtio_console (the report port) and qemu_fw_cfg from it.
-    let work = dir.join("kernel-work");
-    mkdirp(&work)?;
-    let mut c = Command::new("apt-get");
-    c.args(["download", "-q", &env.kernel.package])
-        .current_dir(&work);
-    step(
-        "apt-get download kernel",
-        &mut c,
-        &logs.join("kernel-download.log"),
-        DOWNLOAD_DEADLINE,
-    )?;
-    let deb = fs::read_dir(&work)?
-        .filter_map(|e| e.ok())
-        .map(|e| e.path())
-        .find(|p| p.extension().is_some_and(|x| x == "deb"))
-        .context("apt-get download left no .deb")?;
-    let x = work.join("x");
-    let mut c = Command::new("dpkg-deb");
-    c.arg("-x").arg(&deb).arg(&x);
-    step(
-        "unpack kernel",
-        &mut c,
-        &logs.join("kernel-unpack.log"),
-        LOCAL_DEADLINE,
-    )?;
+    // 2. The whole module tree of the test kernel (kept by image::kernel): dracut picks
+    //    modules from it, and the root's udev loads virtio_console (the report port) and
+    //    qemu_fw_cfg from it.
     let release = &env.kernel.release;
     let mods = tree.join("usr/lib/modules");
     mkdirp(&mods)?;
-    fs::rename(x.join("lib/modules").join(release), mods.join(release))
-        .with_context(|| format!("kernel package lacks lib/modules/{release}"))?;
-    fs::remove_dir_all(&work)?;
+    let mut c = Command::new("cp");
+    c.arg("-a")
+        .arg(&env.kernel.module_tree)
+        .arg(mods.join(release));
+    step(
+        "copy the kernel's module tree",
+        &mut c,
+        &logs.join("kernel-modules.log"),
+        LOCAL_DEADLINE,
+    )?;
 
     // 3. dracut and friends from the generation's own suite.
     let sources = tree.join("etc/apt/sources.list");
