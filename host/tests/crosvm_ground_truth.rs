@@ -220,3 +220,32 @@ fn test_the_limits_are_what_crosvm_was_seen_to_carry() {
         );
     }
 }
+
+/// A report came back over crosvm's vhost-vsock to `collect --listen vsock:PORT` on the kernel
+/// crosvm ran on, from a busybox guest and from real systemd, and `collect` said verified: the
+/// route docs/cloud-hypervisor.md gives crosvm users was run, not inferred.
+#[test]
+fn test_a_report_came_back_over_vhost_vsock_to_collect() {
+    let mut guests = Vec::new();
+    for (_, run) in runs() {
+        if run["scenario"] != "crosvm-vsock" {
+            continue;
+        }
+        let argv = run["verdict_argv"].as_str().unwrap_or("");
+        assert!(
+            argv.starts_with("vmcreds-host collect --listen vsock:"),
+            "{}: {argv}",
+            label(&run)
+        );
+        assert_eq!(run["verdict_rc"], "0", "{}", label(&run));
+        assert_eq!(
+            run["verdict"]["verdict"]["result"],
+            "verified",
+            "{}",
+            label(&run)
+        );
+        guests.push(run["generation"].as_str().unwrap().to_owned());
+    }
+    guests.sort();
+    assert_eq!(guests, ["busybox", "trixie"], "crosvm-vsock runs recorded");
+}

@@ -97,9 +97,25 @@ pub struct CrosvmScenario {
     pub host_flags: Vec<String>,
     /// The expectation.
     pub expect: Expect,
+    /// How the guest's report comes back.
+    pub route: Route,
 }
 
-/// The guest's report port: crosvm's single-port virtio-console, `/dev/hvc0` in the guest.
+/// How the guest's report comes back to the host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    /// Over crosvm's single-port virtio-console, backed by a file, then `verify`.
+    Console,
+    /// To `vsock:2:PORT` over crosvm's vhost-vsock (`--vsock cid=3`), where `collect
+    /// --listen vsock:PORT` on the kernel crosvm runs on receives and verifies it.
+    Vsock,
+}
+
+/// The vsock port of the report in a [`Route::Vsock`] run.
+const VSOCK_REPORT_PORT: u32 = 9999;
+
+/// The guest's report port on the console route: crosvm's single-port virtio-console,
+/// `/dev/hvc0` in the guest.
 const REPORT_TO: &str = "virtio-port:vmcreds.report";
 
 /// Gives the unnamed port the name the report goes to (`/dev/virtio-ports/NAME` is what
@@ -155,6 +171,7 @@ pub fn all() -> Vec<CrosvmScenario> {
         sources: reference_sources(),
         host_flags: vec![],
         expect: verified(REFERENCE_NAMES),
+        route: Route::Console,
     };
     vec![
         base(
@@ -164,6 +181,16 @@ pub fn all() -> Vec<CrosvmScenario> {
             Form::Smbios,
             &["busybox", "trixie"],
         ),
+        CrosvmScenario {
+            route: Route::Vsock,
+            ..base(
+                "crosvm-vsock",
+                "the report to vsock:2:9999 over crosvm's vhost-vsock (--vsock cid=3); \
+                 collect --listen vsock:9999, on the kernel crosvm runs on, verifies it",
+                Form::Smbios,
+                &["busybox", "trixie"],
+            )
+        },
         base(
             "crosvm-oem-strings",
             "the deprecated form: one --oem-strings STRING per string (--form oem-strings)",
@@ -268,7 +295,13 @@ fn run_in(c: &CrosvmEnv, s: &CrosvmScenario, generation: &str, dir: &Path) -> Re
     nested::add_binary(&jd, &c.crosvm.path, "crosvm")?;
     nested::add_binary(&jd, &c.host_static, "vmcreds-host")?;
     fs::copy(&c.env.kernel.vmlinuz, jd.join("inner/vmlinuz"))?;
-    inner_initrd(c.env, generation, dir, &jd.join("inner/initrd.img"))?;
+    inner_initrd(
+        c.env,
+        s.route,
+        generation,
+        dir,
+        &jd.join("inner/initrd.img"),
+    )?;
     let mem_mib = if generation == "busybox" { 512 } else { 1024 };
     fs::write(jd.join("scenario.sh"), script(s, generation, mem_mib))?;
     let finished = nested::run_retrying(&c.env.root, &c.env.kernel, c.placement, &job);
@@ -311,9 +344,9 @@ fn run_in(c: &CrosvmEnv, s: &CrosvmScenario, generation: &str, dir: &Path) -> Re
     } = &s.expect
     {
         let collected = Collected {
-            stdout: read("verify.json"),
+            stdout: read("verdict.json"),
             report: read("report.json"),
-            exit: read("verify.rc").trim().parse().ok(),
+            exit: read("verdict.rc").trim().parse().ok(),
         };
         problems.extend(test::compare(
             &Expected {
@@ -422,6 +455,40 @@ fn script(s: &CrosvmScenario, generation: &str, mem_mib: u32) -> String {
     let form = s.form.host_args();
     let form_shown = form.replace('"', "").replace('$', "\\$");
     let cmdline = inner_cmdline(generation);
+    // The report's way back: the console's file, read by `verify` once crosvm has exited; or
+    // `collect` on the outer kernel's vsock port, listening before crosvm starts.
+    let (vsock_arg, before, after) = match s.route {
+        Route::Console => (
+            "",
+            String::new(),
+            r#"# The port is a tty in the guest: the report arrives with CRLF line ends.
+tr -d '\r' < "$OUT/report-port.raw" > "$OUT/report.json"
+echo "vmcreds-host verify --manifest \$OUT/manifest.json --report \$OUT/report-port.raw --json" > "$OUT/verdict.argv"
+"$VH" verify --manifest "$OUT/manifest.json" --report "$OUT/report-port.raw" --json > "$OUT/verdict.json" 2> "$OUT/verdict.err"
+echo $? > "$OUT/verdict.rc"; mark "verify exited rc=$(cat "$OUT/verdict.rc")"
+"#
+            .to_string(),
+        ),
+        Route::Vsock => (
+            "--vsock cid=3 ",
+            format!(
+                r#"echo "vmcreds-host collect --listen vsock:{port} --manifest \$OUT/manifest.json --json --timeout 400 --report-out \$OUT/report.json" > "$OUT/verdict.argv"
+( "$VH" collect --listen vsock:{port} --manifest "$OUT/manifest.json" --json --timeout 400 --report-out "$OUT/report.json" > "$OUT/verdict.json" 2> "$OUT/verdict.err"; echo $? > "$OUT/verdict.rc" ) &
+COLLECT=$!
+i=0; until grep -q listening "$OUT/verdict.err" 2>/dev/null || [ $i -ge 100 ]; do sleep 0.1; i=$((i+1)); done
+mark "collect: $(head -n 1 "$OUT/verdict.err")"
+"#,
+                port = VSOCK_REPORT_PORT
+            ),
+            r#"# collect has the report once the guest has sent it; a guest that never did leaves it
+# waiting: it is stopped, and its timeout is the verdict.
+i=0; until [ -s "$OUT/verdict.rc" ] || [ $i -ge 100 ]; do sleep 0.1; i=$((i+1)); done
+kill $COLLECT 2>/dev/null; wait $COLLECT 2>/dev/null
+mark "collect exited rc=$(cat "$OUT/verdict.rc" 2>/dev/null)"
+"#
+            .to_string(),
+        ),
+    };
     format!(
         r#". "$IN/lib.sh"
 CV=$IN/bin/crosvm
@@ -433,11 +500,11 @@ echo "vmcreds-host crosvm {form_shown} {sources} --manifest-out \$OUT/manifest.j
 "$VH" crosvm {form} {sources} --manifest-out "$OUT/manifest.json" > "$OUT/host.out" 2> "$OUT/host.err"
 echo $? > "$OUT/host.rc"; mark "vmcreds-host exited rc=$(cat "$OUT/host.rc")"
 if [ "$(cat "$OUT/host.rc")" != 0 ]; then checkpoint; exit 1; fi
-# crosvm's arguments, one per line of the host's output, as positional parameters (the
+{before}# crosvm's arguments, one per line of the host's output, as positional parameters (the
 # shell's own command line stays "sh scenario.sh").
 set --
 while IFS= read -r a; do set -- "$@" "$a"; done < "$OUT/host.out"
-"$CV" run --disable-sandbox --mem {mem_mib} --cpus 1 \
+"$CV" run --disable-sandbox --mem {mem_mib} --cpus 1 {vsock_arg}\
   --serial "type=file,path=$OUT/inner-console.log,hardware=serial,num=1,console=true" \
   --serial "type=file,path=$OUT/inner-probe.log,hardware=serial,num=2" \
   --serial "type=file,path=$OUT/report-port.raw,hardware=virtio-console,num=1" \
@@ -449,26 +516,40 @@ snapshot_procs_while $VMM
 wait $VMM; echo $? > "$OUT/vmm.rc"; mark "crosvm exited rc=$(cat "$OUT/vmm.rc")"
 kill $KILLER 2>/dev/null
 checkpoint
-# The port is a tty in the guest: the report arrives with CRLF line ends.
-tr -d '\r' < "$OUT/report-port.raw" > "$OUT/report.json"
-echo "vmcreds-host verify --manifest \$OUT/manifest.json --report \$OUT/report-port.raw --json" > "$OUT/verify.argv"
-"$VH" verify --manifest "$OUT/manifest.json" --report "$OUT/report-port.raw" --json > "$OUT/verify.json" 2> "$OUT/verify.err"
-echo $? > "$OUT/verify.rc"; mark "verify exited rc=$(cat "$OUT/verify.rc")"
-checkpoint
+{after}checkpoint
 "#,
         name = s.name
     )
 }
 
-/// Builds the inner guest's initrd for a crosvm scenario: its check reports to the
-/// virtio-console port, linked to the name the report goes to (busybox: before `import`;
-/// systemd: a drop-in on the check unit).
-fn inner_initrd(env: &Env, generation: &str, dir: &Path, to: &Path) -> Result<()> {
+/// Builds the inner guest's initrd for a crosvm scenario. On the console route its check
+/// reports to the virtio-console port, linked to the name the report goes to (busybox:
+/// before `import`; systemd: a drop-in on the check unit); on the vsock route, to
+/// `vsock:2:PORT`.
+fn inner_initrd(
+    env: &Env,
+    route: Route,
+    generation: &str,
+    dir: &Path,
+    initrd: &Path,
+) -> Result<()> {
+    let import = |report_to: &str| {
+        format!(
+            "vmcreds-guest import --to /run/credentials/@system --report-to {report_to}\n\
+             echo \"import exit=$?\"\n"
+        )
+    };
+    if route == Route::Vsock {
+        let report_to = format!("vsock:2:{VSOCK_REPORT_PORT}");
+        let guest = InnerGuest {
+            busybox_run: import(&report_to),
+            modules: "virtio_pci\nvirtio_console\nvsock\nvmw_vsock_virtio_transport\n",
+            install_unit: vec!["--report-to".into(), report_to],
+        };
+        return inner_guest_initrd(env, generation, &guest, |_| {}, dir, initrd);
+    }
     let guest = InnerGuest {
-        busybox_run: format!(
-            "{LINK_PORT}\nvmcreds-guest import --to /run/credentials/@system --report-to \
-             {REPORT_TO}\necho \"import exit=$?\"\n"
-        ),
+        busybox_run: format!("{LINK_PORT}\n{}", import(REPORT_TO)),
         modules: "virtio_pci\nvirtio_console\n",
         install_unit: vec!["--report-to".into(), REPORT_TO.into()],
     };
@@ -479,7 +560,7 @@ fn inner_initrd(env: &Env, generation: &str, dir: &Path, to: &Path) -> Result<()
             0o644,
         );
     };
-    inner_guest_initrd(env, generation, &guest, dropin, dir, to)
+    inner_guest_initrd(env, generation, &guest, dropin, dir, initrd)
 }
 
 /// Runs every scenario (those named in `only`, when given) on `generations` (the
@@ -538,10 +619,11 @@ pub fn record(c: &CrosvmEnv, r: &Ran) -> Value {
         "host_rc": trimmed("host.rc"),
         "vmm_rc": trimmed("vmm.rc"),
         "vmm_warnings": vmm_notes,
-        "verify_rc": trimmed("verify.rc"),
+        "verdict_argv": trimmed("verdict.argv"),
+        "verdict_rc": trimmed("verdict.rc"),
         "manifest": jsonf("manifest.json"),
         "report": jsonf("report.json"),
-        "verdict": jsonf("verify.json"),
+        "verdict": jsonf("verdict.json"),
         "guest": guest_view(&out),
         "timeline": text("timeline.txt"),
     })

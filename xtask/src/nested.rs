@@ -68,6 +68,13 @@ const OUTER_MODULES: &[&str] = &[
     "kernel/drivers/virtio/virtio_pci_modern_dev.ko",
     "kernel/drivers/virtio/virtio_pci.ko",
     "kernel/drivers/block/virtio_blk.ko",
+    // crosvm's `--vsock` is vhost-vsock: the outer kernel is the guest's CID 2, where
+    // `collect --listen vsock:PORT` receives the report.
+    "kernel/drivers/vhost/vhost_iotlb.ko",
+    "kernel/drivers/vhost/vhost.ko",
+    "kernel/net/vmw_vsock/vsock.ko",
+    "kernel/net/vmw_vsock/vmw_vsock_virtio_transport_common.ko",
+    "kernel/drivers/vhost/vhost_vsock.ko",
 ];
 
 /// Bumped whenever the outer image's recipe changes.
