@@ -410,7 +410,7 @@ fn host_refuses(c: &CrosvmEnv, s: &CrosvmScenario, dir: &Path, text: &str) -> Re
 }
 
 /// Whether the snapshot file `rel` (under `out`) is the command line of a crosvm process: its
-/// argv[0] is the crosvm binary (a process crosvm forks keeps it; a wrapper such as `timeout`
+/// `argv[0]` is the crosvm binary (a process crosvm forks keeps it; a wrapper such as `timeout`
 /// does not).
 fn is_crosvm_cmdline(out: &Path, rel: &str) -> bool {
     if !rel.ends_with(".cmdline") {
