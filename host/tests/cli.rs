@@ -892,15 +892,18 @@ fn collect_listens_on_a_vsock_port() {
     manifest_for(&t);
     let port = test_vsock_port();
     let listen = format!("vsock:{port}");
-    let o = run(t.cmd().args([
-        "collect",
-        "--listen",
-        &listen,
-        "--manifest",
-        "m.json",
-        "--timeout",
-        "1",
-    ]));
+    let collect = || {
+        run(t.cmd().args([
+            "collect",
+            "--listen",
+            &listen,
+            "--manifest",
+            "m.json",
+            "--timeout",
+            "1",
+        ]))
+    };
+    let o = collect();
     assert_eq!(code(&o), 3, "{}", stderr(&o));
     assert!(
         stderr(&o).contains(&format!("listening on vsock:{port} for one report")),
@@ -914,15 +917,7 @@ fn collect_listens_on_a_vsock_port() {
     );
     // The port is free again: a second collect binds it.
     let held = vmcreds_os::vsock::listen(port).expect("the port was released");
-    let o = run(t.cmd().args([
-        "collect",
-        "--listen",
-        &listen,
-        "--manifest",
-        "m.json",
-        "--timeout",
-        "1",
-    ]));
+    let o = collect();
     assert_eq!(code(&o), 3, "{}", stderr(&o));
     assert!(
         stderr(&o).contains(&format!("cannot listen on vsock:{port} (another process")),
