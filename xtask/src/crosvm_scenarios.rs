@@ -30,14 +30,14 @@ use serde_json::{json, Value};
 use crate::hv;
 use crate::hv_scenarios::{
     guest_view, inner_guest_initrd, job_leak_checked, merge_runs, one_string_structure,
-    recorded_sources, run_matrix, set, timed_run, verified, write_recording, InnerGuest, Ran,
-    REFERENCE_NAMES,
+    recorded_sources, run_matrix, set, timed_run, verdict_problems, verified, write_recording,
+    InnerGuest, Ran, REFERENCE_NAMES,
 };
 use crate::image::Overlay;
 use crate::leak::Treat;
 use crate::nested::{self, Job, Placement};
 use crate::scenarios::{reference_sources, Expect, Source};
-use crate::test::{self, shell_quote, Collected, Env, Expected, Outcome};
+use crate::test::{self, shell_quote, Env, Outcome};
 use crate::util::{self, mkdirp};
 
 /// Which of crosvm's options carries the strings.
@@ -336,28 +336,7 @@ fn run_in(c: &CrosvmEnv, s: &CrosvmScenario, generation: &str, dir: &Path) -> Re
             ));
         }
     }
-    if let Expect::Verdict {
-        host_exit,
-        result,
-        rows,
-        report_mentions,
-    } = &s.expect
-    {
-        let collected = Collected {
-            stdout: read("verdict.json"),
-            report: read("report.json"),
-            exit: read("verdict.rc").trim().parse().ok(),
-        };
-        problems.extend(test::compare(
-            &Expected {
-                host_exit: *host_exit,
-                result,
-                rows,
-                report_mentions,
-            },
-            &collected,
-        ));
-    }
+    problems.extend(verdict_problems(&s.expect, out, "verdict"));
     let outcome = finished.outcome(&problems);
     Ok(leak_checked(outcome, s, dir))
 }

@@ -490,13 +490,6 @@ fn run_in(h: &HvEnv, s: &HvScenario, generation: &str, dir: &Path) -> Result<Out
         }
     };
     let out = &finished.out;
-    let collected = Collected {
-        stdout: fs::read_to_string(out.join("collect.json")).unwrap_or_default(),
-        report: fs::read_to_string(out.join("report.json")).unwrap_or_default(),
-        exit: fs::read_to_string(out.join("collect.rc"))
-            .ok()
-            .and_then(|s| s.trim().parse().ok()),
-    };
     let mut problems = Vec::new();
     if !finished.completed {
         problems.push("the job did not run to its end".to_string());
@@ -514,28 +507,41 @@ fn run_in(h: &HvEnv, s: &HvScenario, generation: &str, dir: &Path) -> Result<Out
                 .trim()
         ));
     }
-    if let Expect::Verdict {
-        host_exit,
-        result,
-        rows,
-        report_mentions,
-    } = &s.expect
-    {
-        problems.extend(test::compare(
-            &Expected {
-                host_exit: *host_exit,
-                result,
-                rows,
-                report_mentions,
-            },
-            &collected,
-        ));
-    }
+    problems.extend(verdict_problems(&s.expect, out, "collect"));
     if let Some(hold) = s.notify_hold {
         problems.extend(notify_problems(out, hold));
     }
     let outcome = finished.outcome(&problems);
     Ok(leak_checked(outcome, s, dir))
+}
+
+/// How the host's verdict in `out` (`NAME.json`, `NAME.rc`, with the guest's `report.json`)
+/// differs from `expect`; nothing when the scenario expects no verdict.
+pub(crate) fn verdict_problems(expect: &Expect, out: &Path, name: &str) -> Vec<String> {
+    let Expect::Verdict {
+        host_exit,
+        result,
+        rows,
+        report_mentions,
+    } = expect
+    else {
+        return vec![];
+    };
+    let read = |f: &str| fs::read_to_string(out.join(f)).unwrap_or_default();
+    let collected = Collected {
+        stdout: read(&format!("{name}.json")),
+        report: read("report.json"),
+        exit: read(&format!("{name}.rc")).trim().parse().ok(),
+    };
+    test::compare(
+        &Expected {
+            host_exit: *host_exit,
+            result,
+            rows,
+            report_mentions,
+        },
+        &collected,
+    )
 }
 
 /// What the guest saw of a window structure: the whole entry when it fits the measured
