@@ -46,7 +46,9 @@ pub fn problems(root: &Path) -> Vec<String> {
     }
     for f in crate::ground_truth::fixtures(root) {
         let name = f.file_name().map(|n| n.to_string_lossy().into_owned());
-        let schema = if name.is_some_and(|n| n.starts_with("cloud-hypervisor-")) {
+        let of_a_hypervisor =
+            |n: &String| n.starts_with("cloud-hypervisor-") || n.starts_with("crosvm-");
+        let schema = if name.as_ref().is_some_and(of_a_hypervisor) {
             "vmcreds.hv-ground-truth/1"
         } else {
             "vmcreds.ground-truth/1"
