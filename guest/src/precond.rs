@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use vmcreds_common::check::{confidential, CvmFinding, FwCfgCredential};
+use vmcreds_common::check::{confidential, CpuidView, CvmFinding, FwCfgCredential};
 use vmcreds_common::escape::escape_bytes;
 use vmcreds_common::report::{CheckState, Precondition, PreconditionId};
 use vmcreds_common::systemd::{parse_version, Cvm, SystemdVersion};
@@ -310,7 +310,13 @@ pub fn check(root: &Root, sd: &SystemdVersion) -> Result<Facts, ReadError> {
             }),
         None => CvmFinding::Unknown,
     };
-    if root.is_host() {
+    // systemd's own detection (CPUID and MSRs) is what PID 1 used. Where
+    // CPUID leaves it nothing to find, its answer is "none" and it need not
+    // be run; otherwise it is asked.
+    let cpuid = if root.is_host() { cpuid_view() } else { None };
+    if cpuid.is_some_and(|v| !v.may_be_cvm()) {
+        cvm = CvmFinding::NotCvm;
+    } else if root.is_host() {
         for exe in ["/usr/bin/systemd-detect-virt", "/bin/systemd-detect-virt"] {
             if !Path::new(exe).exists() {
                 continue;
@@ -411,9 +417,69 @@ fn tolerant<T>(r: Result<Option<T>, ReadError>) -> Result<Option<T>, ReadError> 
     }
 }
 
+/// What this CPU's CPUID says about confidential computing (x86_64 only:
+/// elsewhere `None`, and systemd is always asked).
+#[cfg(target_arch = "x86_64")]
+fn cpuid_view() -> Option<CpuidView> {
+    use std::arch::x86_64::__cpuid_count;
+    // SAFETY: CPUID exists on every x86_64 CPU and only reads.
+    #[allow(unused_unsafe)]
+    let leaf = |l: u32| unsafe { __cpuid_count(l, 0) };
+    let ext_max = leaf(0x8000_0000).eax;
+    let amd_sev = ext_max >= 0x8000_001f && leaf(0x8000_001f).eax & (1 << 1) != 0;
+    let tdx = leaf(0x21);
+    let hv = leaf(0x4000_0000);
+    Some(CpuidView {
+        amd_sev,
+        intel_tdx: CpuidView::signs(tdx.ebx, tdx.ecx, tdx.edx, b"IntelTDX    "),
+        hyperv: CpuidView::signs(hv.ebx, hv.ecx, hv.edx, b"Microsoft Hv"),
+    })
+}
+
+/// Not x86_64: no CPUID to rule anything out.
+#[cfg(not(target_arch = "x86_64"))]
+fn cpuid_view() -> Option<CpuidView> {
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Where CPUID rules a confidential VM out, real systemd agrees: on an
+    /// x86_64 machine with `systemd-detect-virt`, it says `none` (the check
+    /// no longer asks it there).
+    #[test]
+    #[cfg(target_arch = "x86_64")]
+    fn cpuid_rules_out_only_what_systemd_would_not_find() {
+        let view = cpuid_view().expect("x86_64 has CPUID");
+        let exe = ["/usr/bin/systemd-detect-virt", "/bin/systemd-detect-virt"]
+            .into_iter()
+            .find(|p| Path::new(p).exists());
+        let Some(exe) = exe else {
+            eprintln!("skipped: no systemd-detect-virt on this machine to agree with");
+            return;
+        };
+        let out = std::process::Command::new(exe)
+            .arg("--cvm")
+            .output()
+            .unwrap();
+        let said = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        eprintln!("CPUID: {view:?}; systemd-detect-virt --cvm: {said:?}");
+        if said.is_empty() && String::from_utf8_lossy(&out.stderr).contains("--cvm") {
+            // systemd < 254 has no --cvm (and no confidential-VM refusal).
+            eprintln!("skipped: this machine's systemd-detect-virt predates --cvm (254)");
+            return;
+        }
+        if !view.may_be_cvm() {
+            assert_eq!(said, "none", "CPUID {view:?}");
+        } else {
+            assert!(
+                !said.is_empty(),
+                "systemd-detect-virt --cvm printed nothing"
+            );
+        }
+    }
 
     #[test]
     fn test_boolean_and_cmdline() {

@@ -37,6 +37,46 @@ impl CvmFinding {
     }
 }
 
+/// What x86 CPUID says about the three ways systemd's detection
+/// (`src/basic/confidential-virt.c`, `systemd-detect-virt --cvm`) can find a
+/// confidential VM on x86_64: AMD SEV (leaf `0x8000001f` EAX bit 1, read
+/// only when leaf `0x80000000` reaches it, then an MSR decides which SEV),
+/// Intel TDX (leaf `0x21` signs `IntelTDX    `), and Hyper-V's isolated VMs
+/// (leaf `0x40000000` signs `Microsoft Hv`, then its isolation leaves
+/// decide). With none of the three, systemd answers `none` whatever else it
+/// reads, so the guest need not run it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CpuidView {
+    /// The SEV bit of leaf `0x8000001f` is set.
+    pub amd_sev: bool,
+    /// Leaf `0x21` signs `IntelTDX    `.
+    pub intel_tdx: bool,
+    /// Leaf `0x40000000` signs `Microsoft Hv`.
+    pub hyperv: bool,
+}
+
+impl CpuidView {
+    /// The leaves' signature bytes in either register order a leaf uses
+    /// (`EBX EDX ECX` for vendor strings, `EBX ECX EDX` for hypervisors).
+    pub fn signs(ebx: u32, ecx: u32, edx: u32, text: &[u8; 12]) -> bool {
+        let order = |a: u32, b: u32, c: u32| {
+            let mut v = [0u8; 12];
+            v[..4].copy_from_slice(&a.to_le_bytes());
+            v[4..8].copy_from_slice(&b.to_le_bytes());
+            v[8..].copy_from_slice(&c.to_le_bytes());
+            v
+        };
+        order(ebx, edx, ecx) == *text || order(ebx, ecx, edx) == *text
+    }
+
+    /// Whether systemd could find a confidential VM on this CPU: only then
+    /// is `systemd-detect-virt --cvm` worth its exec (under TCG, about as long
+    /// as the rest of a check).
+    pub fn may_be_cvm(&self) -> bool {
+        self.amd_sev || self.intel_tdx || self.hyperv
+    }
+}
+
 /// The `not_confidential_vm` precondition for `finding` under `behaviour`.
 pub fn precondition(finding: &CvmFinding, behaviour: &Behaviour) -> Precondition {
     let (state, detail) = match finding {
@@ -91,6 +131,52 @@ pub fn precondition(finding: &CvmFinding, behaviour: &Behaviour) -> Precondition
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cpuid_signatures_in_either_register_order() {
+        let r = |t: &[u8]| u32::from_le_bytes([t[0], t[1], t[2], t[3]]);
+        // Leaf 0x21 of a TDX guest: EBX "Inte", EDX "lTDX", ECX "    ".
+        let tdx = b"IntelTDX    ";
+        assert!(CpuidView::signs(
+            r(&tdx[0..]),
+            r(&tdx[8..]),
+            r(&tdx[4..]),
+            tdx
+        ));
+        // Leaf 0x40000000 of Hyper-V: EBX "Micr", ECX "osof", EDX "t Hv".
+        let hv = b"Microsoft Hv";
+        assert!(CpuidView::signs(r(&hv[0..]), r(&hv[4..]), r(&hv[8..]), hv));
+        // KVM's leaf 0x40000000 is not Hyper-V's.
+        let kvm = b"KVMKVMKVM\0\0\0";
+        assert!(!CpuidView::signs(
+            r(&kvm[0..]),
+            r(&kvm[4..]),
+            r(&kvm[8..]),
+            hv
+        ));
+        assert!(!CpuidView::signs(0, 0, 0, tdx));
+    }
+
+    #[test]
+    fn only_a_cpu_with_none_of_the_three_rules_out_a_cvm() {
+        assert!(!CpuidView::default().may_be_cvm());
+        for v in [
+            CpuidView {
+                amd_sev: true,
+                ..Default::default()
+            },
+            CpuidView {
+                intel_tdx: true,
+                ..Default::default()
+            },
+            CpuidView {
+                hyperv: true,
+                ..Default::default()
+            },
+        ] {
+            assert!(v.may_be_cvm(), "{v:?}");
+        }
+    }
 
     fn cvm(kind: Option<Cvm>, how: &str) -> CvmFinding {
         CvmFinding::Cvm {

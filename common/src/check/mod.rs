@@ -33,7 +33,7 @@ pub mod rows;
 pub mod verdict;
 
 pub use boot::BootEvidence;
-pub use confidential::CvmFinding;
+pub use confidential::{CpuidView, CvmFinding};
 pub use expect::Expect;
 
 /// The name of the credential that carries the VMM's notify socket (added by
