@@ -64,6 +64,7 @@ ls -A1 --quoting-style=literal /run/credentials/@system 2>/dev/null | while IFS=
   echo "$hex $(stat -c '%s %a %U' "$f") $(sha256sum < "$f" | cut -d' ' -f1)"
 done
 echo "@@SECTION creds-list"; systemd-creds --system list --json=short 2>&1; echo "exit=$?"
+echo "@@SECTION cvm"; systemd-detect-virt --cvm 2>&1
 echo "@@SECTION journal-hex"
 journalctl -b -o cat --no-pager 2>/dev/null | grep -aiE 'credential|OEM string|smbios' | while IFS= read -r l; do printf '%s' "$l" | hexs; echo; done
 if [ -f /etc/vmcreds-test/check.args ]; then

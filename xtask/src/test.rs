@@ -694,6 +694,8 @@ pub fn boot_and_collect(
     }
     if problems.is_empty() {
         problems = compare(exp, &collected);
+        let probe = fs::read(spec.probe_log()).unwrap_or_default();
+        problems.extend(cvm_problems(&probe, &collected.report));
     }
     if problems.is_empty() {
         qemu.ok = true;
@@ -706,6 +708,35 @@ pub fn boot_and_collect(
             Outcome::Fail(problems.join("; ") + &format!(" (logs in {})", dir.display())),
             collected,
         ))
+    }
+}
+
+/// Where the guest's real `systemd-detect-virt --cvm` (the probe's `cvm` section; systemd
+/// ≥ 254) says `none`, the check's `not_confidential_vm` precondition must say so too: the
+/// check asks systemd only when CPUID leaves it something to find, and this holds that rule to
+/// real systemd in every boot.
+fn cvm_problems(probe: &[u8], report: &str) -> Vec<String> {
+    let secs = vm::probe_sections(probe);
+    let Some(said) = vm::section(&secs, "cvm").map(|l| l.join(" ").trim().to_owned()) else {
+        return vec![]; // busybox, or no probe: nothing to compare with
+    };
+    if said != "none" {
+        // systemd < 254 has no --cvm; a CVM cannot be made under TCG.
+        return vec![];
+    }
+    let Ok(report) = serde_json::from_str::<Value>(report) else {
+        return vec![]; // no report: compare() already said what is wrong
+    };
+    let pre = report["preconditions"]
+        .as_array()
+        .and_then(|v| v.iter().find(|p| p["check"] == "not_confidential_vm"));
+    match pre {
+        Some(p) if p["state"] == "ok" && p["detail"] == "no confidential VM detected" => vec![],
+        Some(p) => vec![format!(
+            "systemd-detect-virt --cvm says none, but the check's not_confidential_vm is {} ({})",
+            p["state"], p["detail"]
+        )],
+        None => vec!["the report has no not_confidential_vm precondition".into()],
     }
 }
 
@@ -861,6 +892,30 @@ fn host_refuses(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_check_must_agree_with_real_systemd_on_confidential_vms() {
+        let probe = |cvm: &str| {
+            format!("@@VMCREDS-PROBE-BEGIN@@\n@@SECTION cvm\n{cvm}\n@@VMCREDS-PROBE-END@@\n")
+                .into_bytes()
+        };
+        let report = |state: &str, detail: &str| {
+            format!(
+                r#"{{"preconditions":[{{"check":"not_confidential_vm","state":"{state}","detail":"{detail}"}}]}}"#
+            )
+        };
+        let ok = report("ok", "no confidential VM detected");
+        assert!(cvm_problems(&probe("none"), &ok).is_empty());
+        let guessed = report("failed", "/proc/cpuinfo has flag sev");
+        let p = cvm_problems(&probe("none"), &guessed);
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(p[0].contains("says none"), "{p:?}");
+        assert_eq!(cvm_problems(&probe("none"), "{}").len(), 1);
+        // 252 has no --cvm; nothing to compare with, and no probe at all.
+        let old = probe("systemd-detect-virt: unrecognized option '--cvm'");
+        assert!(cvm_problems(&old, &guessed).is_empty());
+        assert!(cvm_problems(b"", &guessed).is_empty());
+    }
 
     #[test]
     fn compare_reports_each_difference() {
