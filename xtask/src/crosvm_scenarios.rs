@@ -29,9 +29,9 @@ use serde_json::{json, Value};
 
 use crate::hv;
 use crate::hv_scenarios::{
-    guest_view, inner_guest_initrd, job_leak_checked, merge_runs, one_string_structure,
-    recorded_sources, run_matrix, set, timed_run, verdict_problems, verified, write_recording,
-    InnerGuest, Ran, REFERENCE_NAMES,
+    budget_flags, guest_view, inner_guest_initrd, job_leak_checked, many, merge_runs,
+    one_string_structure, recorded_sources, run_matrix, timed_run, verdict_problems, verified,
+    write_recording, InnerGuest, Ran, REFERENCE_NAMES,
 };
 use crate::image::Overlay;
 use crate::leak::Treat;
@@ -135,30 +135,6 @@ fn budget_bytes() -> usize {
     vmcreds_host::hv::crosvm::BUDGET
         .max_type11_bytes
         .expect("crosvm's budget is bounded")
-}
-
-/// Host flags of the budget scenarios: text encoding (the value's bytes are the string's),
-/// no manifest, a guest systemd that reads the whole entry.
-fn budget_flags() -> Vec<String> {
-    [
-        "--encoding",
-        "text",
-        "--guest-systemd",
-        "257",
-        "--no-manifest",
-    ]
-    .map(String::from)
-    .to_vec()
-}
-
-/// `n` strings `io.systemd.credential:SNNN=x`, with the flags that keep the count exact.
-fn many(n: usize) -> (Vec<Source>, Vec<String>) {
-    (
-        (0..n).map(|i| set(&format!("S{i:03}"), "x")).collect(),
-        ["--guest-systemd", "257", "--no-manifest"]
-            .map(String::from)
-            .to_vec(),
-    )
 }
 
 /// Every crosvm scenario.

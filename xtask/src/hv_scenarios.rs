@@ -133,7 +133,7 @@ const WINDOW_FITS: usize = vmcreds_host::hv::cloud_hypervisor::MEASURED_TYPE11_M
 
 /// Host flags of the budget scenarios: text encoding (the value's bytes are the string's),
 /// no manifest, a guest systemd that reads the whole entry.
-fn budget_flags() -> Vec<String> {
+pub(crate) fn budget_flags() -> Vec<String> {
     [
         "--encoding",
         "text",
@@ -143,6 +143,16 @@ fn budget_flags() -> Vec<String> {
     ]
     .map(String::from)
     .to_vec()
+}
+
+/// `n` strings `io.systemd.credential:SNNN=x`, with the flags that keep the count exact.
+pub(crate) fn many(n: usize) -> (Vec<Source>, Vec<String>) {
+    (
+        (0..n).map(|i| set(&format!("S{i:03}"), "x")).collect(),
+        ["--guest-systemd", "257", "--no-manifest"]
+            .map(String::from)
+            .to_vec(),
+    )
 }
 
 /// Strings of `io.systemd.credential:LNN=fff…` whose Type 11 structure is exactly `structure`
@@ -220,12 +230,8 @@ pub fn all() -> Vec<HvScenario> {
             )
         },
         HvScenario {
-            sources: (0..255).map(|i| set(&format!("S{i:03}"), "x")).collect(),
-            host_flags: vec![
-                "--guest-systemd".into(),
-                "257".into(),
-                "--no-manifest".into(),
-            ],
+            sources: many(255).0,
+            host_flags: many(255).1,
             expect: verified(&["S000", "S127", "S254"]),
             ..base(
                 "ch-limit-255",
@@ -235,12 +241,8 @@ pub fn all() -> Vec<HvScenario> {
             )
         },
         HvScenario {
-            sources: (0..256).map(|i| set(&format!("S{i:03}"), "x")).collect(),
-            host_flags: vec![
-                "--guest-systemd".into(),
-                "257".into(),
-                "--no-manifest".into(),
-            ],
+            sources: many(256).0,
+            host_flags: many(256).1,
             expect: Expect::HostRefuses("255"),
             ..base(
                 "ch-refuse-256",
